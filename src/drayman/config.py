@@ -1,0 +1,173 @@
+"""Settings, read once from `DRAYMAN_*` environment variables and an optional TOML file.
+
+Precedence: environment, then the file (`DRAYMAN_CONFIG`, else `$DRAYMAN_HOME/drayman.toml`),
+then defaults. `Settings.load()` is called by the CLI and nowhere else; everything below the
+CLI receives a `Settings` value. Every setting remembers where it came from, so
+`drayman config` can say why a value is what it is, and an error names the key and its source.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from drayman.exceptions import ConfigError
+
+ENV_PREFIX = "DRAYMAN_"
+
+
+def _positive_int(raw: Any) -> int:
+    value = int(raw)
+    if value < 1:
+        raise ValueError("must be at least 1")
+    return value
+
+
+def _positive_float(raw: Any) -> float:
+    value = float(raw)
+    if value <= 0:
+        raise ValueError("must be greater than 0")
+    return value
+
+
+def _boolean(raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError("must be true or false")
+
+
+def _executor(raw: Any) -> str:
+    value = str(raw).strip().lower()
+    if value not in {"local", "celery"}:
+        raise ValueError("must be 'local' or 'celery'")
+    return value
+
+
+def _path(raw: Any) -> Path:
+    return Path(str(raw)).expanduser()
+
+
+_PARSERS: dict[str, Callable[[Any], Any]] = {
+    "home": _path,
+    "dags_folder": _path,
+    "database_url": str,
+    "executor": _executor,
+    "parallelism": _positive_int,
+    "broker_url": str,
+    "parse_timeout_s": _positive_float,
+    "dags_poll_s": _positive_float,
+    "scheduler_poll_s": _positive_float,
+    "heartbeat_interval_s": _positive_float,
+    "heartbeat_timeout_s": _positive_float,
+    "max_result_bytes": _positive_int,
+    "default_pool_slots": _positive_int,
+    "worker_idle_s": _positive_float,
+    "log_format": str,
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The effective configuration of one drayman process."""
+
+    home: Path = Path(".drayman")
+    dags_folder: Path = Path("dags")
+    database_url: str = ""  # empty: SQLite file under home
+    executor: str = "local"
+    parallelism: int = 8  # tries one local executor runs at once
+    broker_url: str = ""
+    parse_timeout_s: float = 30.0  # a DAG file that imports longer than this is an error
+    dags_poll_s: float = 2.0  # how often the DAG folder is checked for changes
+    scheduler_poll_s: float = 5.0  # fallback wake-up when no event arrives
+    heartbeat_interval_s: float = 5.0
+    heartbeat_timeout_s: float = 30.0  # a worker silent this long is dead; its tries retry
+    max_result_bytes: int = 65536  # cap on a Python task's JSON return value
+    default_pool_slots: int = 128
+    worker_idle_s: float = 300.0  # an idle local worker process beyond the warm ones exits
+    log_format: str = "text"  # "text" or "json" for drayman's own log lines on stdout
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.home / 'drayman.db').resolve()}"
+
+    @property
+    def logs_folder(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def bundle_cache(self) -> Path:
+        return self.home / "bundles"
+
+    @classmethod
+    def load(
+        cls, environ: Mapping[str, str] | None = None, **overrides: Any
+    ) -> Settings:
+        """Read the environment and the config file; `overrides` (from CLI flags) win."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        sources: dict[str, str] = {}
+        home_raw = env.get(ENV_PREFIX + "HOME")
+        home = Path(home_raw).expanduser() if home_raw else cls.home
+        config_path = Path(env.get(ENV_PREFIX + "CONFIG", home / "drayman.toml"))
+        for key, raw in _read_file(config_path).items():
+            values[key] = _parse(key, raw, f"file {config_path}")
+            sources[key] = f"file {config_path}"
+        for key in _PARSERS:
+            env_key = ENV_PREFIX + key.upper()
+            if env_key in env:
+                values[key] = _parse(key, env[env_key], f"env {env_key}")
+                sources[key] = f"env {env_key}"
+        for key, raw in overrides.items():
+            if raw is not None:
+                values[key] = _parse(key, raw, f"flag --{key.replace('_', '-')}")
+                sources[key] = f"flag --{key.replace('_', '-')}"
+        return cls(**values, sources=sources)
+
+    def with_overrides(self, **overrides: Any) -> Settings:
+        """A copy with some values replaced, e.g. by tests."""
+        return replace(self, **overrides)
+
+    def describe(self) -> list[tuple[str, str, str]]:
+        """(key, value, source) for every setting, for `drayman config`."""
+        rows = []
+        for item in fields(self):
+            if item.name == "sources":
+                continue
+            value = getattr(self, item.name)
+            if item.name == "database_url" and not value:
+                value = self.effective_database_url
+            rows.append((item.name, str(value), self.sources.get(item.name, "default")))
+        return rows
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    table = data.get("drayman", data)
+    unknown = sorted(set(table) - set(_PARSERS))
+    if unknown:
+        raise ConfigError(
+            f"{path}: unknown setting {unknown[0]!r}; known settings: {', '.join(_PARSERS)}"
+        )
+    return dict(table)
+
+
+def _parse(key: str, raw: Any, source: str) -> Any:
+    try:
+        return _PARSERS[key](raw)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{source}: bad value {raw!r} for {key}: {exc}") from exc

@@ -1,0 +1,67 @@
+"""Every error drayman raises on purpose.
+
+    DraymanError                  root: catch this to catch anything drayman meant to raise
+    ├── ConfigError               a setting is missing or malformed (names the key and its source)
+    ├── DagDefinitionError        a DAG file describes something impossible (cycle, duplicate id, ...)
+    │   ├── ScheduleError         a schedule string or interval cannot be understood
+    │   └── TimezoneError         a timezone name is not an IANA zone
+    ├── ParamsError               run conf does not match a DAG's params
+    ├── ResultTooLargeError       a task returned a value above the size cap
+    ├── BundleError               a DAG folder cannot be packed, stored or fetched
+    ├── StoreError                the metadata database refuses something
+    │   ├── NotFoundError         a DAG, run or task that does not exist
+    │   └── ConflictError         the change collides with the current state
+    └── ExecutorError             an executor cannot take or run work
+
+Messages say what is wrong, where, and what to do, in one line: the CLI prints them as they are.
+"""
+
+from __future__ import annotations
+
+
+class DraymanError(Exception):
+    """Root of every error drayman raises on purpose."""
+
+
+class ConfigError(DraymanError):
+    """A setting is missing or malformed."""
+
+
+class DagDefinitionError(DraymanError):
+    """A DAG file describes something drayman cannot schedule."""
+
+
+class ScheduleError(DagDefinitionError):
+    """A cron string, preset or interval that cannot be understood."""
+
+
+class TimezoneError(DagDefinitionError):
+    """A timezone name that is not an IANA zone."""
+
+
+class ParamsError(DraymanError):
+    """Run conf that does not fit a DAG's declared params."""
+
+
+class ResultTooLargeError(DraymanError):
+    """A task's return value is larger than the configured cap."""
+
+
+class BundleError(DraymanError):
+    """A DAG folder that cannot be packed, stored or fetched."""
+
+
+class StoreError(DraymanError):
+    """The metadata database refused an operation."""
+
+
+class NotFoundError(StoreError):
+    """A DAG, run or task instance that does not exist."""
+
+
+class ConflictError(StoreError):
+    """A change that collides with the current state (e.g. a duplicate run id)."""
+
+
+class ExecutorError(DraymanError):
+    """An executor that cannot take or run work."""

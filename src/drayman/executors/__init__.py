@@ -1,0 +1,1 @@
+"""Executors: how ready work reaches a worker. `base` holds the Protocol every executor meets."""

@@ -1,0 +1,42 @@
+"""The executor interface: small on purpose, so that new executors (Kubernetes) can follow.
+
+The scheduler calls `submit` with workloads it has already recorded as queued, then reads
+`events()` for what it should record next. An executor whose workers write their own state to
+the store (Celery) returns no events; the scheduler then learns from the store, and `fileno`
+lets it sleep until either an event or its fallback poll.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from drayman.workloads import ExecutorEvent, Workload
+
+
+class Executor(Protocol):
+    """Runs workloads somewhere and reports what happened to them."""
+
+    def start(self) -> None:
+        """Acquire processes or connections; called once before the first submit."""
+
+    def open_slots(self) -> int:
+        """How many more workloads this executor will start right now."""
+
+    def submit(self, workloads: Sequence[Workload]) -> None:
+        """Start (or send) these workloads. Must not block on their running."""
+
+    def events(self) -> list[ExecutorEvent]:
+        """Everything that happened since the last call; never blocks."""
+
+    def fileno(self) -> int | None:
+        """A file descriptor that becomes readable when events wait, or None."""
+
+    def cancel(self, try_id: int) -> None:
+        """Stop a running try (its process group is killed); its outcome is reported as failed."""
+
+    def heartbeat(self) -> None:
+        """Periodic housekeeping: restart dead worker processes, retire idle ones."""
+
+    def stop(self, grace_s: float) -> None:
+        """Stop taking work; wait up to `grace_s` for running tries, then kill them."""

@@ -1,0 +1,1 @@
+"""The scheduler: `planner` decides (pure), `loop` reads the store, applies, and waits."""

@@ -1,0 +1,426 @@
+"""The scheduler loop: `tick(now)` is one iteration; `run()` only adds waiting and stopping.
+
+A tick records what the executor reported, creates due runs, starts queued runs, advances
+the runs that changed (the planner decides), and queues ready task instances, all in one
+transaction, then hands the new workloads to the executor. Between ticks it sleeps until an
+event arrives (a try finished, somebody triggered a run) or the next thing falls due, with a
+fallback poll so that nothing depends on an event being delivered.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import selectors
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Row
+
+from drayman.config import Settings
+from drayman.exceptions import DraymanError
+from drayman.executors.base import Executor
+from drayman.retry import retry_delay_s
+from drayman.scheduler import dispatch, planner
+from drayman.scheduler import runs as run_creation
+from drayman.scheduler.wakeup import Doorbell
+from drayman.spec import DagSpec, resolve_refs
+from drayman.states import RunState, StateChange, TIState
+from drayman.store import components, pools
+from drayman.store import dags as dag_store
+from drayman.store import runs as run_store
+from drayman.store import task_instances as ti_store
+from drayman.store import tries as try_store
+from drayman.store.dags import NextRun
+from drayman.store.engine import Store
+from drayman.workloads import TryOutcome, TryStarted, Workload, log_relpath
+
+log = logging.getLogger("drayman.scheduler")
+
+
+@dataclass
+class TickReport:
+    """What one tick did; tests and logs read it."""
+
+    recorded: int = 0
+    runs_created: int = 0
+    runs_started: int = 0
+    runs_finished: int = 0
+    queued: int = 0
+    lost: int = 0
+    finished_runs: list[tuple[int, RunState]] = field(default_factory=list)
+
+    @property
+    def progressed(self) -> bool:
+        return bool(self.recorded or self.runs_created or self.runs_started or self.queued)
+
+
+class Scheduler:
+    """Drives DAG runs forward. One per process; several may share PostgreSQL or MySQL."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        executor: Executor,
+        *,
+        executor_name: str = "local",
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.executor = executor
+        self.executor_name = executor_name
+        self.clock = clock or store.now
+        self.hostname = socket.gethostname()
+        self.scheduler_id: int | None = None
+        self.worker_id: int | None = None
+        self._shapes: dict[tuple[str, str], planner.DagShape] = {}
+        self._run_keys: dict[int, tuple[str, str]] = {}
+        self._dirty: set[int] = set()
+        self._full_scan_at = 0.0
+        self._housekeeping_at = 0.0
+        self._pending_events: list[TryStarted | TryOutcome] = []
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Register this scheduler (and its local worker) and start the executor."""
+        now = self.clock()
+        with self.store.begin() as conn:
+            pools.ensure_default(conn, self.settings.default_pool_slots)
+            self.scheduler_id = components.register(
+                conn, kind="scheduler", hostname=self.hostname, pid=os.getpid(),
+                executor=self.executor_name, now=now,
+            )
+            if self.executor_name == "local":
+                self.worker_id = components.register(
+                    conn, kind="worker", hostname=self.hostname, pid=os.getpid(),
+                    executor="local", queues=["*"], concurrency=self.settings.parallelism,
+                    now=now,
+                )
+        self.executor.start()
+        log.info("scheduler.started id=%s executor=%s", self.scheduler_id, self.executor_name)
+
+    def stop(self, grace_s: float = 30.0) -> None:
+        """Stop the executor (finishing running tries up to `grace_s`) and record the rest."""
+        self.executor.stop(grace_s)
+        now = self.clock()
+        with self.store.begin() as conn:
+            self._record_events(conn, self.executor.events(), TickReport())
+            for component_id in (self.scheduler_id, self.worker_id):
+                if component_id is not None:
+                    components.mark_stopped(conn, component_id, now)
+        log.info("scheduler.stopped id=%s", self.scheduler_id)
+
+    # -- one iteration -----------------------------------------------------------------------
+
+    def tick(self, now: datetime | None = None) -> TickReport:
+        """One iteration at `now`: record, create, start, advance, queue, submit."""
+        now = now or self.clock()
+        report = TickReport()
+        events = self.executor.events()
+        with self.store.begin() as conn:
+            self._record_events(conn, events, report)
+            self._housekeeping(conn, now, report)
+            self._create_due_runs(conn, now, report)
+            self._start_queued_runs(conn, now, report)
+            callbacks = self._advance_runs(conn, now, report)
+            workloads = self._queue(conn, now, report)
+        if workloads or callbacks:
+            self.executor.submit([*workloads, *callbacks])
+        return report
+
+    def mark_all_dirty(self) -> None:
+        """Look at every active run on the next tick (something outside changed the store)."""
+        self._full_scan_at = 0.0
+
+    # -- recording ---------------------------------------------------------------------------
+
+    def _record_events(
+        self, conn: Connection, events: Sequence[TryStarted | TryOutcome], report: TickReport
+    ) -> None:
+        for event in events:
+            if isinstance(event, TryStarted):
+                try_store.record_started(conn, event)
+                continue
+            recorded = try_store.record_outcome(conn, event, retry_delay_s=self._retry_delay)
+            if recorded is None:
+                log.warning("try.fenced try_id=%s: outcome refused, try is no longer current",
+                            event.try_id)
+                continue
+            report.recorded += 1
+            self._dirty.add(recorded.dag_run_id)
+            if recorded.state == TIState.UP_FOR_RETRY:
+                log.info("task.retry_scheduled ti=%s try=%s/%s", recorded.ti_id,
+                         recorded.try_number, recorded.max_tries)
+
+    def _retry_delay(self, ti: Row[Any]) -> float:
+        dag_id, version = self._run_key(ti.dag_run_id)
+        task = self._shape(dag_id, version).spec.tasks[ti.task_id]
+        return retry_delay_s(
+            try_number=ti.try_number,
+            delay_s=task.retry_delay_s,
+            backoff=task.retry_backoff,
+            max_delay_s=task.max_retry_delay_s,
+            seed=ti.id,
+        )
+
+    # -- liveness ----------------------------------------------------------------------------
+
+    def _housekeeping(self, conn: Connection, now: datetime, report: TickReport) -> None:
+        mono = time.monotonic()
+        if mono < self._housekeeping_at:
+            return
+        self._housekeeping_at = mono + self.settings.heartbeat_interval_s
+        db_now = self.store.db_now(conn)
+        for component_id in (self.scheduler_id, self.worker_id):
+            if component_id is not None:
+                components.heartbeat(conn, component_id, db_now)
+        cutoff = db_now - timedelta(seconds=self.settings.heartbeat_timeout_s)
+        for lost in try_store.unfinished_of_dead_workers(conn, cutoff):
+            outcome = TryOutcome(
+                try_id=lost.id,
+                succeeded=False,
+                started_at=lost.start_date or lost.queued_at,
+                ended_at=now,
+                error=f"the worker on {lost.hostname} stopped heartbeating: try lost",
+            )
+            recorded = try_store.record_outcome(conn, outcome, retry_delay_s=self._retry_delay)
+            if recorded is not None:
+                report.lost += 1
+                self._dirty.add(recorded.dag_run_id)
+                log.warning("task.lost ti=%s try_id=%s", recorded.ti_id, lost.id)
+        for kind in ("scheduler", "worker"):
+            components.mark_dead(conn, kind, cutoff, now)
+        for row in ti_store.retries_due(conn, now):
+            self._dirty.add(row.dag_run_id)
+        self.executor.heartbeat()
+
+    # -- runs --------------------------------------------------------------------------------
+
+    def _create_due_runs(self, conn: Connection, now: datetime, report: TickReport) -> None:
+        for row in dag_store.dags_needing_next(conn):
+            self._compute_next(conn, row, now)
+        for row in dag_store.due_dags(conn, now):
+            spec = self._shape(row.dag_id, row.bundle_version).spec
+            if run_creation.create_scheduled_run(conn, row, spec, now):
+                report.runs_created += 1
+                log.info("run.created dag=%s logical_date=%s", row.dag_id,
+                         row.next_logical_date.isoformat())
+            last = run_store.latest_scheduled_run(conn, row.dag_id)
+            self._store_next(conn, row.dag_id, run_creation.next_run_of(spec, last, now), now)
+
+    def _compute_next(self, conn: Connection, row: Row[Any], now: datetime) -> None:
+        try:
+            spec = self._shape(row.dag_id, row.bundle_version).spec
+            last = run_store.latest_scheduled_run(conn, row.dag_id)
+            nxt = run_creation.next_run_of(spec, last, now)
+        except DraymanError as exc:
+            log.error("dag.schedule_error dag=%s: %s", row.dag_id, exc)
+            nxt = None
+        self._store_next(conn, row.dag_id, nxt, now)
+
+    @staticmethod
+    def _store_next(conn: Connection, dag_id: str, info: Any, now: datetime) -> None:
+        nxt = None
+        if info is not None:
+            nxt = NextRun(info.logical_date, info.data_interval_start, info.data_interval_end,
+                          info.run_after)
+        dag_store.set_next_run(conn, dag_id, nxt, now)
+
+    def _start_queued_runs(self, conn: Connection, now: datetime, report: TickReport) -> None:
+        waiting = run_store.runs_to_start(conn)
+        if not waiting:
+            return
+        running = run_store.running_counts(conn)
+        for run in waiting:
+            spec = self._shape(run.dag_id, run.bundle_version).spec
+            if running.get(run.dag_id, 0) >= spec.max_active_runs:
+                continue
+            run_store.start_run(conn, run, spec, now)
+            running[run.dag_id] = running.get(run.dag_id, 0) + 1
+            self._run_keys[run.id] = (run.dag_id, run.bundle_version)
+            self._dirty.add(run.id)
+            report.runs_started += 1
+            log.info("run.started dag=%s run=%s bundle=%s", run.dag_id, run.run_id,
+                     run.bundle_version[:12])
+
+    def _advance_runs(
+        self, conn: Connection, now: datetime, report: TickReport
+    ) -> list[Workload]:
+        mono = time.monotonic()
+        if mono >= self._full_scan_at:
+            runs = run_store.running_runs(conn)
+            self._full_scan_at = mono + self.settings.scheduler_poll_s
+        else:
+            runs = run_store.running_runs(conn, self._dirty)
+        self._dirty.clear()
+        callbacks: list[Workload] = []
+        # expansions add task instances that may make further progress: plan until stable
+        for _ in range(3):
+            plan = self._plan(conn, runs, now)
+            ti_store.apply_changes(conn, plan.changes, now)
+            for run_id, placeholder in plan.expansions:
+                self._expand(conn, run_id, placeholder, now)
+            for run_id, state in plan.finished:
+                callbacks.extend(self._finish(conn, run_id, state, now, report))
+            if not plan.expansions:
+                break
+            runs = run_store.running_runs(conn, [run_id for run_id, _ in plan.expansions])
+        return callbacks
+
+    def _plan(self, conn: Connection, runs: Sequence[Row[Any]], now: datetime) -> planner.RunPlan:
+        tis_by_run: dict[int, list[planner.TIView]] = {run.id: [] for run in runs}
+        for ti in ti_store.of_runs(conn, list(tis_by_run)):
+            tis_by_run[ti.dag_run_id].append(
+                planner.TIView(ti.id, ti.task_id, ti.map_index, TIState(ti.state),
+                               ti.next_retry_at)
+            )
+        views = []
+        for run in runs:
+            self._run_keys[run.id] = (run.dag_id, run.bundle_version)
+            shape = self._shape(run.dag_id, run.bundle_version)
+            views.append(planner.RunView(run.id, run.dag_id, shape, tis_by_run[run.id]))
+        return planner.plan_runs(views, now)
+
+    def _expand(self, conn: Connection, run_id: int, placeholder: planner.TIView,
+                now: datetime) -> None:
+        dag_id, version = self._run_key(run_id)
+        shape = self._shape(dag_id, version)
+        task = shape.spec.tasks[placeholder.task_id]
+        sources = shape.expand_sources.get(task.task_id, frozenset())
+        values = resolve_refs(task.expand, ti_store.results_of(conn, run_id, sources))
+        lengths = {name: len(v) for name, v in values.items() if isinstance(v, list)}
+        if len(lengths) != len(values) or len(set(lengths.values())) > 1:
+            log.error("task.expand_failed dag=%s task=%s: expand() needs lists of equal length,"
+                      " got %s", dag_id, task.task_id,
+                      {k: type(v).__name__ for k, v in values.items()})
+            ti_store.apply_changes(
+                conn, [StateChange(placeholder.id, TIState.PENDING, TIState.UPSTREAM_FAILED)], now
+            )
+        else:
+            ti_store.expand(conn, _placeholder_row(conn, placeholder.id), 
+                            next(iter(lengths.values()), 0), now)
+        self._dirty.add(run_id)
+
+    def _finish(self, conn: Connection, run_id: int, state: RunState, now: datetime,
+                report: TickReport) -> list[Workload]:
+        if not run_store.finish_run(conn, run_id, state, now):
+            return []
+        report.runs_finished += 1
+        report.finished_runs.append((run_id, state))
+        run = run_store.get_run_by_id(conn, run_id)
+        log.info("run.finished dag=%s run=%s state=%s", run.dag_id, run.run_id, state)
+        spec = self._shape(run.dag_id, run.bundle_version).spec
+        callback = "on_success" if state == RunState.SUCCESS else "on_failure"
+        if callback not in spec.callbacks:
+            return []
+        path = log_relpath(run.dag_id, run.run_id, f"_dag_{callback}", -1, 1)
+        return [dispatch.callback_workload(run, spec, callback, str(state), path)]
+
+    # -- queueing ----------------------------------------------------------------------------
+
+    def _queue(self, conn: Connection, now: datetime, report: TickReport) -> list[Workload]:
+        slots = self.executor.open_slots()
+        if slots <= 0:
+            return []
+        rows = ti_store.schedulable(conn, limit=max(slots * 4, 64))
+        if not rows:
+            return []
+        limits = planner.Limits(
+            open_slots=slots,
+            pool_sizes=pools.sizes(conn),
+            pool_used=ti_store.pool_usage(conn),
+            dag_limits={row.dag_id: self._max_active_tasks(conn, row) for row in rows},
+            dag_active=ti_store.active_per_dag(conn),
+        )
+        candidates = [planner.Candidate(r.id, r.dag_id, r.pool, r.pool_slots) for r in rows]
+        chosen = set(planner.plan_queue(candidates, limits))
+        picked = [row for row in rows if row.id in chosen]
+        if not picked:
+            return []
+        runs = dispatch.runs_by_id(conn, [row.dag_run_id for row in picked])
+        paths = [
+            log_relpath(runs[r.dag_run_id].dag_id, runs[r.dag_run_id].run_id, r.task_id,
+                        r.map_index, r.try_number + 1)
+            for r in picked
+        ]
+        new = try_store.create_tries(conn, picked, log_paths=paths, worker_id=self.worker_id,
+                                     now=now)
+        report.queued += len(new)
+        return list(dispatch.try_workloads(conn, new, self._spec))
+
+    def _max_active_tasks(self, conn: Connection, row: Row[Any]) -> int:
+        dag_id, version = self._run_key(row.dag_run_id)
+        return self._shape(dag_id, version).spec.max_active_tasks
+
+    # -- caches ------------------------------------------------------------------------------
+
+    def _shape(self, dag_id: str, version: str) -> planner.DagShape:
+        key = (dag_id, version)
+        shape = self._shapes.get(key)
+        if shape is None:
+            with self.store.read() as conn:
+                spec = dag_store.load_spec(conn, dag_id, version)
+            shape = self._shapes[key] = planner.DagShape.of(spec)
+        return shape
+
+    def _spec(self, dag_id: str, version: str) -> DagSpec:
+        return self._shape(dag_id, version).spec
+
+    def _run_key(self, run_id: int) -> tuple[str, str]:
+        key = self._run_keys.get(run_id)
+        if key is None:
+            with self.store.read() as conn:
+                run = run_store.get_run_by_id(conn, run_id)
+            key = self._run_keys[run_id] = (run.dag_id, run.bundle_version)
+        return key
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event, *, doorbell: Doorbell | None = None) -> None:
+        """Tick until `stop` is set, sleeping between ticks until an event or a due time."""
+        selector = selectors.DefaultSelector()
+        fd = self.executor.fileno()
+        if fd is not None:
+            selector.register(fd, selectors.EVENT_READ, "executor")
+        if doorbell is not None:
+            selector.register(doorbell.fileno(), selectors.EVENT_READ, "doorbell")
+        try:
+            while not stop.is_set():
+                try:
+                    report = self.tick()
+                except DraymanError as exc:
+                    log.error("scheduler.tick_failed: %s", exc)
+                    report = TickReport()
+                if report.progressed:
+                    continue  # more may be ready right away (slots freed, runs started)
+                for key, _ in selector.select(timeout=self._sleep_for()):
+                    if key.data == "doorbell" and doorbell is not None:
+                        doorbell.drain()
+                        self.mark_all_dirty()
+        finally:
+            selector.close()
+
+    def _sleep_for(self) -> float:
+        now = self.clock()
+        horizon = now + timedelta(seconds=self.settings.scheduler_poll_s)
+        with self.store.read() as conn:
+            candidates = [dag_store.earliest_next_run(conn), ti_store.next_retry_time(conn)]
+        due = min([horizon, *[c for c in candidates if c is not None]])
+        housekeeping = self._housekeeping_at - time.monotonic()
+        return max(0.0, min((due - now).total_seconds(), housekeeping))
+
+
+def _placeholder_row(conn: Connection, ti_id: int) -> Row[Any]:
+    from sqlalchemy import select
+
+    from drayman.store.schema import task_instance
+
+    return conn.execute(select(task_instance).where(task_instance.c.id == ti_id)).one()

@@ -1,0 +1,167 @@
+"""Creating DAG runs: scheduled ones as they fall due, manual triggers, and backfills.
+
+The CLI and the web call `trigger` and `backfill`; the scheduler loop calls `create_due_runs`.
+All of them read DagSpecs from the store and never import user code.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Row, select
+
+from drayman.authoring.params import validate_conf
+from drayman.exceptions import DraymanError, ParamsError
+from drayman.spec import DagSpec
+from drayman.states import RunType
+from drayman.store import dags as dag_store
+from drayman.store import runs as run_store
+from drayman.store.schema import dag_run
+from drayman.timetables import RunInfo, parse_schedule
+
+
+def _aware(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
+
+
+def next_run_of(spec: DagSpec, last: Row[Any] | None, now: datetime) -> RunInfo | None:
+    """The run that follows `last` (a dag_run row), per the DAG's timetable."""
+    timetable = parse_schedule(spec.schedule, spec.timezone)
+    previous = None
+    if last is not None:
+        previous = RunInfo(
+            logical_date=last.logical_date,
+            data_interval_start=last.data_interval_start,
+            data_interval_end=last.data_interval_end,
+            run_after=last.run_after,
+        )
+    return timetable.next_run(
+        previous,
+        start_date=_aware(spec.start_date),
+        end_date=_aware(spec.end_date),
+        catchup=spec.catchup,
+        now=now,
+    )
+
+
+def trigger(
+    conn: Connection,
+    dag_id: str,
+    *,
+    conf: dict[str, Any] | None,
+    triggered_by: str,
+    now: datetime,
+    run_id: str | None = None,
+    logical_date: datetime | None = None,
+) -> str:
+    """Create a manual run of the DAG's newest version. Returns its run id.
+
+    A manual run's logical date is the moment it was triggered (or the one given), and its
+    data interval is that instant: it processes "now", not a scheduled interval.
+    """
+    row = dag_store.get_dag(conn, dag_id)
+    if not row.is_active:
+        raise DraymanError(f"DAG {dag_id!r} is no longer defined in the DAG folder")
+    spec = dag_store.load_spec(conn, dag_id, row.bundle_version)
+    conf = conf or {}
+    try:
+        params = validate_conf(spec.params, conf)
+    except ParamsError as exc:
+        raise ParamsError(f"DAG {dag_id!r}: {exc}") from exc
+    when = logical_date or now
+    run_id = run_id or run_store.run_id_for(RunType.MANUAL, when)
+    run_store.create_run(
+        conn,
+        dag_id=dag_id,
+        run_id=run_id,
+        run_type=RunType.MANUAL,
+        bundle_version=row.bundle_version,
+        logical_date=when,
+        data_interval_start=when,
+        data_interval_end=when,
+        run_after=now,
+        conf=conf,
+        params=params,
+        triggered_by=triggered_by,
+        now=now,
+    )
+    return run_id
+
+
+def backfill(
+    conn: Connection,
+    dag_id: str,
+    *,
+    start: datetime,
+    end: datetime,
+    triggered_by: str,
+    now: datetime,
+) -> list[str]:
+    """Create a backfill run for every scheduled interval whose logical date is in [start, end].
+
+    Intervals that already have a run are left alone. Returns the new run ids.
+    """
+    row = dag_store.get_dag(conn, dag_id)
+    spec = dag_store.load_spec(conn, dag_id, row.bundle_version)
+    timetable = parse_schedule(spec.schedule, spec.timezone)
+    existing = set(
+        conn.execute(
+            select(dag_run.c.logical_date).where(
+                dag_run.c.dag_id == dag_id,
+                dag_run.c.logical_date >= start,
+                dag_run.c.logical_date <= end,
+            )
+        ).scalars()
+    )
+    params = validate_conf(spec.params, {})
+    created = []
+    for info in timetable.runs_between(start, end):
+        if info.logical_date in existing:
+            continue
+        run_id = run_store.run_id_for(RunType.BACKFILL, info.logical_date)
+        run_store.create_run(
+            conn,
+            dag_id=dag_id,
+            run_id=run_id,
+            run_type=RunType.BACKFILL,
+            bundle_version=row.bundle_version,
+            logical_date=info.logical_date,
+            data_interval_start=info.data_interval_start,
+            data_interval_end=info.data_interval_end,
+            run_after=now,
+            conf={},
+            params=params,
+            triggered_by=triggered_by,
+            now=now,
+        )
+        created.append(run_id)
+    return created
+
+
+def create_scheduled_run(
+    conn: Connection, dag_row: Row[Any], spec: DagSpec, now: datetime
+) -> str | None:
+    """Create the run a DAG's stored next_* fields describe; None if it already exists."""
+    from drayman.exceptions import ConflictError
+
+    run_id = run_store.run_id_for(RunType.SCHEDULED, dag_row.next_logical_date)
+    try:
+        run_store.create_run(
+            conn,
+            dag_id=dag_row.dag_id,
+            run_id=run_id,
+            run_type=RunType.SCHEDULED,
+            bundle_version=dag_row.bundle_version,
+            logical_date=dag_row.next_logical_date,
+            data_interval_start=dag_row.next_data_interval_start,
+            data_interval_end=dag_row.next_data_interval_end,
+            run_after=dag_row.next_run_after,
+            conf={},
+            params=validate_conf(spec.params, {}),
+            triggered_by="scheduler",
+            now=now,
+        )
+    except ConflictError:
+        return None
+    return run_id

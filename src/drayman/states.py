@@ -1,0 +1,92 @@
+"""Run and task-instance states, and the transitions the scheduler may make.
+
+Pure: imports nothing of drayman's. The store writes only transitions listed here, so a bug
+elsewhere shows up as an error instead of a task that silently runs twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class RunState(StrEnum):
+    """The state of one DAG run."""
+
+    QUEUED = "queued"  # created, waiting for a max_active_runs slot
+    RUNNING = "running"
+    SUCCESS = "success"
+    FAILED = "failed"
+
+
+class TIState(StrEnum):
+    """The state of one task instance (one task in one run, one map index)."""
+
+    PENDING = "pending"  # waiting for its upstream tasks
+    SCHEDULED = "scheduled"  # dependencies met, waiting for a slot (pool, parallelism, ...)
+    QUEUED = "queued"  # handed to the executor, not yet started
+    RUNNING = "running"
+    SUCCESS = "success"
+    FAILED = "failed"
+    UP_FOR_RETRY = "up_for_retry"  # failed, another try is due at next_retry_at
+    UPSTREAM_FAILED = "upstream_failed"
+    SKIPPED = "skipped"
+    REMOVED = "removed"  # a mapped placeholder replaced by its expansion
+
+
+class TryState(StrEnum):
+    """The state of one try (one attempt at running a task instance)."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCESS = "success"
+    FAILED = "failed"
+
+
+class RunType(StrEnum):
+    """Why a DAG run exists."""
+
+    SCHEDULED = "scheduled"
+    MANUAL = "manual"
+    BACKFILL = "backfill"
+
+
+RUN_FINISHED: frozenset[RunState] = frozenset({RunState.SUCCESS, RunState.FAILED})
+
+TI_FINISHED: frozenset[TIState] = frozenset(
+    {TIState.SUCCESS, TIState.FAILED, TIState.UPSTREAM_FAILED, TIState.SKIPPED, TIState.REMOVED}
+)
+"""States a task instance stays in unless a person clears it."""
+
+TI_ACTIVE: frozenset[TIState] = frozenset({TIState.QUEUED, TIState.RUNNING})
+"""States that hold an executor slot and a pool slot."""
+
+TI_TRANSITIONS: dict[TIState, frozenset[TIState]] = {
+    TIState.PENDING: frozenset(
+        {TIState.SCHEDULED, TIState.UPSTREAM_FAILED, TIState.SKIPPED, TIState.REMOVED}
+    ),
+    TIState.SCHEDULED: frozenset({TIState.QUEUED, TIState.PENDING}),
+    TIState.QUEUED: frozenset({TIState.RUNNING, TIState.FAILED, TIState.UP_FOR_RETRY}),
+    TIState.RUNNING: frozenset({TIState.SUCCESS, TIState.FAILED, TIState.UP_FOR_RETRY}),
+    TIState.UP_FOR_RETRY: frozenset({TIState.SCHEDULED}),
+    TIState.SUCCESS: frozenset(),
+    TIState.FAILED: frozenset(),
+    TIState.UPSTREAM_FAILED: frozenset(),
+    TIState.SKIPPED: frozenset(),
+    TIState.REMOVED: frozenset(),
+}
+"""Transitions the scheduler and workers make. Clearing (a person's action) resets to PENDING."""
+
+
+def can_transition(current: TIState, new: TIState) -> bool:
+    """Whether the scheduler or a worker may move a task instance from `current` to `new`."""
+    return new in TI_TRANSITIONS[current]
+
+
+@dataclass(frozen=True)
+class StateChange:
+    """Move one task instance from `old` to `new`; skipped if it is no longer in `old`."""
+
+    ti_id: int
+    old: TIState
+    new: TIState

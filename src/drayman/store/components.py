@@ -1,0 +1,82 @@
+"""Components (schedulers, workers, DAG processors) and their heartbeats.
+
+Liveness is judged by the database's clock (`Store.db_now`), never by one host's.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Row, insert, select, update
+
+from drayman.store.schema import component
+
+
+def register(
+    conn: Connection,
+    *,
+    kind: str,
+    hostname: str,
+    pid: int,
+    executor: str = "",
+    queues: Sequence[str] = (),
+    concurrency: int = 0,
+    now: datetime,
+) -> int:
+    result = conn.execute(
+        insert(component).values(
+            kind=kind,
+            hostname=hostname,
+            pid=pid,
+            executor=executor,
+            queues=json.dumps(list(queues)),
+            concurrency=concurrency,
+            state="running",
+            started_at=now,
+            heartbeat_at=now,
+        )
+    )
+    return int(result.inserted_primary_key[0])
+
+
+def heartbeat(conn: Connection, component_id: int, now: datetime) -> None:
+    conn.execute(
+        update(component).where(component.c.id == component_id).values(heartbeat_at=now)
+    )
+
+
+def mark_stopped(conn: Connection, component_id: int, now: datetime) -> None:
+    conn.execute(
+        update(component)
+        .where(component.c.id == component_id)
+        .values(state="stopped", stopped_at=now)
+    )
+
+
+def live(conn: Connection, kind: str, cutoff: datetime) -> list[Row[Any]]:
+    """Components of `kind` that heartbeat since `cutoff`."""
+    return list(
+        conn.execute(
+            select(component).where(
+                component.c.kind == kind,
+                component.c.state == "running",
+                component.c.heartbeat_at >= cutoff,
+            )
+        )
+    )
+
+
+def mark_dead(conn: Connection, kind: str, cutoff: datetime, now: datetime) -> int:
+    """Components that stopped heartbeating are recorded as stopped."""
+    return conn.execute(
+        update(component)
+        .where(
+            component.c.kind == kind,
+            component.c.state == "running",
+            component.c.heartbeat_at < cutoff,
+        )
+        .values(state="stopped", stopped_at=now)
+    ).rowcount

@@ -1,0 +1,169 @@
+"""Task instances: dependency-driven state changes, mapping, slot accounting, results."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Row, func, insert, select, update
+
+from drayman.states import TI_ACTIVE, StateChange, TIState
+from drayman.store.schema import dag_run, task_instance
+
+
+def of_runs(conn: Connection, run_ids: Sequence[int]) -> list[Row[Any]]:
+    """Every task instance of these runs."""
+    if not run_ids:
+        return []
+    return list(
+        conn.execute(
+            select(
+                task_instance.c.id,
+                task_instance.c.dag_run_id,
+                task_instance.c.task_id,
+                task_instance.c.map_index,
+                task_instance.c.state,
+                task_instance.c.try_number,
+                task_instance.c.max_tries,
+                task_instance.c.next_retry_at,
+            ).where(task_instance.c.dag_run_id.in_(list(run_ids)))
+        )
+    )
+
+
+def apply_changes(conn: Connection, changes: Sequence[StateChange], now: datetime) -> int:
+    """Apply guarded state changes in one statement per (old, new) pair. Returns rows changed."""
+    by_pair: dict[tuple[TIState, TIState], list[int]] = {}
+    for change in changes:
+        by_pair.setdefault((change.old, change.new), []).append(change.ti_id)
+    changed = 0
+    for (old, new), ids in by_pair.items():
+        values: dict[str, Any] = {"state": new}
+        if new in (TIState.UPSTREAM_FAILED, TIState.SKIPPED, TIState.REMOVED):
+            values["end_date"] = now
+        result = conn.execute(
+            update(task_instance)
+            .where(task_instance.c.id.in_(ids), task_instance.c.state == old)
+            .values(**values)
+        )
+        changed += result.rowcount
+    return changed
+
+
+def expand(
+    conn: Connection, placeholder: Row[Any], count: int, now: datetime
+) -> None:
+    """Replace a mapped task's placeholder by `count` task instances (or skip it if none)."""
+    if count == 0:
+        apply_changes(conn, [StateChange(placeholder.id, TIState.PENDING, TIState.SKIPPED)], now)
+        return
+    result = conn.execute(
+        update(task_instance)
+        .where(task_instance.c.id == placeholder.id, task_instance.c.state == TIState.PENDING)
+        .values(state=TIState.REMOVED, end_date=now)
+    )
+    if result.rowcount != 1:
+        return
+    full = conn.execute(select(task_instance).where(task_instance.c.id == placeholder.id)).one()
+    conn.execute(
+        insert(task_instance),
+        [
+            {
+                "dag_run_id": full.dag_run_id,
+                "task_id": full.task_id,
+                "map_index": index,
+                "state": TIState.SCHEDULED,
+                "try_number": 0,
+                "max_tries": full.max_tries,
+                "priority": full.priority,
+                "pool": full.pool,
+                "pool_slots": full.pool_slots,
+                "queue": full.queue,
+            }
+            for index in range(count)
+        ],
+    )
+
+
+def schedulable(conn: Connection, limit: int) -> list[Row[Any]]:
+    """SCHEDULED task instances, most urgent first, with their DAG id."""
+    return list(
+        conn.execute(
+            select(task_instance, dag_run.c.dag_id)
+            .join(dag_run, dag_run.c.id == task_instance.c.dag_run_id)
+            .where(task_instance.c.state == TIState.SCHEDULED)
+            .order_by(task_instance.c.priority.desc(), dag_run.c.run_after, task_instance.c.id)
+            .limit(limit)
+        )
+    )
+
+
+def retries_due(conn: Connection, now: datetime) -> list[Row[Any]]:
+    """UP_FOR_RETRY task instances whose wait is over."""
+    return list(
+        conn.execute(
+            select(task_instance.c.id, task_instance.c.dag_run_id).where(
+                task_instance.c.state == TIState.UP_FOR_RETRY,
+                task_instance.c.next_retry_at <= now,
+            )
+        )
+    )
+
+
+def next_retry_time(conn: Connection) -> datetime | None:
+    """When the earliest waiting retry becomes due."""
+    return conn.execute(
+        select(func.min(task_instance.c.next_retry_at)).where(
+            task_instance.c.state == TIState.UP_FOR_RETRY
+        )
+    ).scalar_one_or_none()
+
+
+def pool_usage(conn: Connection) -> dict[str, int]:
+    """Slots taken per pool by queued and running task instances."""
+    rows = conn.execute(
+        select(task_instance.c.pool, func.sum(task_instance.c.pool_slots))
+        .where(task_instance.c.state.in_(list(TI_ACTIVE)))
+        .group_by(task_instance.c.pool)
+    )
+    return {row[0]: int(row[1] or 0) for row in rows}
+
+
+def active_per_dag(conn: Connection) -> dict[str, int]:
+    """Queued and running task instances per DAG, for max_active_tasks."""
+    rows = conn.execute(
+        select(dag_run.c.dag_id, func.count())
+        .join(dag_run, dag_run.c.id == task_instance.c.dag_run_id)
+        .where(task_instance.c.state.in_(list(TI_ACTIVE)))
+        .group_by(dag_run.c.dag_id)
+    )
+    return {row[0]: int(row[1]) for row in rows}
+
+
+def results_of(
+    conn: Connection, run_id: int, task_ids: Iterable[str]
+) -> dict[str, Any]:
+    """Return values of upstream tasks in one run; a mapped task gives the list of its results."""
+    ids = list(set(task_ids))
+    if not ids:
+        return {}
+    rows = conn.execute(
+        select(task_instance.c.task_id, task_instance.c.map_index, task_instance.c.result)
+        .where(
+            task_instance.c.dag_run_id == run_id,
+            task_instance.c.task_id.in_(ids),
+            task_instance.c.state != TIState.REMOVED,
+        )
+        .order_by(task_instance.c.task_id, task_instance.c.map_index)
+    )
+    results: dict[str, Any] = {}
+    for row in rows:
+        value = None if row.result is None else json.loads(row.result)
+        if row.map_index < 0:
+            results[row.task_id] = value
+        else:
+            results.setdefault(row.task_id, []).append(value)
+    return results
+
