@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, select
 
-from drayman.authoring.params import validate_conf
+from drayman.conf import validate_conf
 from drayman.exceptions import DraymanError, ParamsError
 from drayman.spec import DagSpec
 from drayman.states import RunType
