@@ -1,0 +1,108 @@
+"""What every command needs: settings, the store, and printing tables or JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+
+from drayman.config import Settings
+from drayman.exceptions import ConfigError
+from drayman.store.engine import Store
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+
+
+def load_settings(**overrides: Any) -> Settings:
+    return Settings.load(**overrides)
+
+
+def open_store(settings: Settings, *, check_schema: bool = True) -> Store:
+    """The store, refusing a database whose schema is behind this drayman."""
+    store = Store(settings.effective_database_url)
+    if check_schema:
+        from drayman.store import migrate
+
+        current, head = migrate.current_revision(store), migrate.head_revision()
+        if current != head:
+            state = "empty" if current is None else f"at revision {current}"
+            raise ConfigError(
+                f"the database {_safe_url(store.url)} is {state}; this drayman needs {head}: "
+                "run `drayman db migrate`"
+            )
+    return store
+
+
+def _safe_url(url: str) -> str:
+    """A database URL without its password, for messages."""
+    if "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}" if ":" in creds else f"{scheme}://{user}@{host}"
+
+
+def who() -> str:
+    """Who is acting, for triggered_by and deploy records."""
+    user = os.environ.get("USER") or os.environ.get("LOGNAME") or "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+def iso(value: datetime | None) -> str | None:
+    return None if value is None else value.astimezone(UTC).isoformat()
+
+
+def print_json(document: Any) -> None:
+    click.echo(json.dumps(document, indent=2, default=str))
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """A plain aligned table: readable in a terminal and easy to grep."""
+    cells = [[("" if v is None else str(v)) for v in row] for row in rows]
+    widths = [len(h) for h in headers]
+    for row in cells:
+        for i, value in enumerate(row):
+            widths[i] = max(widths[i], len(value))
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
+    click.echo(line.rstrip())
+    click.echo("  ".join("-" * w for w in widths))
+    for row in cells:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+
+
+def parse_when(text: str, what: str) -> datetime:
+    """An ISO 8601 date or datetime from the command line; naive means UTC."""
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise click.BadParameter(
+            f"{text!r} is not an ISO 8601 date or time (e.g. 2026-03-08 or "
+            "2026-03-08T03:00:00-08:00)",
+            param_hint=what,
+        ) from exc
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def parse_conf(text: str | None) -> dict[str, Any]:
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not valid JSON: {exc}", param_hint="--conf") from exc
+    if not isinstance(value, dict):
+        raise click.BadParameter("must be a JSON object, like '{\"out\": \"/tmp/x\"}'",
+                                 param_hint="--conf")
+    return value
+
+
+def duration(start: datetime | None, end: datetime | None) -> str:
+    if start is None or end is None:
+        return ""
+    return f"{(end - start).total_seconds():.2f}s"

@@ -1,0 +1,1 @@
+"""Helpers shared by the example DAGs: a bundle can carry ordinary Python modules."""
