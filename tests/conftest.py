@@ -42,7 +42,7 @@ def postgres_url() -> Iterator[str]:
     try:
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # noqa: BLE001 - any connection failure means "not here"
+    except Exception as exc:
         admin.dispose()
         _unavailable("PostgreSQL at 127.0.0.1:5432", exc)
     yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
@@ -59,7 +59,7 @@ def mysql_url() -> Iterator[str]:
     try:
         with admin.begin() as conn:
             conn.execute(text(f"CREATE DATABASE `{name}`"))
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         admin.dispose()
         _unavailable("MariaDB at 127.0.0.1:3306", exc)
     yield MYSQL_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"

@@ -21,6 +21,9 @@ ENV_PREFIX = "DRAYMAN_"
 
 
 def _positive_int(raw: Any) -> int:
+    # int() would quietly turn TOML's `true` into 1 and `2.5` into 2
+    if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+        raise ValueError("must be a whole number")
     value = int(raw)
     if value < 1:
         raise ValueError("must be at least 1")
@@ -52,6 +55,13 @@ def _executor(raw: Any) -> str:
     return value
 
 
+def _log_format(raw: Any) -> str:
+    value = str(raw).strip().lower()
+    if value not in {"text", "json"}:
+        raise ValueError("must be 'text' or 'json'")
+    return value
+
+
 def _path(raw: Any) -> Path:
     return Path(str(raw)).expanduser()
 
@@ -71,7 +81,7 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "max_result_bytes": _positive_int,
     "default_pool_slots": _positive_int,
     "worker_idle_s": _positive_float,
-    "log_format": str,
+    "log_format": _log_format,
 }
 
 
@@ -109,16 +119,20 @@ class Settings:
         return self.home / "bundles"
 
     @classmethod
-    def load(
-        cls, environ: Mapping[str, str] | None = None, **overrides: Any
-    ) -> Settings:
+    def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Read the environment and the config file; `overrides` (from CLI flags) win."""
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         sources: dict[str, str] = {}
         home_raw = env.get(ENV_PREFIX + "HOME")
         home = Path(home_raw).expanduser() if home_raw else cls.home
-        config_path = Path(env.get(ENV_PREFIX + "CONFIG", home / "drayman.toml"))
+        named = env.get(ENV_PREFIX + "CONFIG")
+        config_path = Path(named).expanduser() if named else home / "drayman.toml"
+        if named and not config_path.is_file():  # only the default file is optional
+            raise ConfigError(
+                f"env {ENV_PREFIX}CONFIG: no config file at {config_path}; "
+                "fix the path or unset the variable"
+            )
         for key, raw in _read_file(config_path).items():
             values[key] = _parse(key, raw, f"file {config_path}")
             sources[key] = f"file {config_path}"
@@ -167,6 +181,10 @@ def _read_file(path: Path) -> dict[str, Any]:
 
 
 def _parse(key: str, raw: Any, source: str) -> Any:
+    if key not in _PARSERS:
+        raise ConfigError(
+            f"{source}: unknown setting {key!r}; known settings: {', '.join(_PARSERS)}"
+        )
     try:
         return _PARSERS[key](raw)
     except (TypeError, ValueError) as exc:

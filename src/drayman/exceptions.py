@@ -2,7 +2,7 @@
 
     DraymanError                  root: catch this to catch anything drayman meant to raise
     ├── ConfigError               a setting is missing or malformed (names the key and its source)
-    ├── DagDefinitionError        a DAG file describes something impossible (cycle, duplicate id, ...)
+    ├── DagDefinitionError        a DAG file describes something impossible (cycle, duplicate id)
     │   ├── ScheduleError         a schedule string or interval cannot be understood
     │   └── TimezoneError         a timezone name is not an IANA zone
     ├── ParamsError               run conf does not match a DAG's params

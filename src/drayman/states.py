@@ -66,7 +66,10 @@ TI_TRANSITIONS: dict[TIState, frozenset[TIState]] = {
         {TIState.SCHEDULED, TIState.UPSTREAM_FAILED, TIState.SKIPPED, TIState.REMOVED}
     ),
     TIState.SCHEDULED: frozenset({TIState.QUEUED, TIState.PENDING}),
-    TIState.QUEUED: frozenset({TIState.RUNNING, TIState.FAILED, TIState.UP_FOR_RETRY}),
+    # QUEUED -> SUCCESS: an outcome may arrive without its start event (a lost or late event)
+    TIState.QUEUED: frozenset(
+        {TIState.RUNNING, TIState.SUCCESS, TIState.FAILED, TIState.UP_FOR_RETRY}
+    ),
     TIState.RUNNING: frozenset({TIState.SUCCESS, TIState.FAILED, TIState.UP_FOR_RETRY}),
     TIState.UP_FOR_RETRY: frozenset({TIState.SCHEDULED}),
     TIState.SUCCESS: frozenset(),

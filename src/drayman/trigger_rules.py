@@ -29,6 +29,9 @@ class Verdict(Enum):
     SKIPPED = "skipped"
 
 
+_RULES = frozenset(
+    {"all_success", "all_failed", "all_done", "one_success", "one_failed", "none_failed", "always"}
+)
 _FAILED = {TIState.FAILED, TIState.UPSTREAM_FAILED}
 _DONE = {TIState.SUCCESS, TIState.FAILED, TIState.UPSTREAM_FAILED, TIState.SKIPPED}
 
@@ -38,7 +41,9 @@ def evaluate(rule: str, upstream_states: Iterable[TIState]) -> Verdict:
 
     REMOVED upstream instances (mapped placeholders) do not count. No upstream at all: ready.
     """
-    states = [s for s in upstream_states if s != TIState.REMOVED]
+    if rule not in _RULES:  # checked first: a typo must fail even on a task with no upstream
+        raise ValueError(f"unknown trigger rule {rule!r}")
+    states: list[TIState] = [s for s in upstream_states if s != TIState.REMOVED]
     if rule == "always" or not states:
         return Verdict.READY
     counts = Counter(states)

@@ -97,8 +97,9 @@ def parse_conf(text: str | None) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         raise click.BadParameter(f"not valid JSON: {exc}", param_hint="--conf") from exc
     if not isinstance(value, dict):
-        raise click.BadParameter("must be a JSON object, like '{\"out\": \"/tmp/x\"}'",
-                                 param_hint="--conf")
+        raise click.BadParameter(
+            'must be a JSON object, like \'{"out": "/tmp/x"}\'', param_hint="--conf"
+        )
     return value
 
 

@@ -20,6 +20,7 @@ from drayman.cli.common import (
     print_table,
     who,
 )
+from drayman.exceptions import BundleError
 
 
 @click.group("dags")
@@ -45,15 +46,23 @@ def list_dags(include_inactive: bool, as_json: bool) -> None:
         print_json([_dag_json(row) for row in rows])
         return
     if not rows and version is None:
-        click.echo("no DAGs yet: start `drayman standalone` or `drayman scheduler`, "
-                   "or run `drayman dags parse` to read the DAG folder now")
+        click.echo(
+            "no DAGs yet: start `drayman standalone` or `drayman scheduler`, "
+            "or run `drayman dags parse` to read the DAG folder now"
+        )
     else:
         print_table(
             ["dag_id", "schedule", "timezone", "paused", "next run (local)", "tags", "file"],
             [
-                [row.dag_id, row.schedule or "manual", row.timezone,
-                 "yes" if row.is_paused else "no", _local(row.next_run_after, row.timezone),
-                 ",".join(json.loads(row.tags)), row.fileloc]
+                [
+                    row.dag_id,
+                    row.schedule or "manual",
+                    row.timezone,
+                    "yes" if row.is_paused else "no",
+                    _local(row.next_run_after, row.timezone),
+                    ",".join(json.loads(row.tags)),
+                    row.fileloc,
+                ]
                 for row in rows
             ],
         )
@@ -98,8 +107,7 @@ def errors_cmd(as_json: bool) -> None:
         version = bundle_store.latest_deployed_version(conn)
         rows = dag_store.import_errors(conn, version) if version else []
     if as_json:
-        print_json([{"fileloc": r.fileloc, "lineno": r.lineno, "message": r.message}
-                    for r in rows])
+        print_json([{"fileloc": r.fileloc, "lineno": r.lineno, "message": r.message} for r in rows])
         return
     if not rows:
         click.echo("no import errors")
@@ -116,7 +124,10 @@ def parse_cmd() -> None:
     settings = load_settings()
     store = open_store(settings)
     click.echo(f"parsing {settings.dags_folder} ...", err=True)
-    version = DagProcessor(settings, store).tick()
+    processor = DagProcessor(settings, store)
+    version = processor.tick()
+    if processor.problem is not None:
+        raise BundleError(processor.problem)
     if version is None:
         click.echo("DAG folder unchanged: nothing to publish")
         return
@@ -142,8 +153,13 @@ def trigger_cmd(
     when = parse_when(logical_date, "--logical-date") if logical_date else None
     with store.begin() as conn:
         new_id = run_creation.trigger(
-            conn, dag_id, conf=parse_conf(conf), triggered_by=who(), now=store.now(),
-            run_id=run_id, logical_date=when,
+            conn,
+            dag_id,
+            conf=parse_conf(conf),
+            triggered_by=who(),
+            now=store.now(),
+            run_id=run_id,
+            logical_date=when,
         )
     ring(settings.home)
     if as_json:
@@ -195,21 +211,24 @@ def next_runs_cmd(dag_id: str, count: int, after: str | None, as_json: bool) -> 
     start = parse_when(after, "--after") if after else datetime.now(UTC)
     timetable = parse_schedule(spec.schedule, spec.timezone)
     runs = timetable.upcoming(
-        start, count,
+        start,
+        count,
         start_date=datetime.fromisoformat(spec.start_date) if spec.start_date else None,
         end_date=datetime.fromisoformat(spec.end_date) if spec.end_date else None,
     )
     tz = ZoneInfo(spec.timezone)
     items, previous = [], None
     for info in runs:
-        items.append({
-            "run_after": info.run_after.astimezone(tz).isoformat(),
-            "run_after_utc": info.run_after.astimezone(UTC).isoformat(),
-            "logical_date": info.logical_date.astimezone(tz).isoformat(),
-            "data_interval_start": info.data_interval_start.astimezone(tz).isoformat(),
-            "data_interval_end": info.data_interval_end.astimezone(tz).isoformat(),
-            "dst_change": dst_change(previous, info.run_after, tz),
-        })
+        items.append(
+            {
+                "run_after": info.run_after.astimezone(tz).isoformat(),
+                "run_after_utc": info.run_after.astimezone(UTC).isoformat(),
+                "logical_date": info.logical_date.astimezone(tz).isoformat(),
+                "data_interval_start": info.data_interval_start.astimezone(tz).isoformat(),
+                "data_interval_end": info.data_interval_end.astimezone(tz).isoformat(),
+                "dst_change": dst_change(previous, info.run_after, tz),
+            }
+        )
         previous = info.run_after
     if as_json:
         print_json(items)
@@ -220,9 +239,15 @@ def next_runs_cmd(dag_id: str, count: int, after: str | None, as_json: bool) -> 
     click.echo(f"{dag_id}: {timetable.describe()}")
     print_table(
         [f"run after ({spec.timezone})", "run after (UTC)", "data interval", "note"],
-        [[i["run_after"], i["run_after_utc"],
-          f"{i['data_interval_start']} .. {i['data_interval_end']}", i["dst_change"] or ""]
-         for i in items],
+        [
+            [
+                i["run_after"],
+                i["run_after_utc"],
+                f"{i['data_interval_start']} .. {i['data_interval_end']}",
+                i["dst_change"] or "",
+            ]
+            for i in items
+        ],
     )
 
 
@@ -241,11 +266,14 @@ def backfill_cmd(dag_id: str, start_text: str, end_text: str) -> None:
     if end < start:
         raise click.BadParameter("must not be before --start", param_hint="--end")
     with store.begin() as conn:
-        created = run_creation.backfill(conn, dag_id, start=start, end=end, triggered_by=who(),
-                                        now=store.now())
+        created = run_creation.backfill(
+            conn, dag_id, start=start, end=end, triggered_by=who(), now=store.now()
+        )
     ring(settings.home)
-    click.echo(f"created {len(created)} backfill runs of {dag_id}"
-               + (f": {created[0]} .. {created[-1]}" if created else ""))
+    click.echo(
+        f"created {len(created)} backfill runs of {dag_id}"
+        + (f": {created[0]} .. {created[-1]}" if created else "")
+    )
 
 
 @dags.command("test")

@@ -24,11 +24,22 @@ def list_pools(as_json: bool) -> None:
         rows = pool_store.list_pools(conn)
         used = ti_store.pool_usage(conn)
     if as_json:
-        print_json([{"name": r.name, "slots": r.slots, "used": used.get(r.name, 0),
-                     "description": r.description} for r in rows])
+        print_json(
+            [
+                {
+                    "name": r.name,
+                    "slots": r.slots,
+                    "used": used.get(r.name, 0),
+                    "description": r.description,
+                }
+                for r in rows
+            ]
+        )
         return
-    print_table(["pool", "slots", "used", "description"],
-                [[r.name, r.slots, used.get(r.name, 0), r.description] for r in rows])
+    print_table(
+        ["pool", "slots", "used", "description"],
+        [[r.name, r.slots, used.get(r.name, 0), r.description] for r in rows],
+    )
 
 
 @pools.command("set")

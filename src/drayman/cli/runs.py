@@ -41,8 +41,18 @@ def list_runs(dag_id: str | None, state: str | None, limit: int, as_json: bool) 
         return
     print_table(
         ["dag_id", "run_id", "type", "state", "logical date (UTC)", "duration", "bundle"],
-        [[r.dag_id, r.run_id, r.run_type, r.state, iso(r.logical_date),
-          duration(r.start_date, r.end_date), r.bundle_version[:12]] for r in rows],
+        [
+            [
+                r.dag_id,
+                r.run_id,
+                r.run_type,
+                r.state,
+                iso(r.logical_date),
+                duration(r.start_date, r.end_date),
+                r.bundle_version[:12],
+            ]
+            for r in rows
+        ],
     )
 
 
@@ -82,13 +92,26 @@ def show_run(run_id: str, dag_id: str | None, as_json: bool) -> None:
     if as_json:
         print_json({**_run_json(run), "task_instances": _tis_json(rows, settings.logs_folder)})
         return
-    click.echo(f"{run.dag_id} {run.run_id}: {run.state} ({run.run_type}, bundle "
-               f"{run.bundle_version[:12]}, {duration(run.start_date, run.end_date) or '-'})")
+    click.echo(
+        f"{run.dag_id} {run.run_id}: {run.state} ({run.run_type}, bundle "
+        f"{run.bundle_version[:12]}, {duration(run.start_date, run.end_date) or '-'})"
+    )
     print_table(
         ["task", "try", "state", "host", "pid", "start (UTC)", "duration", "exit", "log"],
-        [[_label(r), r.try_number or "", r.state or r.ti_state, r.hostname, r.pid,
-          iso(r.start_date), duration(r.start_date, r.end_date), _exit(r),
-          str(settings.logs_folder / r.log_path) if r.log_path else ""] for r in rows],
+        [
+            [
+                _label(r),
+                r.try_number or "",
+                r.state or r.ti_state,
+                r.hostname,
+                r.pid,
+                iso(r.start_date),
+                duration(r.start_date, r.end_date),
+                _exit(r),
+                str(settings.logs_folder / r.log_path) if r.log_path else "",
+            ]
+            for r in rows
+        ],
     )
     for r in rows:
         if r.error:
@@ -120,15 +143,30 @@ def _exit(r: Any) -> str:
 def _tis_json(rows: Any, logs_folder: Any) -> list[dict[str, Any]]:
     tis: dict[tuple[str, int], dict[str, Any]] = {}
     for r in rows:
-        ti = tis.setdefault((r.task_id, r.map_index), {
-            "task_id": r.task_id, "map_index": r.map_index, "state": r.ti_state, "tries": [],
-        })
+        ti = tis.setdefault(
+            (r.task_id, r.map_index),
+            {
+                "task_id": r.task_id,
+                "map_index": r.map_index,
+                "state": r.ti_state,
+                "tries": [],
+            },
+        )
         if r.try_number is None:
             continue
-        ti["tries"].append({
-            "try_number": r.try_number, "state": r.state, "hostname": r.hostname,
-            "pid": r.pid, "queued_at": iso(r.queued_at), "start_date": iso(r.start_date),
-            "end_date": iso(r.end_date), "exit_code": r.exit_code, "signal": r.signal,
-            "error": r.error, "log_path": str(logs_folder / r.log_path) if r.log_path else None,
-        })
+        ti["tries"].append(
+            {
+                "try_number": r.try_number,
+                "state": r.state,
+                "hostname": r.hostname,
+                "pid": r.pid,
+                "queued_at": iso(r.queued_at),
+                "start_date": iso(r.start_date),
+                "end_date": iso(r.end_date),
+                "exit_code": r.exit_code,
+                "signal": r.signal,
+                "error": r.error,
+                "log_path": str(logs_folder / r.log_path) if r.log_path else None,
+            }
+        )
     return list(tis.values())

@@ -31,8 +31,12 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "dags"
 
 
 @click.command("scheduler")
-@click.option("--grace", default=30.0, show_default=True,
-              help="Seconds running tries may take to finish after SIGTERM.")
+@click.option(
+    "--grace",
+    default=30.0,
+    show_default=True,
+    help="Seconds running tries may take to finish after SIGTERM.",
+)
 def scheduler(grace: float) -> None:
     """Run the scheduler, the DAG processor and (with the local executor) the workers.
 
@@ -46,10 +50,17 @@ def scheduler(grace: float) -> None:
 
 
 @click.command("standalone")
-@click.option("--examples/--no-examples", default=None,
-              help="Run the bundled example DAGs (default: when the DAG folder does not exist).")
-@click.option("--grace", default=30.0, show_default=True,
-              help="Seconds running tries may take to finish after Ctrl-C.")
+@click.option(
+    "--examples/--no-examples",
+    default=None,
+    help="Run the bundled example DAGs (default: when the DAG folder does not exist).",
+)
+@click.option(
+    "--grace",
+    default=30.0,
+    show_default=True,
+    help="Seconds running tries may take to finish after Ctrl-C.",
+)
 def standalone(examples: bool | None, grace: float) -> None:
     """Everything on one machine: SQLite under DRAYMAN_HOME, scheduler, local executor.
 
@@ -79,8 +90,7 @@ def _banner(settings: Settings, store: Store, examples: bool) -> None:
     click.echo("\n".join(lines))
 
 
-def serve(settings: Settings, store: Store, *, grace_s: float,
-          announce_runs: bool = False) -> None:
+def serve(settings: Settings, store: Store, *, grace_s: float, announce_runs: bool = False) -> None:
     """Run processor, scheduler and executor until SIGTERM or SIGINT."""
     from drayman.bundles.processor import DagProcessor
     from drayman.scheduler.loop import Scheduler
@@ -95,8 +105,9 @@ def serve(settings: Settings, store: Store, *, grace_s: float,
         if announce_runs:
             sched.run_listeners.append(lambda run: _announce(settings, run))
         doorbell = Doorbell(settings.home)
-        watcher = threading.Thread(target=_watch, args=(processor, settings, stop),
-                                   name="dag-processor", daemon=True)
+        watcher = threading.Thread(
+            target=_watch, args=(processor, settings, stop), name="dag-processor", daemon=True
+        )
         sched.start()
         watcher.start()
         try:
@@ -134,7 +145,7 @@ def _watch(processor: Any, settings: Settings, stop: threading.Event) -> None:
         try:
             if processor.tick():
                 ring(settings.home)
-        except Exception:  # noqa: BLE001 - a bad folder state must not stop the watcher
+        except Exception:
             log.exception("dags.publish_failed")
 
 

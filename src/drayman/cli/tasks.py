@@ -28,6 +28,12 @@ def test_cmd(
     from drayman.cli.testing import run_task_once
 
     when = parse_when(logical_date, "--logical-date") if logical_date else None
-    ok = run_task_once(load_settings(), dag_id, task_id, conf=parse_conf(conf),
-                       logical_date=when, map_index=map_index)
+    ok = run_task_once(
+        load_settings(),
+        dag_id,
+        task_id,
+        conf=parse_conf(conf),
+        logical_date=when,
+        map_index=map_index,
+    )
     raise SystemExit(0 if ok else 1)

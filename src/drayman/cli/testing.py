@@ -90,8 +90,14 @@ def run_dag_once(
         _require_dag(store, dag_id, settings)
         with store.begin() as conn:
             conn.execute(update(dag).values(is_paused=True))  # only our manual run, please
-            run_id = run_creation.trigger(conn, dag_id, conf=conf, triggered_by=who(),
-                                          now=store.now(), logical_date=logical_date)
+            run_id = run_creation.trigger(
+                conn,
+                dag_id,
+                conf=conf,
+                triggered_by=who(),
+                now=store.now(),
+                logical_date=logical_date,
+            )
         click.echo(f"[drayman] testing {dag_id}: run {run_id}", err=True)
         executor = LocalExecutor(scratch, echo_logs=True, min_warm=1)
         scheduler = Scheduler(scratch, store, executor, immediate_retries=True)
@@ -130,8 +136,16 @@ def _print_summary(store: Store, run: Any) -> None:
         rows = try_store.tries_of_run(conn, run.id)
     print_table(
         ["task", "try", "state", "duration", "error"],
-        [[_task_label(r), r.try_number or "", r.state or r.ti_state,
-          duration(r.start_date, r.end_date), (r.error or "")[:80]] for r in rows],
+        [
+            [
+                _task_label(r),
+                r.try_number or "",
+                r.state or r.ti_state,
+                duration(r.start_date, r.end_date),
+                (r.error or "")[:80],
+            ]
+            for r in rows
+        ],
     )
 
 
@@ -150,8 +164,8 @@ def run_task_once(
 ) -> bool:
     """Run one try of one task, ignoring dependencies; True if it succeeded."""
     from drayman.bundles.cache import BundleCache
-    from drayman.runner.execute import run_try
     from drayman.conf import validate_conf
+    from drayman.runner.execute import run_try
     from drayman.store import bundles as bundle_store
     from drayman.store import dags as dag_store
     from drayman.workloads import RunContextData, TryWorkload, log_relpath
@@ -161,23 +175,38 @@ def run_task_once(
         with store.read() as conn:
             spec = dag_store.load_spec(conn, dag_id, dag_store.get_dag(conn, dag_id).bundle_version)
         if task_id not in spec.tasks:
-            raise NotFoundError(f"DAG {dag_id!r} has no task {task_id!r}; its tasks: "
-                                f"{', '.join(spec.tasks)}")
+            raise NotFoundError(
+                f"DAG {dag_id!r} has no task {task_id!r}; its tasks: {', '.join(spec.tasks)}"
+            )
         task = spec.tasks[task_id]
         when = (logical_date or datetime.now(UTC)).astimezone(UTC)
         local = when.astimezone(ZoneInfo(spec.timezone)).isoformat()
         upstream = _missing_upstream(task)
         run_id = f"test__{when.isoformat()}"
         workload = TryWorkload(
-            try_id=0, ti_id=0, task_id=task_id, map_index=map_index, try_number=1, max_tries=1,
+            try_id=0,
+            ti_id=0,
+            task_id=task_id,
+            map_index=map_index,
+            try_number=1,
+            max_tries=1,
             fileloc=spec.fileloc,
             run=RunContextData(
-                dag_id=dag_id, run_id=run_id, run_type="manual", logical_date=local,
-                data_interval_start=local, data_interval_end=local, timezone=spec.timezone,
-                bundle_version=version, params=validate_conf(spec.params, conf), conf=conf,
+                dag_id=dag_id,
+                run_id=run_id,
+                run_type="manual",
+                logical_date=local,
+                data_interval_start=local,
+                data_interval_end=local,
+                timezone=spec.timezone,
+                bundle_version=version,
+                params=validate_conf(spec.params, conf),
+                conf=conf,
             ),
-            upstream_results=upstream, execution_timeout_s=task.execution_timeout_s,
-            queue=task.queue, log_path=log_relpath(dag_id, run_id, task_id, map_index, 1),
+            upstream_results=upstream,
+            execution_timeout_s=task.execution_timeout_s,
+            queue=task.queue,
+            log_path=log_relpath(dag_id, run_id, task_id, map_index, 1),
         )
 
         def fetch() -> bytes:
@@ -185,9 +214,14 @@ def run_task_once(
                 return bundle_store.load_archive(conn, version)
 
         bundle_dir = BundleCache(scratch.bundle_cache).path(version, fetch)
-        outcome = run_try(workload, bundle_dir, scratch.logs_folder,
-                          max_result_bytes=scratch.max_result_bytes,
-                          on_started=lambda _event: None, echo=sys.stdout)
+        outcome = run_try(
+            workload,
+            bundle_dir,
+            scratch.logs_folder,
+            max_result_bytes=scratch.max_result_bytes,
+            on_started=lambda _event: None,
+            echo=sys.stdout,
+        )
     state = "success" if outcome.succeeded else f"failed: {outcome.error}"
     click.echo(f"[drayman] {dag_id}.{task_id}: {state}", err=True)
     if outcome.result_json is not None:
@@ -200,7 +234,9 @@ def _missing_upstream(task: Any) -> dict[str, Any]:
 
     wanted = referenced_tasks(task.args) | referenced_tasks(task.expand or {})
     for name in sorted(wanted):
-        click.echo(f"[drayman] note: {task.task_id} takes the result of {name!r}; "
-                   "`tasks test` passes None for it (use `dags test` for the real value)",
-                   err=True)
+        click.echo(
+            f"[drayman] note: {task.task_id} takes the result of {name!r}; "
+            "`tasks test` passes None for it (use `dags test` for the real value)",
+            err=True,
+        )
     return dict.fromkeys(wanted)

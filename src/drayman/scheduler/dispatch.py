@@ -75,13 +75,27 @@ def try_workloads(
                 max_tries=new.max_tries,
                 fileloc=spec.fileloc,
                 run=contexts[run.id],
-                upstream_results=ti_store.results_of(conn, run.id, wanted) if wanted else {},
+                upstream_results=_upstream_results(conn, run.id, spec, wanted),
                 execution_timeout_s=task.execution_timeout_s,
                 queue=task.queue,
                 log_path=new.log_path,
             )
         )
     return workloads
+
+
+def _upstream_results(
+    conn: Connection, run_id: int, spec: DagSpec, wanted: set[str]
+) -> dict[str, Any]:
+    """Results of the upstream tasks a task takes; a mapped task that expanded to nothing
+    gives an empty list, so `sum(results)` works downstream."""
+    if not wanted:
+        return {}
+    results = ti_store.results_of(conn, run_id, wanted)
+    for task_id in wanted:
+        if spec.tasks[task_id].is_mapped and results.get(task_id) is None:
+            results[task_id] = []
+    return results
 
 
 def callback_workload(

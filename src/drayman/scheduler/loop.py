@@ -71,12 +71,14 @@ class Scheduler:
         *,
         executor_name: str = "local",
         clock: Callable[[], datetime] | None = None,
+        immediate_retries: bool = False,
     ) -> None:
         self.settings = settings
         self.store = store
         self.executor = executor
         self.executor_name = executor_name
         self.clock = clock or store.now
+        self.immediate_retries = immediate_retries  # `dags test`: no waiting between tries
         self.hostname = socket.gethostname()
         self.scheduler_id: int | None = None
         self.worker_id: int | None = None
@@ -85,7 +87,7 @@ class Scheduler:
         self._dirty: set[int] = set()
         self._full_scan_at = 0.0
         self._housekeeping_at = 0.0
-        self._pending_events: list[TryStarted | TryOutcome] = []
+        self.run_listeners: list[Callable[[Row[Any]], None]] = []  # called as runs finish
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -95,13 +97,22 @@ class Scheduler:
         with self.store.begin() as conn:
             pools.ensure_default(conn, self.settings.default_pool_slots)
             self.scheduler_id = components.register(
-                conn, kind="scheduler", hostname=self.hostname, pid=os.getpid(),
-                executor=self.executor_name, now=now,
+                conn,
+                kind="scheduler",
+                hostname=self.hostname,
+                pid=os.getpid(),
+                executor=self.executor_name,
+                now=now,
             )
             if self.executor_name == "local":
                 self.worker_id = components.register(
-                    conn, kind="worker", hostname=self.hostname, pid=os.getpid(),
-                    executor="local", queues=["*"], concurrency=self.settings.parallelism,
+                    conn,
+                    kind="worker",
+                    hostname=self.hostname,
+                    pid=os.getpid(),
+                    executor="local",
+                    queues=["*"],
+                    concurrency=self.settings.parallelism,
                     now=now,
                 )
         self.executor.start()
@@ -151,16 +162,23 @@ class Scheduler:
                 continue
             recorded = try_store.record_outcome(conn, event, retry_delay_s=self._retry_delay)
             if recorded is None:
-                log.warning("try.fenced try_id=%s: outcome refused, try is no longer current",
-                            event.try_id)
+                log.warning(
+                    "try.fenced try_id=%s: outcome refused, try is no longer current", event.try_id
+                )
                 continue
             report.recorded += 1
             self._dirty.add(recorded.dag_run_id)
             if recorded.state == TIState.UP_FOR_RETRY:
-                log.info("task.retry_scheduled ti=%s try=%s/%s", recorded.ti_id,
-                         recorded.try_number, recorded.max_tries)
+                log.info(
+                    "task.retry_scheduled ti=%s try=%s/%s",
+                    recorded.ti_id,
+                    recorded.try_number,
+                    recorded.max_tries,
+                )
 
     def _retry_delay(self, ti: Row[Any]) -> float:
+        if self.immediate_retries:
+            return 0.0
         dag_id, version = self._run_key(ti.dag_run_id)
         task = self._shape(dag_id, version).spec.tasks[ti.task_id]
         return retry_delay_s(
@@ -211,8 +229,11 @@ class Scheduler:
             spec = self._shape(row.dag_id, row.bundle_version).spec
             if run_creation.create_scheduled_run(conn, row, spec, now):
                 report.runs_created += 1
-                log.info("run.created dag=%s logical_date=%s", row.dag_id,
-                         row.next_logical_date.isoformat())
+                log.info(
+                    "run.created dag=%s logical_date=%s",
+                    row.dag_id,
+                    row.next_logical_date.isoformat(),
+                )
             last = run_store.latest_scheduled_run(conn, row.dag_id)
             self._store_next(conn, row.dag_id, run_creation.next_run_of(spec, last, now), now)
 
@@ -230,8 +251,9 @@ class Scheduler:
     def _store_next(conn: Connection, dag_id: str, info: Any, now: datetime) -> None:
         nxt = None
         if info is not None:
-            nxt = NextRun(info.logical_date, info.data_interval_start, info.data_interval_end,
-                          info.run_after)
+            nxt = NextRun(
+                info.logical_date, info.data_interval_start, info.data_interval_end, info.run_after
+            )
         dag_store.set_next_run(conn, dag_id, nxt, now)
 
     def _start_queued_runs(self, conn: Connection, now: datetime, report: TickReport) -> None:
@@ -248,12 +270,14 @@ class Scheduler:
             self._run_keys[run.id] = (run.dag_id, run.bundle_version)
             self._dirty.add(run.id)
             report.runs_started += 1
-            log.info("run.started dag=%s run=%s bundle=%s", run.dag_id, run.run_id,
-                     run.bundle_version[:12])
+            log.info(
+                "run.started dag=%s run=%s bundle=%s",
+                run.dag_id,
+                run.run_id,
+                run.bundle_version[:12],
+            )
 
-    def _advance_runs(
-        self, conn: Connection, now: datetime, report: TickReport
-    ) -> list[Workload]:
+    def _advance_runs(self, conn: Connection, now: datetime, report: TickReport) -> list[Workload]:
         mono = time.monotonic()
         if mono >= self._full_scan_at:
             runs = run_store.running_runs(conn)
@@ -279,8 +303,7 @@ class Scheduler:
         tis_by_run: dict[int, list[planner.TIView]] = {run.id: [] for run in runs}
         for ti in ti_store.of_runs(conn, list(tis_by_run)):
             tis_by_run[ti.dag_run_id].append(
-                planner.TIView(ti.id, ti.task_id, ti.map_index, TIState(ti.state),
-                               ti.next_retry_at)
+                planner.TIView(ti.id, ti.task_id, ti.map_index, TIState(ti.state), ti.next_retry_at)
             )
         views = []
         for run in runs:
@@ -289,8 +312,9 @@ class Scheduler:
             views.append(planner.RunView(run.id, run.dag_id, shape, tis_by_run[run.id]))
         return planner.plan_runs(views, now)
 
-    def _expand(self, conn: Connection, run_id: int, placeholder: planner.TIView,
-                now: datetime) -> None:
+    def _expand(
+        self, conn: Connection, run_id: int, placeholder: planner.TIView, now: datetime
+    ) -> None:
         dag_id, version = self._run_key(run_id)
         shape = self._shape(dag_id, version)
         task = shape.spec.tasks[placeholder.task_id]
@@ -298,25 +322,32 @@ class Scheduler:
         values = resolve_refs(task.expand, ti_store.results_of(conn, run_id, sources))
         lengths = {name: len(v) for name, v in values.items() if isinstance(v, list)}
         if len(lengths) != len(values) or len(set(lengths.values())) > 1:
-            log.error("task.expand_failed dag=%s task=%s: expand() needs lists of equal length,"
-                      " got %s", dag_id, task.task_id,
-                      {k: type(v).__name__ for k, v in values.items()})
+            log.error(
+                "task.expand_failed dag=%s task=%s: expand() needs lists of equal length, got %s",
+                dag_id,
+                task.task_id,
+                {k: type(v).__name__ for k, v in values.items()},
+            )
             ti_store.apply_changes(
                 conn, [StateChange(placeholder.id, TIState.PENDING, TIState.UPSTREAM_FAILED)], now
             )
         else:
-            ti_store.expand(conn, _placeholder_row(conn, placeholder.id), 
-                            next(iter(lengths.values()), 0), now)
+            ti_store.expand(
+                conn, _placeholder_row(conn, placeholder.id), next(iter(lengths.values()), 0), now
+            )
         self._dirty.add(run_id)
 
-    def _finish(self, conn: Connection, run_id: int, state: RunState, now: datetime,
-                report: TickReport) -> list[Workload]:
+    def _finish(
+        self, conn: Connection, run_id: int, state: RunState, now: datetime, report: TickReport
+    ) -> list[Workload]:
         if not run_store.finish_run(conn, run_id, state, now):
             return []
         report.runs_finished += 1
         report.finished_runs.append((run_id, state))
         run = run_store.get_run_by_id(conn, run_id)
         log.info("run.finished dag=%s run=%s state=%s", run.dag_id, run.run_id, state)
+        for listener in self.run_listeners:
+            listener(run)
         spec = self._shape(run.dag_id, run.bundle_version).spec
         callback = "on_success" if state == RunState.SUCCESS else "on_failure"
         if callback not in spec.callbacks:
@@ -347,12 +378,18 @@ class Scheduler:
             return []
         runs = dispatch.runs_by_id(conn, [row.dag_run_id for row in picked])
         paths = [
-            log_relpath(runs[r.dag_run_id].dag_id, runs[r.dag_run_id].run_id, r.task_id,
-                        r.map_index, r.try_number + 1)
+            log_relpath(
+                runs[r.dag_run_id].dag_id,
+                runs[r.dag_run_id].run_id,
+                r.task_id,
+                r.map_index,
+                r.try_number + 1,
+            )
             for r in picked
         ]
-        new = try_store.create_tries(conn, picked, log_paths=paths, worker_id=self.worker_id,
-                                     now=now)
+        new = try_store.create_tries(
+            conn, picked, log_paths=paths, worker_id=self.worker_id, now=now
+        )
         report.queued += len(new)
         return list(dispatch.try_workloads(conn, new, self._spec))
 

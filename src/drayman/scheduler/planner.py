@@ -29,10 +29,11 @@ class DagShape:
 
     @classmethod
     def of(cls, spec: DagSpec) -> DagShape:
+        order = topological_order(spec)  # first: it names an unknown upstream task
         downstream = spec.downstream()
         return cls(
             spec=spec,
-            order=topological_order(spec),
+            order=order,
             leaves=frozenset(t for t, down in downstream.items() if not down),
             expand_sources={
                 t.task_id: frozenset(referenced_tasks(t.expand))
@@ -68,6 +69,12 @@ class RunPlan:
 
 def topological_order(spec: DagSpec) -> tuple[str, ...]:
     """Task ids, every task after all of its upstream tasks (ties in definition order)."""
+    for task in spec.tasks.values():
+        for up in task.upstream:
+            if up not in spec.tasks:
+                raise ValueError(
+                    f"task {task.task_id!r} of DAG {spec.dag_id!r} has unknown upstream {up!r}"
+                )
     remaining = {task_id: set(task.upstream) for task_id, task in spec.tasks.items()}
     order: list[str] = []
     while remaining:

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, insert, select, update
 
+from drayman.store.engine import inserted_id
 from drayman.store.schema import component
 
 
@@ -39,13 +40,11 @@ def register(
             heartbeat_at=now,
         )
     )
-    return int(result.inserted_primary_key[0])
+    return inserted_id(result)
 
 
 def heartbeat(conn: Connection, component_id: int, now: datetime) -> None:
-    conn.execute(
-        update(component).where(component.c.id == component_id).values(heartbeat_at=now)
-    )
+    conn.execute(update(component).where(component.c.id == component_id).values(heartbeat_at=now))
 
 
 def mark_stopped(conn: Connection, component_id: int, now: datetime) -> None:

@@ -27,9 +27,7 @@ class NextRun:
 
 def schedule_key(spec: DagSpec) -> str:
     """Everything the next run depends on; a change means it must be computed again."""
-    return json.dumps(
-        [spec.schedule, spec.timezone, spec.start_date, spec.end_date, spec.catchup]
-    )
+    return json.dumps([spec.schedule, spec.timezone, spec.start_date, spec.end_date, spec.catchup])
 
 
 def record_parse(
@@ -63,9 +61,7 @@ def record_parse(
     existing = {row.dag_id: row for row in conn.execute(select(dag))}
     known_specs = set(
         conn.execute(
-            select(serialized_dag.c.dag_id).where(
-                serialized_dag.c.bundle_version == bundle_version
-            )
+            select(serialized_dag.c.dag_id).where(serialized_dag.c.bundle_version == bundle_version)
         ).scalars()
     )
     for parsed in dags:
@@ -117,8 +113,9 @@ def _upsert_dag(
     }
     if row is None:
         conn.execute(
-            insert(dag).values(dag_id=spec.dag_id, is_paused=False, needs_next=True,
-                               created_at=now, **values)
+            insert(dag).values(
+                dag_id=spec.dag_id, is_paused=False, needs_next=True, created_at=now, **values
+            )
         )
         return
     if row.schedule_key != key or not row.is_active:

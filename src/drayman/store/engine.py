@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, CursorResult, Engine, create_engine, event, text
 from sqlalchemy.pool import NullPool
 
 from drayman.exceptions import ConfigError
@@ -30,7 +30,7 @@ class Store:
 
     @property
     def dialect(self) -> str:
-        """"sqlite", "postgresql" or "mysql"."""
+        """ "sqlite", "postgresql" or "mysql"."""
         return self.engine.dialect.name
 
     @property
@@ -117,3 +117,11 @@ def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
 
 def _sqlite_on_begin(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN" if conn.info.get("read_only") else "BEGIN IMMEDIATE")
+
+
+def inserted_id(result: CursorResult[Any]) -> int:
+    """The primary key of the row a single-row INSERT created."""
+    key = result.inserted_primary_key
+    if key is None:
+        raise RuntimeError("the INSERT returned no primary key")
+    return int(key[0])

@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from drayman.exceptions import ConflictError, NotFoundError
 from drayman.spec import DagSpec
 from drayman.states import RunState, RunType, TIState
+from drayman.store.engine import inserted_id
 from drayman.store.schema import dag_run, task_instance
 
 
@@ -59,16 +60,16 @@ def create_run(
             )
     except IntegrityError as exc:
         raise ConflictError(f"DAG {dag_id!r} already has a run {run_id!r}") from exc
-    return int(result.inserted_primary_key[0])
+    return inserted_id(result)
 
 
 def runs_to_start(conn: Connection) -> list[Row[Any]]:
     """QUEUED runs, oldest first, with their DAG's active-run limit applied by the caller."""
     return list(
         conn.execute(
-            select(dag_run).where(dag_run.c.state == RunState.QUEUED).order_by(
-                dag_run.c.run_after, dag_run.c.id
-            )
+            select(dag_run)
+            .where(dag_run.c.state == RunState.QUEUED)
+            .order_by(dag_run.c.run_after, dag_run.c.id)
         )
     )
 
@@ -84,12 +85,19 @@ def running_counts(conn: Connection) -> dict[str, int]:
 
 
 def start_run(conn: Connection, run: Row[Any], spec: DagSpec, now: datetime) -> None:
-    """Mark a run RUNNING and create one PENDING task instance per task of its spec."""
-    conn.execute(
+    """Mark a run RUNNING and create one PENDING task instance per task of its spec.
+
+    Does nothing when the run is no longer QUEUED (another scheduler started it first).
+    """
+    started = conn.execute(
         update(dag_run)
         .where(dag_run.c.id == run.id, dag_run.c.state == RunState.QUEUED)
         .values(state=RunState.RUNNING, start_date=now)
-    )
+    ).rowcount
+    # a second start must not insert the task instances again (a unique-key error that
+    # would roll back the caller's whole transaction), and an empty DAG has none to insert
+    if started != 1 or not spec.tasks:
+        return
     conn.execute(
         insert(task_instance),
         [

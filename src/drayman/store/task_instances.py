@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, func, insert, select, update
 
-from drayman.states import TI_ACTIVE, StateChange, TIState
+from drayman.states import TI_ACTIVE, StateChange, TIState, can_transition
 from drayman.store.schema import dag_run, task_instance
 
 
@@ -34,9 +34,17 @@ def of_runs(conn: Connection, run_ids: Sequence[int]) -> list[Row[Any]]:
 
 
 def apply_changes(conn: Connection, changes: Sequence[StateChange], now: datetime) -> int:
-    """Apply guarded state changes in one statement per (old, new) pair. Returns rows changed."""
+    """Apply guarded state changes in one statement per (old, new) pair. Returns rows changed.
+
+    A change that `states.TI_TRANSITIONS` does not allow is a bug in the caller: ValueError.
+    """
     by_pair: dict[tuple[TIState, TIState], list[int]] = {}
     for change in changes:
+        if not can_transition(change.old, change.new):
+            raise ValueError(
+                f"task instance {change.ti_id}: {change.old} -> {change.new} is not an allowed"
+                " transition (see drayman.states.TI_TRANSITIONS)"
+            )
         by_pair.setdefault((change.old, change.new), []).append(change.ti_id)
     changed = 0
     for (old, new), ids in by_pair.items():
@@ -52,9 +60,7 @@ def apply_changes(conn: Connection, changes: Sequence[StateChange], now: datetim
     return changed
 
 
-def expand(
-    conn: Connection, placeholder: Row[Any], count: int, now: datetime
-) -> None:
+def expand(conn: Connection, placeholder: Row[Any], count: int, now: datetime) -> None:
     """Replace a mapped task's placeholder by `count` task instances (or skip it if none)."""
     if count == 0:
         apply_changes(conn, [StateChange(placeholder.id, TIState.PENDING, TIState.SKIPPED)], now)
@@ -142,9 +148,7 @@ def active_per_dag(conn: Connection) -> dict[str, int]:
     return {row[0]: int(row[1]) for row in rows}
 
 
-def results_of(
-    conn: Connection, run_id: int, task_ids: Iterable[str]
-) -> dict[str, Any]:
+def results_of(conn: Connection, run_id: int, task_ids: Iterable[str]) -> dict[str, Any]:
     """Return values of upstream tasks in one run; a mapped task gives the list of its results."""
     ids = list(set(task_ids))
     if not ids:
@@ -166,4 +170,3 @@ def results_of(
         else:
             results.setdefault(row.task_id, []).append(value)
     return results
-

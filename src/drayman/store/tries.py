@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, insert, select, update
 
 from drayman.states import TIState, TryState
+from drayman.store.engine import inserted_id
 from drayman.store.schema import component, dag_run, task_instance, task_try
 from drayman.workloads import TryOutcome, TryStarted
 
@@ -59,30 +60,40 @@ def create_tries(
     created: list[NewTry] = []
     for ti, log_path in zip(tis, log_paths, strict=True):
         number = ti.try_number + 1
-        try_id = conn.execute(
-            insert(task_try).values(
-                task_instance_id=ti.id,
-                try_number=number,
-                state=TryState.QUEUED,
-                worker_id=worker_id,
-                queued_at=now,
-                log_path=log_path,
-            )
-        ).inserted_primary_key[0]
+        # Claim the task instance before inserting the try: if another scheduler took it
+        # first (our row is stale), its try already holds (ti, number) and inserting ours
+        # would be a unique-key error that rolls back everything else in this transaction.
         moved = conn.execute(
             update(task_instance)
-            .where(task_instance.c.id == ti.id, task_instance.c.state == TIState.SCHEDULED)
+            .where(
+                task_instance.c.id == ti.id,
+                task_instance.c.state == TIState.SCHEDULED,
+                task_instance.c.try_number == ti.try_number,
+            )
             .values(
                 state=TIState.QUEUED,
                 try_number=number,
-                current_try_id=try_id,
                 queued_at=now,
                 next_retry_at=None,
             )
         ).rowcount
-        if moved != 1:  # another scheduler took it first: our try row must not survive
-            conn.execute(task_try.delete().where(task_try.c.id == try_id))
+        if moved != 1:
             continue
+        try_id = inserted_id(
+            conn.execute(
+                insert(task_try).values(
+                    task_instance_id=ti.id,
+                    try_number=number,
+                    state=TryState.QUEUED,
+                    worker_id=worker_id,
+                    queued_at=now,
+                    log_path=log_path,
+                )
+            )
+        )
+        conn.execute(
+            update(task_instance).where(task_instance.c.id == ti.id).values(current_try_id=try_id)
+        )
         created.append(
             NewTry(
                 try_id=int(try_id),
@@ -151,6 +162,7 @@ def record_outcome(
     ).first()
     if ti is None:
         return None
+    values: dict[str, Any]
     if outcome.succeeded:
         new_state, values = TIState.SUCCESS, {"result": outcome.result_json}
     elif ti.try_number < ti.max_tries:
