@@ -331,19 +331,21 @@ def test_create_tries_queues_the_task_instance_with_a_new_try_as_its_fence(store
     assert (attempt.worker_id, attempt.log_path, attempt.queued_at) == (17, "extract.log", NOW)
 
 
-def test_create_tries_with_a_stale_row_creates_nothing(store: Store) -> None:
-    """Two schedulers picked the same task instance: the second one must simply skip it."""
+def test_create_tries_refuses_a_stale_row_and_writes_nothing(store: Store) -> None:
+    """Two schedulers picked the same task instance: the claim is refused as a conflict.
+
+    Schedulers lock the rows they read (SKIP LOCKED) so this cannot happen between them; if it
+    does anyway, nothing may be half-written: the caller's transaction is rolled back.
+    """
     run = seeded(store)
     with store.begin() as conn:
         extract = schedule(conn, ti(conn, run, "extract"))
         first = queue(conn, extract)
-        assert (
-            tries.create_tries(conn, [extract], log_paths=["x.log"], worker_id=None, now=NOW) == []
-        )
+    with pytest.raises(ConflictError), store.begin() as conn:
+        tries.create_tries(conn, [extract], log_paths=["x.log"], worker_id=None, now=NOW)
+    with pytest.raises(ConflictError), store.begin() as conn:
         pending = ti(conn, run, "transform")
-        assert (
-            tries.create_tries(conn, [pending], log_paths=["y.log"], worker_id=None, now=NOW) == []
-        )
+        tries.create_tries(conn, [pending], log_paths=["y.log"], worker_id=None, now=NOW)
 
     with store.read() as conn:
         assert ti(conn, run, "extract").current_try_id == first.try_id
@@ -370,6 +372,7 @@ def test_a_started_try_that_succeeds_stores_its_result(store: Store) -> None:
         task_id="extract",
         state=TIState.SUCCESS,
         try_number=1,
+        try_id=new.try_id,
         max_tries=3,
     )
     with store.read() as conn:

@@ -39,7 +39,11 @@ def run_with_clear_errors(command: click.Command, argv: list[str] | None) -> Any
         click.echo("aborted", err=True)
         sys.exit(130)
     except click.ClickException as exc:
-        exc.show()
+        if isinstance(exc, click.BadParameter) and not isinstance(exc, click.MissingParameter):
+            # a bad value (--conf, a date) is one line naming the option: usage would bury it
+            click.echo(f"error: {exc.format_message()}", err=True)
+        else:
+            exc.show()
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Row
+from sqlalchemy.exc import DBAPIError
 
 from drayman.config import Settings
 from drayman.exceptions import DraymanError
@@ -88,6 +89,7 @@ class Scheduler:
         self._full_scan_at = 0.0
         self._housekeeping_at = 0.0
         self.run_listeners: list[Callable[[Row[Any]], None]] = []  # called as runs finish
+        self._unrecorded: list[TryStarted | TryOutcome] = []
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -132,12 +134,21 @@ class Scheduler:
     # -- one iteration -----------------------------------------------------------------------
 
     def tick(self, now: datetime | None = None) -> TickReport:
-        """One iteration at `now`: record, create, start, advance, queue, submit."""
+        """One iteration at `now`: record, create, start, advance, queue, submit.
+
+        Two transactions: the executor's events first, then everything the scheduler decides.
+        Workloads go to the executor only after their tries are committed.
+        """
         now = now or self.clock()
         report = TickReport()
-        events = self.executor.events()
+        self._unrecorded.extend(self.executor.events())
+        if self._unrecorded:
+            # committed on their own, and kept until they are: whatever fails later in the
+            # tick, or if the database is down for a while, no outcome is lost
+            with self.store.begin() as conn:
+                self._record_events(conn, self._unrecorded, report)
+            self._unrecorded.clear()
         with self.store.begin() as conn:
-            self._record_events(conn, events, report)
             self._housekeeping(conn, now, report)
             self._create_due_runs(conn, now, report)
             self._start_queued_runs(conn, now, report)
@@ -156,24 +167,29 @@ class Scheduler:
     def _record_events(
         self, conn: Connection, events: Sequence[TryStarted | TryOutcome], report: TickReport
     ) -> None:
-        for event in events:
-            if isinstance(event, TryStarted):
-                try_store.record_started(conn, event)
-                continue
-            recorded = try_store.record_outcome(conn, event, retry_delay_s=self._retry_delay)
-            if recorded is None:
-                log.warning(
-                    "try.fenced try_id=%s: outcome refused, try is no longer current", event.try_id
-                )
-                continue
+        outcomes = [e for e in events if isinstance(e, TryOutcome)]
+        ended = {o.try_id for o in outcomes}
+        # a start whose outcome arrived in the same batch is already in the outcome
+        starts = [e for e in events if isinstance(e, TryStarted) and e.try_id not in ended]
+        try_store.record_started_many(conn, starts)
+        recorded = try_store.record_outcomes(conn, outcomes, retry_delay_s=self._retry_delay)
+        if len(recorded) < len(outcomes):
+            taken = {r.try_id for r in recorded}
+            for outcome in outcomes:
+                if outcome.try_id not in taken:
+                    log.warning(
+                        "try.fenced try_id=%s: outcome refused, try is no longer current",
+                        outcome.try_id,
+                    )
+        for item in recorded:
             report.recorded += 1
-            self._dirty.add(recorded.dag_run_id)
-            if recorded.state == TIState.UP_FOR_RETRY:
+            self._dirty.add(item.dag_run_id)
+            if item.state == TIState.UP_FOR_RETRY:
                 log.info(
                     "task.retry_scheduled ti=%s try=%s/%s",
-                    recorded.ti_id,
-                    recorded.try_number,
-                    recorded.max_tries,
+                    item.ti_id,
+                    item.try_number,
+                    item.max_tries,
                 )
 
     def _retry_delay(self, ti: Row[Any]) -> float:
@@ -361,17 +377,22 @@ class Scheduler:
         slots = self.executor.open_slots()
         if slots <= 0:
             return []
-        rows = ti_store.schedulable(conn, limit=max(slots * 4, 64))
+        rows = ti_store.schedulable(
+            conn, limit=max(slots * 4, 64), lock=self.store.supports_skip_locked
+        )
         if not rows:
             return []
         limits = planner.Limits(
             open_slots=slots,
             pool_sizes=pools.sizes(conn),
             pool_used=ti_store.pool_usage(conn),
-            dag_limits={row.dag_id: self._max_active_tasks(conn, row) for row in rows},
+            dag_limits={self._run_key(r.dag_run_id)[0]: self._max_active_tasks(r) for r in rows},
             dag_active=ti_store.active_per_dag(conn),
         )
-        candidates = [planner.Candidate(r.id, r.dag_id, r.pool, r.pool_slots) for r in rows]
+        candidates = [
+            planner.Candidate(r.id, self._run_key(r.dag_run_id)[0], r.pool, r.pool_slots)
+            for r in rows
+        ]
         chosen = set(planner.plan_queue(candidates, limits))
         picked = [row for row in rows if row.id in chosen]
         if not picked:
@@ -393,7 +414,7 @@ class Scheduler:
         report.queued += len(new)
         return list(dispatch.try_workloads(conn, new, self._spec))
 
-    def _max_active_tasks(self, conn: Connection, row: Row[Any]) -> int:
+    def _max_active_tasks(self, row: Row[Any]) -> int:
         dag_id, version = self._run_key(row.dag_run_id)
         return self._shape(dag_id, version).spec.max_active_tasks
 
@@ -433,9 +454,11 @@ class Scheduler:
             while not stop.is_set():
                 try:
                     report = self.tick()
-                except DraymanError as exc:
-                    log.error("scheduler.tick_failed: %s", exc)
-                    report = TickReport()
+                except (DraymanError, DBAPIError) as exc:
+                    # e.g. the database restarting: keep the events, back off, try again
+                    log.error("scheduler.tick_failed: %s", str(exc).splitlines()[0])
+                    stop.wait(1.0)
+                    continue
                 if report.progressed:
                     continue  # more may be ready right away (slots freed, runs started)
                 for key, _ in selector.select(timeout=self._sleep_for()):
@@ -448,8 +471,11 @@ class Scheduler:
     def _sleep_for(self) -> float:
         now = self.clock()
         horizon = now + timedelta(seconds=self.settings.scheduler_poll_s)
-        with self.store.read() as conn:
-            candidates = [dag_store.earliest_next_run(conn), ti_store.next_retry_time(conn)]
+        try:
+            with self.store.read() as conn:
+                candidates = [dag_store.earliest_next_run(conn), ti_store.next_retry_time(conn)]
+        except DBAPIError:
+            return 1.0  # the database is away: the next tick reports it
         due = min([horizon, *[c for c in candidates if c is not None]])
         housekeeping = self._housekeeping_at - time.monotonic()
         return max(0.0, min((due - now).total_seconds(), housekeeping))

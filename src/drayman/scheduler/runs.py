@@ -116,7 +116,9 @@ def backfill(
     )
     params = validate_conf(spec.params, {})
     created = []
-    for info in timetable.runs_between(start, end):
+    # the DAG's start_date anchors an interval schedule's grid: backfilled intervals are the
+    # ones the scheduler would have made, so an existing run of the same interval is found
+    for info in timetable.runs_between(start, end, start_date=_aware(spec.start_date)):
         if info.logical_date in existing:
             continue
         run_id = run_store.run_id_for(RunType.BACKFILL, info.logical_date)

@@ -44,7 +44,17 @@ def register(
 
 
 def heartbeat(conn: Connection, component_id: int, now: datetime) -> None:
-    conn.execute(update(component).where(component.c.id == component_id).values(heartbeat_at=now))
+    """Record that the component is alive, and running again if it had been declared dead.
+
+    Another scheduler marks a component stopped once its heartbeats lapse (a long stall); were
+    it to stay stopped when its heartbeats resume, every try it runs from then on would be
+    declared lost, as `tries.unfinished_of_dead_workers` takes stopped components' tries.
+    """
+    conn.execute(
+        update(component)
+        .where(component.c.id == component_id)
+        .values(heartbeat_at=now, state="running", stopped_at=None)
+    )
 
 
 def mark_stopped(conn: Connection, component_id: int, now: datetime) -> None:

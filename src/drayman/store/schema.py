@@ -152,7 +152,7 @@ task_instance = Table(
     Column("try_number", Integer, nullable=False, default=0),  # tries created so far
     Column("max_tries", Integer, nullable=False),
     # the fencing token: only this try may record a start or an outcome
-    Column("current_try_id", Integer, nullable=True),
+    Column("current_try_id", Integer, nullable=True, index=True),
     Column("priority", Integer, nullable=False, default=1),
     Column("pool", String(ID), nullable=False),
     Column("pool_slots", Integer, nullable=False, default=1),

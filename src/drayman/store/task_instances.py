@@ -93,17 +93,21 @@ def expand(conn: Connection, placeholder: Row[Any], count: int, now: datetime) -
     )
 
 
-def schedulable(conn: Connection, limit: int) -> list[Row[Any]]:
-    """SCHEDULED task instances, most urgent first, with their DAG id."""
-    return list(
-        conn.execute(
-            select(task_instance, dag_run.c.dag_id)
-            .join(dag_run, dag_run.c.id == task_instance.c.dag_run_id)
-            .where(task_instance.c.state == TIState.SCHEDULED)
-            .order_by(task_instance.c.priority.desc(), dag_run.c.run_after, task_instance.c.id)
-            .limit(limit)
-        )
+def schedulable(conn: Connection, limit: int, *, lock: bool = False) -> list[Row[Any]]:
+    """SCHEDULED task instances, most urgent first.
+
+    With `lock` (PostgreSQL, MySQL) the rows are locked FOR UPDATE SKIP LOCKED: several
+    schedulers each take a disjoint set instead of waiting on, or double-queueing, each other.
+    """
+    query = (
+        select(task_instance)
+        .where(task_instance.c.state == TIState.SCHEDULED)
+        .order_by(task_instance.c.priority.desc(), task_instance.c.id)
+        .limit(limit)
     )
+    if lock:
+        query = query.with_for_update(skip_locked=True)
+    return list(conn.execute(query))
 
 
 def retries_due(conn: Connection, now: datetime) -> list[Row[Any]]:

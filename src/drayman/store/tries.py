@@ -12,10 +12,21 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Row, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Integer,
+    Row,
+    String,
+    bindparam,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 
+from drayman.exceptions import ConflictError
 from drayman.states import TIState, TryState
-from drayman.store.engine import inserted_id
 from drayman.store.schema import component, dag_run, task_instance, task_try
 from drayman.workloads import TryOutcome, TryStarted
 
@@ -46,6 +57,7 @@ class Recorded:
     state: TIState
     try_number: int
     max_tries: int
+    try_id: int
 
 
 def create_tries(
@@ -56,89 +68,115 @@ def create_tries(
     worker_id: int | None,
     now: datetime,
 ) -> list[NewTry]:
-    """Move SCHEDULED task instances to QUEUED, each with a new try that becomes its fence."""
-    created: list[NewTry] = []
-    for ti, log_path in zip(tis, log_paths, strict=True):
-        number = ti.try_number + 1
-        # Claim the task instance before inserting the try: if another scheduler took it
-        # first (our row is stale), its try already holds (ti, number) and inserting ours
-        # would be a unique-key error that rolls back everything else in this transaction.
-        moved = conn.execute(
-            update(task_instance)
-            .where(
-                task_instance.c.id == ti.id,
-                task_instance.c.state == TIState.SCHEDULED,
-                task_instance.c.try_number == ti.try_number,
-            )
-            .values(
-                state=TIState.QUEUED,
-                try_number=number,
-                queued_at=now,
-                next_retry_at=None,
-            )
-        ).rowcount
-        if moved != 1:
-            continue
-        try_id = inserted_id(
-            conn.execute(
-                insert(task_try).values(
-                    task_instance_id=ti.id,
-                    try_number=number,
-                    state=TryState.QUEUED,
-                    worker_id=worker_id,
-                    queued_at=now,
-                    log_path=log_path,
-                )
-            )
+    """Move SCHEDULED task instances to QUEUED, each with a new try that becomes its fence.
+
+    Three statements whatever the batch size. The rows must have been read in this
+    transaction by `task_instances.schedulable`, which locks them (SKIP LOCKED) where the
+    database allows several schedulers, so the claim below cannot lose a race; if it does
+    anyway, the whole transaction is refused rather than half-applied.
+    """
+    if not tis:
+        return []
+    ids = [ti.id for ti in tis]
+    claimed = conn.execute(
+        update(task_instance)
+        .where(task_instance.c.id.in_(ids), task_instance.c.state == TIState.SCHEDULED)
+        .values(
+            state=TIState.QUEUED,
+            try_number=task_instance.c.try_number + 1,
+            queued_at=now,
+            next_retry_at=None,
         )
-        conn.execute(
-            update(task_instance).where(task_instance.c.id == ti.id).values(current_try_id=try_id)
+    ).rowcount
+    if claimed != len(ids):
+        raise ConflictError(
+            f"{len(ids) - claimed} of {len(ids)} task instances were taken by another scheduler"
         )
-        created.append(
-            NewTry(
-                try_id=int(try_id),
-                ti_id=ti.id,
-                dag_run_id=ti.dag_run_id,
-                task_id=ti.task_id,
-                map_index=ti.map_index,
-                try_number=number,
-                max_tries=ti.max_tries,
-                log_path=log_path,
-            )
+    inserted = conn.execute(
+        insert(task_try).returning(
+            task_try.c.id, task_try.c.task_instance_id, sort_by_parameter_order=True
+        ),
+        [
+            {
+                "task_instance_id": ti.id,
+                "try_number": ti.try_number + 1,
+                "state": TryState.QUEUED,
+                "worker_id": worker_id,
+                "queued_at": now,
+                "log_path": log_path,
+            }
+            for ti, log_path in zip(tis, log_paths, strict=True)
+        ],
+    ).all()
+    conn.execute(
+        update(task_instance)
+        .where(task_instance.c.id.in_(ids))
+        .values(
+            current_try_id=select(func.max(task_try.c.id))
+            .where(task_try.c.task_instance_id == task_instance.c.id)
+            .scalar_subquery()
         )
-    return created
+    )
+    return [
+        NewTry(
+            try_id=int(row.id),
+            ti_id=ti.id,
+            dag_run_id=ti.dag_run_id,
+            task_id=ti.task_id,
+            map_index=ti.map_index,
+            try_number=ti.try_number + 1,
+            max_tries=ti.max_tries,
+            log_path=log_path,
+        )
+        for ti, row, log_path in zip(tis, inserted, log_paths, strict=True)
+    ]
 
 
 def record_started(conn: Connection, event: TryStarted, *, worker_id: int | None = None) -> bool:
     """Mark a try RUNNING. False when the fence refuses it."""
-    ti_id = conn.execute(
-        select(task_try.c.task_instance_id).where(
-            task_try.c.id == event.try_id, task_try.c.state == TryState.QUEUED
-        )
-    ).scalar_one_or_none()
-    if ti_id is None:
-        return False
-    moved = conn.execute(
+    return record_started_many(conn, [event], worker_id=worker_id) == 1
+
+
+def record_started_many(
+    conn: Connection, events: Sequence[TryStarted], *, worker_id: int | None = None
+) -> int:
+    """Mark tries RUNNING, two statements for the whole batch. Returns how many were taken."""
+    if not events:
+        return 0
+    params = [
+        {"b_try": e.try_id, "b_start": e.started_at, "b_host": e.hostname, "b_pid": e.pid}
+        for e in events
+    ]
+    taken = conn.execute(
         update(task_instance)
         .where(
-            task_instance.c.id == ti_id,
-            task_instance.c.current_try_id == event.try_id,
+            task_instance.c.current_try_id == bindparam("b_try"),
             task_instance.c.state == TIState.QUEUED,
         )
-        .values(state=TIState.RUNNING, start_date=event.started_at)
+        .values(state=TIState.RUNNING, start_date=bindparam("b_start")),
+        params,
     ).rowcount
-    if moved != 1:
-        return False
     values: dict[str, Any] = {
         "state": TryState.RUNNING,
-        "start_date": event.started_at,
-        "hostname": event.hostname,
-        "pid": event.pid,
+        "start_date": bindparam("b_start"),
+        "hostname": bindparam("b_host"),
+        "pid": bindparam("b_pid"),
     }
     if worker_id is not None:
         values["worker_id"] = worker_id
-    conn.execute(update(task_try).where(task_try.c.id == event.try_id).values(**values))
-    return True
+    conn.execute(
+        update(task_try)
+        .where(
+            task_try.c.id == bindparam("b_try"),
+            task_try.c.state == TryState.QUEUED,
+            select(task_instance.c.id)
+            .where(task_instance.c.current_try_id == task_try.c.id)
+            .exists(),
+        )
+        .values(**values),
+        params,
+    )
+    return int(taken)
 
 
 def record_outcome(
@@ -151,63 +189,107 @@ def record_outcome(
 
     `retry_delay_s(ti_row)` gives the wait before the next try when one is left.
     """
-    ti = conn.execute(
-        select(task_instance)
+    recorded = record_outcomes(conn, [outcome], retry_delay_s=retry_delay_s)
+    return recorded[0] if recorded else None
+
+
+def record_outcomes(
+    conn: Connection,
+    outcomes: Sequence[TryOutcome],
+    *,
+    retry_delay_s: Callable[[Row[Any]], float],
+) -> list[Recorded]:
+    """Record a batch of outcomes in three statements; fenced-out ones are left out."""
+    if not outcomes:
+        return []
+    by_try = {o.try_id: o for o in outcomes}
+    current = conn.execute(
+        select(task_instance, task_try.c.id.label("fence"))
         .join(task_try, task_try.c.task_instance_id == task_instance.c.id)
         .where(
-            task_try.c.id == outcome.try_id,
+            task_try.c.id.in_(list(by_try)),
             task_try.c.state.in_(UNFINISHED),
-            task_instance.c.current_try_id == outcome.try_id,
+            task_instance.c.current_try_id == task_try.c.id,
         )
-    ).first()
-    if ti is None:
-        return None
-    values: dict[str, Any]
-    if outcome.succeeded:
-        new_state, values = TIState.SUCCESS, {"result": outcome.result_json}
-    elif ti.try_number < ti.max_tries:
-        delay = timedelta(seconds=retry_delay_s(ti))
-        new_state, values = TIState.UP_FOR_RETRY, {"next_retry_at": outcome.ended_at + delay}
-    else:
-        new_state, values = TIState.FAILED, {}
-    moved = conn.execute(
+    ).all()
+    if not current:
+        return []
+    ti_params, try_params, recorded = [], [], []
+    for ti in current:
+        outcome = by_try[ti.fence]
+        state, next_retry_at = _next_state(ti, outcome, retry_delay_s)
+        ti_params.append(
+            {
+                "b_ti": ti.id,
+                "b_try": ti.fence,
+                "b_state": state,
+                "b_start": ti.start_date or outcome.started_at,
+                "b_end": outcome.ended_at,
+                "b_result": outcome.result_json if outcome.succeeded else None,
+                "b_retry": next_retry_at,
+            }
+        )
+        try_params.append(_try_values(outcome))
+        recorded.append(
+            Recorded(ti.id, ti.dag_run_id, ti.task_id, state, ti.try_number, ti.max_tries, ti.fence)
+        )
+    conn.execute(
         update(task_instance)
         .where(
-            task_instance.c.id == ti.id,
-            task_instance.c.current_try_id == outcome.try_id,
-            task_instance.c.state.in_([TIState.QUEUED, TIState.RUNNING]),
+            task_instance.c.id == bindparam("b_ti"),
+            task_instance.c.current_try_id == bindparam("b_try"),
+            # no IN (...) here: executemany cannot expand it
+            or_(task_instance.c.state == TIState.QUEUED, task_instance.c.state == TIState.RUNNING),
         )
         .values(
-            state=new_state,
-            start_date=ti.start_date or outcome.started_at,
-            end_date=outcome.ended_at,
-            **values,
-        )
-    ).rowcount
-    if moved != 1:
-        return None
+            state=bindparam("b_state"),
+            start_date=bindparam("b_start"),
+            end_date=bindparam("b_end"),
+            result=bindparam("b_result"),
+            next_retry_at=bindparam("b_retry"),
+        ),
+        ti_params,
+    )
     conn.execute(
         update(task_try)
-        .where(task_try.c.id == outcome.try_id)
+        .where(task_try.c.id == bindparam("b_try"))
         .values(
-            state=TryState.SUCCESS if outcome.succeeded else TryState.FAILED,
-            start_date=outcome.started_at,
-            end_date=outcome.ended_at,
-            exit_code=outcome.exit_code,
-            signal=outcome.signal,
-            error=outcome.error,
-            **({"hostname": outcome.hostname} if outcome.hostname else {}),
-            **({"pid": outcome.pid} if outcome.pid is not None else {}),
-        )
+            state=bindparam("b_state"),
+            start_date=bindparam("b_start"),
+            end_date=bindparam("b_end"),
+            exit_code=bindparam("b_exit"),
+            signal=bindparam("b_signal"),
+            error=bindparam("b_error"),
+            hostname=func.coalesce(bindparam("b_host", type_=String), task_try.c.hostname),
+            pid=func.coalesce(bindparam("b_pid", type_=Integer), task_try.c.pid),
+        ),
+        try_params,
     )
-    return Recorded(
-        ti_id=ti.id,
-        dag_run_id=ti.dag_run_id,
-        task_id=ti.task_id,
-        state=new_state,
-        try_number=ti.try_number,
-        max_tries=ti.max_tries,
-    )
+    return recorded
+
+
+def _next_state(
+    ti: Row[Any], outcome: TryOutcome, retry_delay_s: Callable[[Row[Any]], float]
+) -> tuple[TIState, datetime | None]:
+    if outcome.succeeded:
+        return TIState.SUCCESS, None
+    if ti.try_number < ti.max_tries:
+        return TIState.UP_FOR_RETRY, outcome.ended_at + timedelta(seconds=retry_delay_s(ti))
+    return TIState.FAILED, None
+
+
+def _try_values(outcome: TryOutcome) -> dict[str, Any]:
+    return {
+        "b_try": outcome.try_id,
+        "b_state": TryState.SUCCESS if outcome.succeeded else TryState.FAILED,
+        "b_start": outcome.started_at,
+        "b_end": outcome.ended_at,
+        "b_exit": outcome.exit_code,
+        "b_signal": outcome.signal,
+        "b_error": outcome.error,
+        "b_host": outcome.hostname or None,
+        "b_pid": outcome.pid,
+    }
 
 
 def unfinished_of_dead_workers(conn: Connection, cutoff: datetime) -> list[Row[Any]]:

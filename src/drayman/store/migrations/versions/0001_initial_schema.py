@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-23 22:15:28.971810
+Create Date: 2026-11-23 22:38:19.764686
 """
 
 from __future__ import annotations
@@ -198,6 +198,9 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("task_instance", schema=None) as batch_op:
         batch_op.create_index(
+            batch_op.f("ix_task_instance_current_try_id"), ["current_try_id"], unique=False
+        )
+        batch_op.create_index(
             batch_op.f("ix_task_instance_state_pool"), ["state", "pool"], unique=False
         )
 
@@ -244,6 +247,7 @@ def downgrade() -> None:
     op.drop_table("task_try")
     with op.batch_alter_table("task_instance", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_task_instance_state_pool"))
+        batch_op.drop_index(batch_op.f("ix_task_instance_current_try_id"))
 
     op.drop_table("task_instance")
     op.drop_table("deploy")
