@@ -23,8 +23,13 @@ with DAG(
     tags=["example", "retries"],
 ):
 
-    @task(retries=3, retry_delay=timedelta(seconds=1), retry_backoff=True,
-          max_retry_delay=timedelta(seconds=10), on_retry=note_retry)
+    @task(
+        retries=3,
+        retry_delay=timedelta(seconds=1),
+        retry_backoff=True,
+        max_retry_delay=timedelta(seconds=10),
+        on_retry=note_retry,
+    )
     def fetch(ctx) -> dict:
         if ctx.try_number == 1:
             raise ConnectionError("upstream API answered 503 Service Unavailable")

@@ -78,7 +78,7 @@ with DAG(
     report = Shell(
         "report",
         "echo 'warehouse updated for {{ ds }} (run {{ run_id }})' && "
-        "ls -l \"$DRAYMAN_HOME/example_data/raw/{{ ds }}\"",
+        'ls -l "$DRAYMAN_HOME/example_data/raw/{{ ds }}"',
     )
 
     load(transform(extract())) >> report

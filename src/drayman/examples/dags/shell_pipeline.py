@@ -16,12 +16,12 @@ with DAG(
 ):
     prepare = Shell(
         "prepare",
-        "mkdir -p \"$OUT\" && echo '{{ params.greeting }} from {{ ds }}' > \"$OUT/note.txt\"",
+        'mkdir -p "$OUT" && echo \'{{ params.greeting }} from {{ ds }}\' > "$OUT/note.txt"',
         env={"OUT": "{{ conf.get('out', '/tmp/drayman-shell-example') }}/{{ ds_nodash }}"},
     )
     count = Shell(
         "count",
-        "wc -c \"$OUT/note.txt\"",
+        'wc -c "$OUT/note.txt"',
         env={"OUT": "{{ conf.get('out', '/tmp/drayman-shell-example') }}/{{ ds_nodash }}"},
     )
     prepare >> count

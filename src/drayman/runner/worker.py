@@ -1,0 +1,216 @@
+"""The warm worker process of the local executor: one workload at a time, each try a fork.
+
+The process is itself a fork of the executor's forkserver, which has drayman, the authoring
+API and Jinja imported; it imports each DAG file once (see `loader`) and forks a child per
+try, so a try costs a fork, not an interpreter start.
+
+Messages from the executor: a workload as a dict (`TryWorkload.to_dict()` or
+`CallbackWorkload.to_dict()`), "cancel <try_id>" (SIGTERM, then SIGKILL after a grace),
+"kill" (SIGKILL at once to whatever runs, callbacks too: the executor is stopping) and "stop".
+Messages back: `TryStarted`, then `WorkerDone` (with the try's `TryOutcome`) once the
+workload and its callbacks are over; a try whose callbacks run sends its outcome before them.
+"""
+
+from __future__ import annotations
+
+import gc
+import multiprocessing
+import signal
+import sys
+import traceback
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from drayman.bundles.cache import BundleCache  # at the top: the forkserver preloads it
+from drayman.config import Settings
+from drayman.runner.execute import (
+    Interrupt,
+    StopTry,
+    fail_try,
+    prepare_process,
+    run_callback_workload,
+    run_try,
+)
+from drayman.workloads import CallbackWorkload, TryOutcome, TryWorkload
+
+MAX_BUNDLE_VERSIONS = 4  # past this many, a worker exits after its workload to free memory
+
+
+@dataclass(frozen=True)
+class WorkerDone:
+    """The worker finished its workload; `retiring`: it exits now and takes no more.
+
+    `outcome` is the try's, unless it was sent on its own before the task's callbacks ran:
+    one message, so the executor learns the outcome and the free slot at the same moment.
+    """
+
+    retiring: bool = False
+    outcome: TryOutcome | None = None
+
+
+def main(conn: Connection, settings: Settings, echo_logs: bool) -> None:
+    """Entry point of a worker process."""
+    # What came from the forkserver is shared with every sibling worker until someone writes
+    # to it; a full garbage collection writes to every object it visits. Frozen, it never does.
+    gc.freeze()
+    # Ctrl-C reaches the whole foreground process group; the CLI decides how to stop us.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # The executor starts workers as daemons (so they never outlive it), but a task forked from
+    # here may use multiprocessing itself, which daemonic processes are not allowed to do.
+    multiprocessing.current_process().daemon = False
+    prepare_process()
+    Worker(conn, settings, echo=sys.stdout if echo_logs else None).serve()
+
+
+class Worker:
+    """Receives workloads on `conn`, runs them, and reports what happened."""
+
+    def __init__(self, conn: Connection, settings: Settings, *, echo: Any = None) -> None:
+        self.conn = conn
+        self.settings = settings
+        self.echo = echo
+        self.bundle_dirs: dict[str, Path] = {}
+        self.pending: deque[dict[str, Any]] = deque()  # workloads that came in while busy
+        self.stopping = False
+        self.running: int | None = None  # the try whose task (not callbacks) runs now
+
+    def serve(self) -> None:
+        """Run workloads until told to stop, the executor goes away, or memory asks to."""
+        while True:
+            data = self._next_workload()
+            if data is None:
+                return
+            done = self.handle(data)
+            self.conn.send(done)
+            if done.retiring:
+                return
+
+    def handle(self, data: dict[str, Any]) -> WorkerDone:
+        """Run one workload; say whether this process exits afterwards."""
+        outcome = None
+        if data.get("kind") == "callback":
+            self._run_callback(CallbackWorkload.from_dict(data))
+        else:
+            outcome = self._run_try(TryWorkload.from_dict(data))
+        retiring = self.stopping or len(self.bundle_dirs) > MAX_BUNDLE_VERSIONS
+        return WorkerDone(retiring, outcome)
+
+    def _next_workload(self) -> dict[str, Any] | None:
+        while not self.stopping:
+            if self.pending:
+                return self.pending.popleft()
+            try:
+                message = self.conn.recv()
+            except EOFError:
+                return None
+            if isinstance(message, dict):
+                return message
+            if message == "stop":
+                return None
+            # A cancel for a try that already ended: nothing to do.
+        return None
+
+    def _run_try(self, workload: TryWorkload) -> TryOutcome | None:
+        """The try's outcome, or None when it was already sent before the callbacks ran."""
+        early: list[TryOutcome] = []
+
+        def before_callbacks(outcome: TryOutcome) -> None:
+            early.append(outcome)
+            self.running = None  # a cancel from now on finds nothing to cancel
+            self.conn.send(outcome)
+
+        self.running = workload.try_id
+        try:
+            outcome = self._execute(workload, before_callbacks)
+        except Exception as exc:  # e.g. the log cannot be written, or a bug of ours
+            traceback.print_exc()
+            self.stopping = True  # start over in a fresh process
+            now = datetime.now(UTC)
+            error = f"the worker could not run the try: {type(exc).__name__}: {exc}"
+            outcome = TryOutcome(workload.try_id, False, now, now, error=error)
+        finally:
+            self.running = None
+        return None if early else outcome
+
+    def _execute(
+        self, workload: TryWorkload, before_callbacks: Callable[[TryOutcome], None]
+    ) -> TryOutcome:
+        try:
+            bundle_dir = self._bundle_dir(workload.run.bundle_version)
+        except Exception as exc:
+            return fail_try(
+                workload, self.settings.logs_folder, exc, on_started=self.conn.send, echo=self.echo
+            )
+        return run_try(
+            workload,
+            bundle_dir,
+            self.settings.logs_folder,
+            max_result_bytes=self.settings.max_result_bytes,
+            on_started=self.conn.send,
+            echo=self.echo,
+            interrupt=self._interrupt(),
+            before_callbacks=before_callbacks,
+        )
+
+    def _run_callback(self, workload: CallbackWorkload) -> None:
+        try:
+            bundle_dir = self._bundle_dir(workload.run.bundle_version)
+            run_callback_workload(
+                workload,
+                bundle_dir,
+                self.settings.logs_folder,
+                self.echo,
+                interrupt=self._interrupt(),
+            )
+        except Exception:  # logged by the executor's process output; the run is over anyway
+            traceback.print_exc()
+
+    def _interrupt(self) -> Interrupt:
+        return Interrupt(self.conn.fileno(), self._check_message)
+
+    def _check_message(self) -> StopTry | None:
+        """Called while a child runs (a try or a callback) and the connection is readable."""
+        try:
+            message = self.conn.recv()
+        except EOFError:
+            self.stopping = True
+            return StopTry("the executor went away", at_once=True)
+        if self.running is not None and message == f"cancel {self.running}":
+            return StopTry("cancelled")
+        if message == "kill":
+            self.stopping = True
+            return StopTry("killed: the executor is stopping", at_once=True)
+        if message == "stop":
+            self.stopping = True
+        elif isinstance(message, dict):
+            self.pending.append(message)
+        return None
+
+    def _bundle_dir(self, version: str) -> Path:
+        path = self.bundle_dirs.get(version)
+        if path is None:
+            path = BundleCache(self.settings.bundle_cache).path(
+                version, lambda: _fetch_archive(self.settings, version)
+            )
+            self.bundle_dirs[version] = path
+        return path
+
+
+def _fetch_archive(settings: Settings, version: str) -> bytes:
+    """A bundle's archive from the store: the only time a worker touches the database."""
+    # Imported here: SQLAlchemy costs memory in every worker and is needed only on a miss.
+    from drayman.store.bundles import load_archive
+    from drayman.store.engine import Store
+
+    store = Store(settings.effective_database_url, pool_size=1)
+    try:
+        with store.read() as conn:
+            return load_archive(conn, version)
+    finally:
+        # No pooled connection is left for the tries forked from this process to inherit.
+        store.dispose()
