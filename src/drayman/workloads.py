@@ -119,4 +119,5 @@ def log_relpath(dag_id: str, run_id: str, task_id: str, map_index: int, try_numb
     """Where one try's log lives, relative to the logs folder (the same on every worker)."""
     safe_run = "".join(c if c.isalnum() or c in "-_." else "_" for c in run_id)
     task = task_id if map_index < 0 else f"{task_id}[{map_index}]"
-    return f"{dag_id}/{safe_run}/{task}/try_{try_number}.log"
+    # one folder per run, not per task: creating a folder is a measurable part of a try's cost
+    return f"{dag_id}/{safe_run}/{task}.try_{try_number}.log"

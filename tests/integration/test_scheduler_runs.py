@@ -68,7 +68,7 @@ def test_a_triggered_run_succeeds_and_passes_results_downstream(
         assert only.pid is not None and only.pid > 0
         assert only.start_date is not None and only.end_date is not None
         assert only.queued_at <= only.start_date <= only.end_date
-        assert only.log_path == f"etl/r1/{task_id}/try_1.log"
+        assert only.log_path == f"etl/r1/{task_id}.try_1.log"
         assert (h.settings.logs_folder / only.log_path).is_file()
         assert only.worker_id == h.scheduler.worker_id
     # each task started after its upstream task ended
@@ -255,7 +255,7 @@ def test_dynamic_fan_out(scheduler_harness: MakeHarness) -> None:
         assert ti.state == TIState.SUCCESS
         assert json.loads(ti.result) == f"item{index}@{index}"
         (only,) = h.tries("fan_out", "five", "process", index)
-        assert only.log_path == f"fan_out/five/process[{index}]/try_1.log"
+        assert only.log_path == f"fan_out/five/process[{index}].try_1.log"
     expected = [f"item{i}@{i}" for i in range(5)]
     assert json.loads(tis[("collect", -1)].result) == {"got": expected}
 

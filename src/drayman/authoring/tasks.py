@@ -414,6 +414,9 @@ class PythonTask(Task):
     ) -> None:
         super().__init__(task_id, dag=dag, doc=doc, options=options, where=where)
         self.fn = fn
+        # computed once at import: a worker forks a child per try, and every child inherits it
+        self._signature = inspect.signature(fn)
+        self._takes_context = [n for n in self._signature.parameters if n in CONTEXT_PARAMS]
         self.args = args
         self.expand = expand
         for task in upstream:
@@ -432,12 +435,10 @@ class PythonTask(Task):
         arguments: dict[str, Any] = resolve_refs(self.args, results)
         if self.expand is not None:
             arguments.update(self._mapped_arguments(results, map_index))
-        signature = inspect.signature(self.fn)
-        for name in signature.parameters:
-            if name in CONTEXT_PARAMS:
-                arguments[name] = ctx
+        for name in self._takes_context:
+            arguments[name] = ctx
         # BoundArguments puts positional-only and *args values back in position.
-        bound = inspect.BoundArguments(signature, arguments)
+        bound = inspect.BoundArguments(self._signature, arguments)
         return self.fn(*bound.args, **bound.kwargs)
 
     def _mapped_arguments(self, results: dict[str, Any], map_index: int) -> dict[str, Any]:
