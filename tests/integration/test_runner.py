@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from drayman.runner.execute import Interrupt, StopTry, run_callback_workload, run_try
+from drayman.runner.execute import run_callback_workload, run_try
 from drayman.runner.loader import unload_all
+from drayman.runner.process import Interrupt, StopTry
 from drayman.workloads import (
     CallbackWorkload,
     RunContextData,

@@ -9,13 +9,9 @@ from datetime import timedelta
 import pytest
 
 from drayman.exceptions import ResultTooLargeError
-from drayman.runner.execute import (
-    ResultNotJSONError,
-    context_for,
-    describe_exit,
-    encode_result,
-    format_bytes,
-)
+from drayman.runner.execute import context_for
+from drayman.runner.process import describe_exit
+from drayman.runner.results import ResultNotJSONError, encode_result, format_bytes
 from drayman.workloads import RunContextData, TryWorkload
 
 

@@ -2,7 +2,7 @@
 
 Workers are forked from a multiprocessing forkserver that has drayman, the authoring API and
 Jinja imported, so starting one is cheap and its pages are shared with its siblings; each
-worker in turn forks one child per try (see `drayman.runner.execute`). `min_warm` workers
+worker in turn forks one child per try (see `drayman.runner.process`). `min_warm` workers
 wait from `start()`; more start on demand up to `parallelism`, and those idle longer than
 `worker_idle_s` exit.
 
@@ -33,7 +33,8 @@ from multiprocessing.process import BaseProcess
 
 from drayman.config import Settings
 from drayman.exceptions import ExecutorError
-from drayman.runner.execute import TryLog, hostname, try_log_path
+from drayman.runner.execute import hostname
+from drayman.runner.trylog import TryLog, try_log_path
 from drayman.runner.worker import WorkerDone
 from drayman.runner.worker import main as worker_main
 from drayman.workloads import ExecutorEvent, TryOutcome, TryStarted, TryWorkload, Workload

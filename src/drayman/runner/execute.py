@@ -1,30 +1,18 @@
-"""Run one try of one task in a forked child of this warm process, and watch it to the end.
+"""Run one try of one task, or one DAG-level callback, and say how it ended.
 
-Why fork: starting a Python interpreter costs ~30 ms and imports cost more; the process that
-calls `run_try` already has drayman and the DAG file imported, so a fork costs ~1 ms and
-shares every page it does not write. The child never returns into the caller's code: it
-ends with `os._exit`.
-
-Why `setsid`: the child leads its own process group, so a timeout or a cancel kills whatever
-the task started too (a shell pipeline, a subprocess). When the task's main process ends,
-what is left of its group is killed: a try leaves no stray processes in a long-lived worker.
-
-The child's fd 1 and 2 are one pipe, copied by the caller into the try's log (and to `echo`,
-for `drayman dags test`), so output of subprocesses lands in the log too. A Python task's
-return value travels on a second pipe as one message: b"R" + JSON, or b"E" + a one-line error.
-The caller waits with poll() on both pipes and a pidfd: no threads, no busy polling.
+A try loads its task from the bundle, runs it in a forked child (`drayman.runner.process`),
+copies the child's output into the try's log (`drayman.runner.trylog`), and turns how the child
+ended and what it sent back (`drayman.runner.results`) into a `TryOutcome`. The task's
+`on_success`, `on_retry` or `on_failure` callback then runs in a child of its own, with a time
+limit: a callback that hangs or fails is logged and never changes the outcome. A Python task
+runs in the child as a function call; a shell task replaces the child by bash, so the try's
+exit code is the command's.
 """
 
 from __future__ import annotations
 
-import codecs
-import contextlib
-import faulthandler
 import functools
-import json
-import logging
 import os
-import select
 import shlex
 import signal
 import socket
@@ -32,166 +20,26 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn, TextIO
+from typing import NoReturn, TextIO
 
 from drayman.authoring.context import Context, parse_aware
 from drayman.authoring.tasks import PythonTask, ShellTask, Task
-from drayman.exceptions import DraymanError, ResultTooLargeError
+from drayman.exceptions import ResultTooLargeError
 from drayman.runner.loader import load_dag, load_task
+from drayman.runner.process import Ended, Interrupt, describe_exit, fork, send, supervise
+from drayman.runner.results import ResultNotJSONError, encode_result, one_line
+from drayman.runner.trylog import TryLog, default_callback_log_path, try_log_path
 from drayman.workloads import (
     CallbackWorkload,
     RunContextData,
     TryOutcome,
     TryStarted,
     TryWorkload,
-    log_relpath,
 )
 
-KILL_GRACE_S = 5.0  # between SIGTERM and SIGKILL: time for a task to clean up
 CALLBACK_TIMEOUT_S = 60.0
-_READ_CHUNK = 65536
-_ERROR_CHARS = 1000  # a one-line error longer than this is cut: the log has the full text
-# Built once: json.dumps with options builds a new encoder per call, in every forked child.
-_ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
-_PACKAGE_DIR = str(Path(__file__).resolve().parent.parent) + os.sep
-_CHILD_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-
-
-class ResultNotJSONError(DraymanError, TypeError):
-    """A task returned a value that JSON cannot carry to its downstream tasks."""
-
-
-@dataclass(frozen=True)
-class StopTry:
-    """Why a running try must stop; `at_once` skips the SIGTERM grace (executor shutdown)."""
-
-    reason: str
-    at_once: bool = False
-
-
-@dataclass(frozen=True)
-class Interrupt:
-    """Something else to watch while a try runs (the worker's connection, for cancels).
-
-    When `fd` is readable, `check()` reads from it and says whether the try must stop.
-    """
-
-    fd: int
-    check: Callable[[], StopTry | None]
-
-
-# ------------------------------------------------------------------------- results (pure)
-
-
-def encode_result(task_id: str, value: Any, max_bytes: int) -> str:
-    """`value` as compact JSON, or an error that says what to do instead."""
-    try:
-        text = _ENCODER.encode(value)
-    except (TypeError, ValueError) as exc:
-        raise ResultNotJSONError(
-            f"task {task_id!r} returned a value that is not JSON ({exc}); return only str, "
-            "int, float, bool, None, list or dict, and write other data to storage"
-        ) from None
-    size = len(text)  # the encoder escapes non-ASCII: one character is one byte
-    if size > max_bytes:
-        raise ResultTooLargeError(
-            f"task {task_id!r} returned {format_bytes(size)}; results are capped at "
-            f"{format_bytes(max_bytes)} (DRAYMAN_MAX_RESULT_BYTES): "
-            "write big data to storage and return its path"
-        )
-    return text
-
-
-def format_bytes(size: int) -> str:
-    """A size as people read it: 812 bytes, 64 KB, 1.2 MB."""
-    if size < 1024:
-        return f"{size} bytes"
-    value, unit = (size / 1024**2, "MB") if size >= 1024**2 else (size / 1024, "KB")
-    text = f"{value:.1f}".removesuffix(".0")
-    return f"{text} {unit}"
-
-
-def describe_exit(status: int) -> tuple[int | None, int | None, str]:
-    """(exit code, signal, one-line description) of a `waitpid` status."""
-    if os.WIFSIGNALED(status):
-        number = os.WTERMSIG(status)
-        return None, number, f"killed by signal {number} ({signal_name(number)})"
-    code = os.waitstatus_to_exitcode(status)
-    return code, None, f"exited with code {code}"
-
-
-def signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"
-
-
-def context_for(workload: TryWorkload) -> Context:
-    """The Context of one try: run data from the workload, times aware in the DAG's zone."""
-    return _context(
-        workload.run, workload.task_id, workload.map_index, workload.try_number, workload.max_tries
-    )
-
-
-def _context(
-    run: RunContextData, task_id: str, map_index: int, try_number: int, max_tries: int
-) -> Context:
-    return Context(
-        dag_id=run.dag_id,
-        run_id=run.run_id,
-        task_id=task_id,
-        map_index=map_index,
-        try_number=try_number,
-        max_tries=max_tries,
-        run_type=run.run_type,
-        logical_date=parse_aware(run.logical_date, run.timezone),
-        data_interval_start=parse_aware(run.data_interval_start, run.timezone),
-        data_interval_end=parse_aware(run.data_interval_end, run.timezone),
-        timezone=run.timezone,
-        bundle_version=run.bundle_version,
-        params=dict(run.params),
-        conf=dict(run.conf),
-    )
-
-
-# ------------------------------------------------------------------------------ the log
-
-
-class TryLog:
-    """One try's log file, appended to; mirrored to `echo` when given."""
-
-    def __init__(self, path: Path, echo: TextIO | None = None) -> None:
-        self.path = path
-        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
-        try:
-            self._fd = os.open(path, flags, 0o644)
-        except FileNotFoundError:  # a new task's folder: creating it only then saves syscalls
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(path, flags, 0o644)
-        self._echo = echo
-        # Output arrives in arbitrary chunks: a UTF-8 character may straddle two of them.
-        self._decoder = codecs.getincrementaldecoder("utf-8")("replace") if echo else None
-
-    def write(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self._fd, view) :]
-        if self._echo is not None and self._decoder is not None:
-            self._echo.write(self._decoder.decode(data))
-            self._echo.flush()
-
-    def line(self, text: str) -> None:
-        """One of drayman's own lines, set apart from the task's output by its prefix."""
-        self.write(f"[drayman] {text}\n".encode())
-
-    def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
 
 
 # ----------------------------------------------------------------------------- public API
@@ -232,7 +80,7 @@ def run_callback_workload(
 ) -> None:
     """Run a DAG-level callback in a forked child; its failure is logged, never raised."""
     run = workload.run
-    path = workload.log_path or _default_callback_log_path(workload)
+    path = workload.log_path or default_callback_log_path(workload)
     log = TryLog(logs_folder / path, echo)
     try:
         log.line(
@@ -243,7 +91,7 @@ def run_callback_workload(
             dag = load_dag(bundle_dir, workload.fileloc, run.dag_id)
         except Exception as exc:
             _log_exception(log, exc)
-            log.line(f"{workload.callback} callback not run: {_one_line(exc)}")
+            log.line(f"{workload.callback} callback not run: {one_line(exc)}")
             return
         if not getattr(dag, workload.callback, ()):
             log.line(f"DAG {run.dag_id} has no {workload.callback} callback (any more)")
@@ -279,6 +127,34 @@ def hostname() -> str:
     return socket.gethostname()
 
 
+def context_for(workload: TryWorkload) -> Context:
+    """The Context of one try: run data from the workload, times aware in the DAG's zone."""
+    return _context(
+        workload.run, workload.task_id, workload.map_index, workload.try_number, workload.max_tries
+    )
+
+
+def _context(
+    run: RunContextData, task_id: str, map_index: int, try_number: int, max_tries: int
+) -> Context:
+    return Context(
+        dag_id=run.dag_id,
+        run_id=run.run_id,
+        task_id=task_id,
+        map_index=map_index,
+        try_number=try_number,
+        max_tries=max_tries,
+        run_type=run.run_type,
+        logical_date=parse_aware(run.logical_date, run.timezone),
+        data_interval_start=parse_aware(run.data_interval_start, run.timezone),
+        data_interval_end=parse_aware(run.data_interval_end, run.timezone),
+        timezone=run.timezone,
+        bundle_version=run.bundle_version,
+        params=dict(run.params),
+        conf=dict(run.conf),
+    )
+
+
 # ------------------------------------------------------------------------ one try, in order
 
 
@@ -298,10 +174,10 @@ def _run_try(
     except Exception as exc:
         return _fail_in_place(workload, log, exc, on_started)
     body = _task_body(workload, task, bundle_dir, max_result_bytes)
-    child = _fork(body)
+    child = fork(body)
     on_started(TryStarted(workload.try_id, hostname(), child.pid, started_at))
     log.line(_start_line(workload, child.pid))
-    ended = _supervise(child, log, workload.execution_timeout_s, interrupt)
+    ended = supervise(child, log, workload.execution_timeout_s, interrupt)
     outcome = _outcome(workload, ended, started_at, child.pid)
     elapsed = time.monotonic() - clock
     if outcome.succeeded:
@@ -323,7 +199,7 @@ def _fail_in_place(
     on_started(TryStarted(workload.try_id, hostname(), os.getpid(), started_at))
     log.line(_start_line(workload, os.getpid()))
     _log_exception(log, error)
-    outcome = _failed(workload, started_at, os.getpid(), _one_line(error))
+    outcome = _failed(workload, started_at, os.getpid(), one_line(error))
     log.line(f"failed: {outcome.error}")
     return outcome
 
@@ -351,17 +227,7 @@ def _failed(workload: TryWorkload, started_at: datetime, pid: int, error: str) -
     )
 
 
-@dataclass
-class _Ended:
-    """What watching a child found out."""
-
-    status: int  # as from waitpid
-    message: bytes  # what the child sent on the result pipe
-    timed_out: bool
-    interrupted: str | None
-
-
-def _outcome(workload: TryWorkload, ended: _Ended, started_at: datetime, pid: int) -> TryOutcome:
+def _outcome(workload: TryWorkload, ended: Ended, started_at: datetime, pid: int) -> TryOutcome:
     exit_code, signal_number, exit_text = describe_exit(ended.status)
     result_json = None
     error = None
@@ -410,9 +276,9 @@ def _task_body(
             text = encode_result(workload.task_id, value, max_result_bytes)
         except (ResultNotJSONError, ResultTooLargeError) as exc:
             print(f"[drayman] {exc}", file=sys.stderr)
-            _send(result_fd, b"E" + str(exc).encode())
+            send(result_fd, b"E" + str(exc).encode())
             return 1
-        _send(result_fd, b"R" + text.encode())
+        send(result_fd, b"R" + text.encode())
         return 0
 
     return body
@@ -442,280 +308,6 @@ def _context_env(ctx: Context) -> dict[str, str]:
         "DRAYMAN_MAP_INDEX": str(ctx.map_index),
         "DRAYMAN_LOGICAL_DATE": ctx.ts,
     }
-
-
-def _send(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
-# ----------------------------------------------------------------------- fork and supervise
-
-
-@dataclass
-class _Child:
-    pid: int
-    pidfd: int | None  # None where the kernel has no pidfd_open: then we poll waitpid
-    out_fd: int
-    result_fd: int
-
-
-def _fork(body: Callable[[int], int]) -> _Child:
-    out_r, out_w = os.pipe()
-    result_r, result_w = os.pipe()
-    for stream in (sys.stdout, sys.stderr):
-        # Or the child would write the caller's buffered text a second time.
-        if stream is not None:
-            stream.flush()
-    try:
-        pid = os.fork()
-    except OSError:  # EAGAIN, ENOMEM: the process table or memory is full
-        for fd in (out_r, out_w, result_r, result_w):
-            os.close(fd)
-        raise
-    if pid == 0:
-        os.close(out_r)
-        os.close(result_r)
-        _child_main(body, out_w, result_w)
-    os.close(out_w)
-    os.close(result_w)
-    os.set_blocking(out_r, False)
-    os.set_blocking(result_r, False)
-    try:
-        pidfd: int | None = os.pidfd_open(pid)
-    except (AttributeError, OSError):
-        pidfd = None
-    return _Child(pid, pidfd, out_r, result_r)
-
-
-def prepare_process() -> None:
-    """Set this (worker) process up once so that its forked tries need no setup of their own.
-
-    Every page a child writes is copied (~2 µs each on a VM): creating stream objects and
-    logging handlers in each child costs more than the task. After this, fd 1 and 2 carry
-    line-buffered streams and the root logger, and a child only has to move its fds.
-    """
-    devnull = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(devnull, 0)
-    os.close(devnull)
-    _setup_streams()
-    _prepared.append(True)
-
-
-_prepared: list[bool] = []  # per process: whether prepare_process() ran
-
-
-def _child_main(body: Callable[[int], int], out_fd: int, result_fd: int) -> NoReturn:
-    code = 70  # EX_SOFTWARE: the child could not even set itself up
-    try:
-        os.setsid()
-        os.dup2(out_fd, 1)
-        os.dup2(out_fd, 2)
-        os.close(out_fd)
-        if not _prepared:  # run_try called from an ordinary process: `drayman dags test`
-            devnull = os.open(os.devnull, os.O_RDONLY)
-            os.dup2(devnull, 0)
-            os.close(devnull)
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            _setup_streams()
-        code = _run_body(body, result_fd)
-    finally:
-        os._exit(code)
-
-
-def _setup_streams() -> None:
-    # New objects on fd 1/2: the inherited sys.stdout may be a test runner's capture file, and
-    # line buffering keeps a long task's log readable while it runs.
-    sys.stdout = _text_stream(1)
-    sys.stderr = _text_stream(2)
-    _log_to_stderr()
-    # A crash in C code (SIGSEGV) then leaves the Python stack in the try's log.
-    faulthandler.enable(sys.stderr)
-
-
-def _text_stream(fd: int) -> TextIO:
-    return open(fd, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False)
-
-
-def _log_to_stderr() -> None:
-    root = logging.getLogger()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(_CHILD_LOG_FORMAT))
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-
-
-def _run_body(body: Callable[[int], int], result_fd: int) -> int:
-    try:
-        code = body(result_fd)
-    except SystemExit as exc:
-        code = _system_exit_code(exc)
-    except BaseException as exc:
-        _print_traceback(exc)
-        _send(result_fd, b"E" + _one_line(exc).encode())
-        code = 1
-    try:
-        logging.shutdown()
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except BaseException:  # a closed or broken stream must not stop the exit
-        pass
-    return code
-
-
-def _print_traceback(exc: BaseException) -> None:
-    """The traceback from the first frame of user code: drayman's own frames are noise there."""
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_PACKAGE_DIR):
-        tb = tb.tb_next
-    traceback.print_exception(type(exc), exc, tb or exc.__traceback__)
-
-
-def _system_exit_code(exc: SystemExit) -> int:
-    if exc.code is None:
-        return 0
-    if isinstance(exc.code, int):
-        return exc.code & 0xFF
-    print(exc.code, file=sys.stderr)  # sys.exit("message") prints it, like the interpreter
-    return 1
-
-
-def _supervise(
-    child: _Child, log: TryLog, timeout_s: float | None, interrupt: Interrupt | None
-) -> _Ended:
-    """Copy the child's output to the log until it exits; enforce the timeout and cancels."""
-    watch = _Watch(child, log, timeout_s, interrupt)
-    try:
-        watch.run()
-    finally:
-        # What is left of the group is the task's own strays; the zombie keeps the pgid ours.
-        _kill_group(child.pid, signal.SIGKILL)
-        _, status = os.waitpid(child.pid, 0)
-        watch.drain()
-        for fd in (child.out_fd, child.result_fd, child.pidfd):
-            if fd is not None:
-                os.close(fd)
-    return _Ended(status, bytes(watch.message), watch.timed_out, watch.interrupted)
-
-
-class _Watch:
-    """The poll loop of `_supervise`, with its state in one place."""
-
-    def __init__(
-        self, child: _Child, log: TryLog, timeout_s: float | None, interrupt: Interrupt | None
-    ) -> None:
-        self.child = child
-        self.log = log
-        self.interrupt = interrupt
-        self.message = bytearray()
-        self.timed_out = False
-        self.interrupted: str | None = None
-        self.deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        self.kill_at: float | None = None
-        self.poller = select.poll()
-        self.open = {child.out_fd, child.result_fd}
-        for fd in self.open:
-            self.poller.register(fd, select.POLLIN)
-        if child.pidfd is not None:
-            self.poller.register(child.pidfd, select.POLLIN)
-        if interrupt is not None:
-            self.poller.register(interrupt.fd, select.POLLIN)
-
-    def run(self) -> None:
-        exited = False
-        while not exited:
-            for fd, _ in self.poller.poll(self._wait_ms()):
-                if fd in self.open:
-                    self._read(fd)
-                elif fd == self.child.pidfd:
-                    exited = True
-                elif self.interrupt is not None and fd == self.interrupt.fd:
-                    self._check_interrupt(self.interrupt)
-            self._check_clock()
-            if self.child.pidfd is None:
-                exited = _exited_without_reaping(self.child.pid)
-
-    def drain(self) -> None:
-        """Read what the child wrote before it ended (never waiting for strays' EOF)."""
-        for fd in list(self.open):
-            while fd in self.open and self._read(fd):
-                pass
-
-    def _read(self, fd: int) -> bool:
-        try:
-            data = os.read(fd, _READ_CHUNK)
-        except BlockingIOError:
-            return False
-        if not data:
-            self.open.discard(fd)
-            self.poller.unregister(fd)
-            return False
-        if fd == self.child.out_fd:
-            self.log.write(data)
-        else:
-            self.message += data
-        return True
-
-    def _check_interrupt(self, interrupt: Interrupt) -> None:
-        stop = interrupt.check()
-        if stop is None or self.interrupted is not None:
-            return
-        self.interrupted = stop.reason
-        self.poller.unregister(interrupt.fd)  # it may stay readable (EOF) from now on
-        if stop.at_once:
-            _signal_try(self.child.pid, signal.SIGKILL)
-        else:
-            self._terminate()
-
-    def _check_clock(self) -> None:
-        now = time.monotonic()
-        if self.deadline is not None and now >= self.deadline:
-            self.deadline = None
-            self.timed_out = True
-            self._terminate()
-        if self.kill_at is not None and now >= self.kill_at:
-            self.kill_at = None
-            _signal_try(self.child.pid, signal.SIGKILL)
-
-    def _terminate(self) -> None:
-        _signal_try(self.child.pid, signal.SIGTERM)
-        if self.kill_at is None:
-            self.kill_at = time.monotonic() + KILL_GRACE_S
-
-    def _wait_ms(self) -> int:
-        moments = [t for t in (self.deadline, self.kill_at) if t is not None]
-        if self.child.pidfd is None:
-            moments.append(time.monotonic() + 0.01)
-        if not moments:
-            return -1
-        return max(0, int((min(moments) - time.monotonic()) * 1000) + 1)
-
-
-def _exited_without_reaping(pid: int) -> bool:
-    try:
-        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
-    except ChildProcessError:
-        return True
-
-
-def _kill_group(pgid: int, number: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, number)
-
-
-def _signal_try(pid: int, number: int) -> None:
-    """Signal the try's whole process group, even if the child has not called setsid yet."""
-    try:
-        os.killpg(pid, number)
-    except ProcessLookupError:
-        # No group yet: the child has not reached setsid(), so it has started nothing either.
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, number)
-    except PermissionError:
-        pass
 
 
 # ------------------------------------------------------------------------------- callbacks
@@ -757,8 +349,8 @@ def _run_callback(
         return 0
 
     log.line(f"running {name} callback")
-    child = _fork(body)
-    ended = _supervise(child, log, CALLBACK_TIMEOUT_S, interrupt)
+    child = fork(body)
+    ended = supervise(child, log, CALLBACK_TIMEOUT_S, interrupt)
     _, _, exit_text = describe_exit(ended.status)
     if ended.interrupted:
         log.line(f"{name} callback stopped: {ended.interrupted}")
@@ -774,30 +366,5 @@ def _run_callback(
 # ---------------------------------------------------------------------------------- helpers
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    first = f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
-    if isinstance(exc, DraymanError) and text:
-        first = text[0]  # drayman's own messages are already written for people
-    return first if len(first) <= _ERROR_CHARS else first[: _ERROR_CHARS - 3] + "..."
-
-
 def _log_exception(log: TryLog, exc: BaseException) -> None:
     log.write("".join(traceback.format_exception(exc)).encode(errors="backslashreplace"))
-
-
-def try_log_path(workload: TryWorkload) -> str:
-    """Where a try's log goes, relative to the logs folder."""
-    return workload.log_path or _default_log_path(workload)
-
-
-def _default_log_path(workload: TryWorkload) -> str:
-    run = workload.run
-    return log_relpath(
-        run.dag_id, run.run_id, workload.task_id, workload.map_index, workload.try_number
-    )
-
-
-def _default_callback_log_path(workload: CallbackWorkload) -> str:
-    run_folder = Path(log_relpath(workload.run.dag_id, workload.run.run_id, "x", -1, 1)).parent
-    return str(run_folder.parent / f"dag_{workload.callback}.log")

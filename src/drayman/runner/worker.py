@@ -28,14 +28,8 @@ from typing import Any
 
 from drayman.bundles.cache import BundleCache  # at the top: the forkserver preloads it
 from drayman.config import Settings
-from drayman.runner.execute import (
-    Interrupt,
-    StopTry,
-    fail_try,
-    prepare_process,
-    run_callback_workload,
-    run_try,
-)
+from drayman.runner.execute import fail_try, run_callback_workload, run_try
+from drayman.runner.process import Interrupt, StopTry, prepare_process
 from drayman.workloads import CallbackWorkload, TryOutcome, TryWorkload
 
 MAX_BUNDLE_VERSIONS = 4  # past this many, a worker exits after its workload to free memory
