@@ -48,6 +48,11 @@ def _safe_url(url: str) -> str:
     return f"{scheme}://{user}:***@{host}" if ":" in creds else f"{scheme}://{user}@{host}"
 
 
+def export_home(settings: Settings) -> None:
+    """Let tasks know the drayman home they run under (they inherit the environment)."""
+    os.environ["DRAYMAN_HOME"] = str(settings.home.resolve())
+
+
 def who() -> str:
     """Who is acting, for triggered_by and deploy records."""
     user = os.environ.get("USER") or os.environ.get("LOGNAME") or "unknown"

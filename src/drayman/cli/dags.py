@@ -237,18 +237,15 @@ def next_runs_cmd(dag_id: str, count: int, after: str | None, as_json: bool) -> 
         click.echo(f"{dag_id} has no upcoming scheduled runs ({timetable.describe()})")
         return
     click.echo(f"{dag_id}: {timetable.describe()}")
-    print_table(
-        [f"run after ({spec.timezone})", "run after (UTC)", "data interval", "note"],
-        [
-            [
-                i["run_after"],
-                i["run_after_utc"],
-                f"{i['data_interval_start']} .. {i['data_interval_end']}",
-                i["dst_change"] or "",
-            ]
-            for i in items
-        ],
-    )
+    local_and_utc = spec.timezone != "UTC"  # a UTC DAG needs its times once
+    headers = [f"run after ({spec.timezone})"]
+    headers += ["run after (UTC)"] if local_and_utc else []
+    rows = []
+    for i in items:
+        row = [i["run_after"]] + ([i["run_after_utc"]] if local_and_utc else [])
+        row += [f"{i['data_interval_start']} .. {i['data_interval_end']}", i["dst_change"] or ""]
+        rows.append(row)
+    print_table([*headers, "data interval", "note"], rows)
 
 
 @dags.command("backfill")

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, select
 
 from drayman.conf import validate_conf
-from drayman.exceptions import DraymanError, ParamsError
+from drayman.exceptions import NotFoundError, ParamsError
 from drayman.spec import DagSpec
 from drayman.states import RunType
 from drayman.store import dags as dag_store
@@ -45,6 +45,17 @@ def next_run_of(spec: DagSpec, last: Row[Any] | None, now: datetime) -> RunInfo 
     )
 
 
+def _defined_dag(conn: Connection, dag_id: str) -> Row[Any]:
+    """The DAG's row, if its newest bundle still defines it: deleted code must never run."""
+    row = dag_store.get_dag(conn, dag_id)
+    if not row.is_active:
+        raise NotFoundError(
+            f"DAG {dag_id!r} is no longer defined in the DAG folder (its file was deleted or "
+            "no longer defines it); `drayman dags list` shows the DAGs there are"
+        )
+    return row
+
+
 def trigger(
     conn: Connection,
     dag_id: str,
@@ -60,9 +71,7 @@ def trigger(
     A manual run's logical date is the moment it was triggered (or the one given), and its
     data interval is that instant: it processes "now", not a scheduled interval.
     """
-    row = dag_store.get_dag(conn, dag_id)
-    if not row.is_active:
-        raise DraymanError(f"DAG {dag_id!r} is no longer defined in the DAG folder")
+    row = _defined_dag(conn, dag_id)
     spec = dag_store.load_spec(conn, dag_id, row.bundle_version)
     conf = conf or {}
     try:
@@ -102,7 +111,7 @@ def backfill(
 
     Intervals that already have a run are left alone. Returns the new run ids.
     """
-    row = dag_store.get_dag(conn, dag_id)
+    row = _defined_dag(conn, dag_id)
     spec = dag_store.load_spec(conn, dag_id, row.bundle_version)
     timetable = parse_schedule(spec.schedule, spec.timezone)
     existing = set(

@@ -14,14 +14,13 @@ with DAG(
     params={"greeting": "hello"},
     tags=["example", "shell"],
 ):
+    # $OUT: the run conf's "out" if given, else a folder under DRAYMAN_HOME
+    out = '"${OUT:-$DRAYMAN_HOME/example_data/shell}/$DAY"'
+    day_env = {"OUT": "{{ conf.get('out', '') }}", "DAY": "{{ ds_nodash }}"}
     prepare = Shell(
         "prepare",
-        'mkdir -p "$OUT" && echo \'{{ params.greeting }} from {{ ds }}\' > "$OUT/note.txt"',
-        env={"OUT": "{{ conf.get('out', '/tmp/drayman-shell-example') }}/{{ ds_nodash }}"},
+        f"mkdir -p {out} && echo '{{{{ params.greeting }}}} from {{{{ ds }}}}' > {out}/note.txt",
+        env=day_env,
     )
-    count = Shell(
-        "count",
-        'wc -c "$OUT/note.txt"',
-        env={"OUT": "{{ conf.get('out', '/tmp/drayman-shell-example') }}/{{ ds_nodash }}"},
-    )
+    count = Shell("count", f"wc -c {out}/note.txt", env=day_env)
     prepare >> count

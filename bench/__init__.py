@@ -1,0 +1,1 @@
+"""drayman's benchmark: workloads, the harness that runs them, and its CLI."""

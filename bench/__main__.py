@@ -1,0 +1,176 @@
+"""drayman's benchmark: `python -m bench run W1 --db sqlite --json`; see bench/README.md.
+
+    python -m bench run {W1,W2,W3,all} [--db sqlite|postgresql] [--repeat N] [--size N]
+                                       [--parallelism N] [--timeout S] [--json]
+    python -m bench memory [--json]
+    python -m bench version [--runs N] [--json]
+
+Exit status 1 with a message on stderr when a benchmark cannot run or does not finish.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+from bench.harness import BenchError, machine, measure_memory, measure_version, run_workload
+from bench.workloads import WORKLOADS
+
+PRIMARY = {
+    "W1": "wall_s",
+    "W2": "hop_median_s",
+    "W3": "wall_s",
+}  # what --repeat takes the median of
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return _run(args)
+        if args.command == "memory":
+            _emit(measure_memory(), args.json, _memory_text)
+            return 0
+        _emit(measure_version(args.runs), args.json, _version_text)
+        return 0
+    except BenchError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run a workload against a fresh scheduler")
+    run.add_argument("workload", choices=[*WORKLOADS, "all"])
+    run.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
+    run.add_argument("--repeat", type=int, default=1, help="runs per workload; reports the median")
+    run.add_argument(
+        "--size",
+        type=int,
+        default=None,
+        help="tasks (W1, W2) or DAGs (W3) instead of the default, e.g. for a smoke test",
+    )
+    run.add_argument("--parallelism", type=int, default=8, help="DRAYMAN_PARALLELISM")
+    run.add_argument("--timeout", type=float, default=120.0, help="seconds a run may take")
+    run.add_argument("--json", action="store_true", help="print one JSON object")
+    run.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="record each run with py-spy (collapsed stacks) into DIR; slows the run down",
+    )
+    memory = commands.add_parser("memory", help="PSS of an idle `drayman standalone`")
+    memory.add_argument("--json", action="store_true")
+    version = commands.add_parser("version", help="time `drayman --version`")
+    version.add_argument("--runs", type=int, default=20)
+    version.add_argument("--json", action="store_true")
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    names = list(WORKLOADS) if args.workload == "all" else [args.workload]
+    reports = []
+    for name in names:
+        workload = WORKLOADS[name]
+        size = args.size or workload.default_size
+        results: list[dict[str, Any]] = []
+        for _ in range(max(args.repeat, 1)):
+            result = run_workload(
+                workload,
+                db=args.db,
+                size=size,
+                parallelism=args.parallelism,
+                timeout_s=args.timeout,
+                profile=_profile_path(args.profile, name, args.db, len(results)),
+            )
+            results.append(result.to_json())
+            if not args.json:
+                print(f"  {name} run {len(results)}: {_line(results[-1])}", file=sys.stderr)
+        reports.append(_summarize(name, results))
+        if not args.json:
+            print(_run_text(reports[-1]))
+    if args.json:
+        print(
+            json.dumps(
+                reports[0] if len(reports) == 1 else {"results": reports, "machine": machine()}
+            )
+        )
+    return 0
+
+
+def _profile_path(folder: Path | None, name: str, db: str, index: int) -> Path | None:
+    if folder is None:
+        return None
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{name}-{db}-{index + 1}.txt"
+
+
+def _summarize(name: str, results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The median run (by the workload's primary number), with every run's values."""
+    key = PRIMARY[name]
+    ordered = sorted(results, key=lambda r: r[key])
+    report = dict(ordered[(len(ordered) - 1) // 2])
+    if len(results) > 1:
+        report["repeats"] = len(results)
+        report["all"] = {
+            field: [r[field] for r in results]
+            for field in ("wall_s", "cpu_s_per_try", "hop_median_s", "hop_p95_s")
+            if field in results[0]
+        }
+        report["median_of"] = key
+        report["stdev_" + key] = round(statistics.stdev(r[key] for r in results), 4)
+    return report
+
+
+def _line(result: dict[str, Any]) -> str:
+    parts = [f"wall {result['wall_s']:.3f}s", f"cpu/try {result['cpu_s_per_try'] * 1000:.1f}ms"]
+    if "hop_median_s" in result:
+        parts.append(
+            f"hop median {result['hop_median_s'] * 1000:.1f}ms "
+            f"p95 {result['hop_p95_s'] * 1000:.1f}ms"
+        )
+    return ", ".join(parts)
+
+
+def _run_text(report: dict[str, Any]) -> str:
+    lines = [
+        f"{report['workload']} on {report['db']} ({report['executor']} executor, parallelism "
+        f"{report['parallelism']}, {report['tries']} tries): {_line(report)}",
+        f"    first try started {report['first_start_s'] * 1000:.0f}ms after the trigger; "
+        f"queued->started median {report['queue_to_start_median_s'] * 1000:.1f}ms; "
+        f"try run median {report['try_run_median_s'] * 1000:.1f}ms; "
+        f"last try end->run end {report['last_end_to_run_end_s'] * 1000:.1f}ms",
+    ]
+    if "all" in report:
+        lines.append(f"    median of {report['repeats']} runs; all: {report['all']}")
+    return "\n".join(lines)
+
+
+def _memory_text(data: dict[str, Any]) -> str:
+    lines = [
+        f"drayman standalone, idle: PSS {data['pss_mb_total']:.1f} MB total "
+        f"(exit after SIGTERM: {data['exit_code']})"
+    ]
+    lines += [f"  {p['pid']:>7}  {p['pss_mb']:7.1f} MB  {p['cmd']}" for p in data["processes"]]
+    return "\n".join(lines)
+
+
+def _version_text(data: dict[str, Any]) -> str:
+    return (
+        f"{data['command']}: median {data['median_s']:.3f}s, min {data['min_s']:.3f}s, "
+        f"max {data['max_s']:.3f}s over {data['runs']} runs"
+    )
+
+
+def _emit(data: dict[str, Any], as_json: bool, text: Any) -> None:
+    print(json.dumps(data) if as_json else text(data))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

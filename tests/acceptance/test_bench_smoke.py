@@ -1,0 +1,44 @@
+"""The benchmark runs end to end: `python -m bench run W2 --json` on a short chain.
+
+Only the shape of the report is checked. Speed goals live in the benchmark (bench/README.md),
+never in tests: a loaded CI machine must not turn a test red.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+KEYS = {
+    "workload",
+    "db",
+    "executor",
+    "tries",
+    "wall_s",
+    "hop_median_s",
+    "hop_p95_s",
+    "cpu_s_per_try",
+    "machine",
+}
+
+
+def test_bench_w2_smoke_reports_every_key() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "run", "W2", "--db", "sqlite", "--size", "5", "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, f"bench failed:\n{done.stdout}\n{done.stderr}"
+    report = json.loads(done.stdout)
+    assert report.keys() >= KEYS, f"missing keys: {sorted(KEYS - report.keys())}"
+    assert (report["workload"], report["db"], report["executor"]) == ("W2", "sqlite", "local")
+    assert report["tries"] == 5
+    assert report["wall_s"] > 0
+    assert report["hop_median_s"] <= report["hop_p95_s"]
+    assert set(report["machine"]) == {"cpus", "python", "platform"}
