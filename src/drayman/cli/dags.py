@@ -240,11 +240,11 @@ def next_runs_cmd(dag_id: str, count: int, after: str | None, as_json: bool) -> 
     local_and_utc = spec.timezone != "UTC"  # a UTC DAG needs its times once
     headers = [f"run after ({spec.timezone})"]
     headers += ["run after (UTC)"] if local_and_utc else []
-    rows = []
+    rows: list[list[Any]] = []
     for i in items:
-        row = [i["run_after"]] + ([i["run_after_utc"]] if local_and_utc else [])
-        row += [f"{i['data_interval_start']} .. {i['data_interval_end']}", i["dst_change"] or ""]
-        rows.append(row)
+        cells = [i["run_after"]] + ([i["run_after_utc"]] if local_and_utc else [])
+        cells += [f"{i['data_interval_start']} .. {i['data_interval_end']}", i["dst_change"] or ""]
+        rows.append(cells)
     print_table([*headers, "data interval", "note"], rows)
 
 
