@@ -19,6 +19,7 @@ from typing import Any
 
 from bench.harness import BenchError, machine, measure_memory, measure_version, run_workload
 from bench.workloads import WORKLOADS
+from drayman.config import Settings
 
 PRIMARY = {
     "W1": "wall_s",
@@ -55,7 +56,12 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="tasks (W1, W2) or DAGs (W3) instead of the default, e.g. for a smoke test",
     )
-    run.add_argument("--parallelism", type=int, default=8, help="DRAYMAN_PARALLELISM")
+    run.add_argument(
+        "--parallelism",
+        type=int,
+        default=Settings().parallelism,
+        help="DRAYMAN_PARALLELISM (default: drayman's own default)",
+    )
     run.add_argument("--timeout", type=float, default=120.0, help="seconds a run may take")
     run.add_argument("--json", action="store_true", help="print one JSON object")
     run.add_argument(

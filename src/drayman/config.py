@@ -93,7 +93,7 @@ class Settings:
     dags_folder: Path = Path("dags")
     database_url: str = ""  # empty: SQLite file under home
     executor: str = "local"
-    parallelism: int = 8  # tries one local executor runs at once
+    parallelism: int = 16  # tries one local executor runs at once (ETL tasks mostly wait on I/O)
     broker_url: str = ""
     parse_timeout_s: float = 30.0  # a DAG file that imports longer than this is an error
     dags_poll_s: float = 2.0  # how often the DAG folder is checked for changes

@@ -64,6 +64,7 @@ def test_without_catchup_only_the_latest_complete_interval_runs(
     # unpaused without catchup: the gap is skipped, only the latest interval runs
     with h.store.begin() as conn:
         dag_store.set_paused(conn, "hourly", False, later)
+    h.scheduler.mark_all_dirty()  # what the CLI's doorbell does after an unpause
     assert h.tick(later).runs_created == 1
     assert [r.logical_date for r in h.runs("hourly")] == _hours(4, 7)
     assert h.runs("hourly_catchup") == []  # paused from the start

@@ -26,7 +26,7 @@ def test_defaults_without_environment_or_file() -> None:
 
     assert settings == Settings()
     assert settings.executor == "local"
-    assert settings.parallelism == 8
+    assert settings.parallelism == 16
     assert settings.home == Path(".drayman")
     assert settings.sources == {}
     assert {source for _, _, source in settings.describe()} == {"default"}
@@ -39,7 +39,7 @@ def test_load_reads_the_given_environ_not_the_process_environment(
         monkeypatch.delenv(name)
     monkeypatch.setenv("DRAYMAN_PARALLELISM", "99")
 
-    assert Settings.load(environ={}).parallelism == 8
+    assert Settings.load(environ={}).parallelism == 16
     assert Settings.load().parallelism == 99
 
 
@@ -98,7 +98,7 @@ def test_file_in_drayman_home_is_read_by_default(tmp_path: Path) -> None:
 
 
 def test_a_missing_default_file_is_not_an_error(tmp_path: Path) -> None:
-    assert Settings.load(environ={"DRAYMAN_HOME": str(tmp_path / "nowhere")}).parallelism == 8
+    assert Settings.load(environ={"DRAYMAN_HOME": str(tmp_path / "nowhere")}).parallelism == 16
 
 
 def test_a_missing_file_named_by_drayman_config_is_an_error(tmp_path: Path) -> None:
@@ -287,6 +287,6 @@ def test_with_overrides_returns_a_changed_copy() -> None:
     changed = settings.with_overrides(parallelism=2)
 
     assert changed.parallelism == 2
-    assert settings.parallelism == 8
+    assert settings.parallelism == 16
     with pytest.raises(AttributeError):
         settings.parallelism = 3  # type: ignore[misc]

@@ -7,7 +7,7 @@ workers (which receive a try id and rebuild the workload here, from the store).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -52,10 +52,17 @@ def runs_by_id(conn: Connection, run_ids: Sequence[int]) -> dict[int, Row[Any]]:
 
 
 def try_workloads(
-    conn: Connection, tries: Sequence[NewTry], spec_of: SpecLookup
+    conn: Connection,
+    tries: Sequence[NewTry],
+    spec_of: SpecLookup,
+    runs: Mapping[int, Row[Any]] | None = None,
 ) -> list[TryWorkload]:
-    """Workloads for new tries, with upstream results for Python tasks that take them."""
-    runs = runs_by_id(conn, [t.dag_run_id for t in tries])
+    """Workloads for new tries, with upstream results for Python tasks that take them.
+
+    `runs` may hold the tries' run rows already (the scheduler caches them).
+    """
+    if runs is None:
+        runs = runs_by_id(conn, [t.dag_run_id for t in tries])
     contexts: dict[int, RunContextData] = {}
     workloads = []
     for new in tries:

@@ -87,9 +87,17 @@ class Scheduler:
         self._run_keys: dict[int, tuple[str, str]] = {}
         self._dirty: set[int] = set()
         self._full_scan_at = 0.0
+        # when to look for due scheduled runs and queued runs to start: not on every tick, only
+        # when something may have changed (see mark_all_dirty, _finish, _sleep_for) or polling
+        self._runs_check_at = 0.0
         self._housekeeping_at = 0.0
         self.run_listeners: list[Callable[[Row[Any]], None]] = []  # called as runs finish
         self._unrecorded: list[TryStarted | TryOutcome] = []
+        self._pools: dict[str, int] | None = None
+        self._schedulable_left = True
+        self._wake_times: tuple[float, list[datetime | None]] | None = None
+        self._pools_read_at = 0.0
+        self._run_rows: dict[int, Row[Any]] = {}  # dropped when the run finishes
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -148,19 +156,44 @@ class Scheduler:
             with self.store.begin() as conn:
                 self._record_events(conn, self._unrecorded, report)
             self._unrecorded.clear()
+        if not self._may_have_work(report):
+            return report
         with self.store.begin() as conn:
             self._housekeeping(conn, now, report)
-            self._create_due_runs(conn, now, report)
-            self._start_queued_runs(conn, now, report)
+            if time.monotonic() >= self._runs_check_at:
+                self._runs_check_at = time.monotonic() + self.settings.scheduler_poll_s
+                self._create_due_runs(conn, now, report)
+                self._start_queued_runs(conn, now, report)
+                if report.runs_created:
+                    self._runs_check_at = 0.0  # a DAG catching up may have more due
             callbacks = self._advance_runs(conn, now, report)
             workloads = self._queue(conn, now, report)
         if workloads or callbacks:
             self.executor.submit([*workloads, *callbacks])
+        if report.recorded or report.runs_created or report.runs_finished or report.lost:
+            self._wake_times = None  # retries and next runs may have moved
         return report
 
+    def _may_have_work(self, report: TickReport) -> bool:
+        """Whether the decision transaction can change anything; a tick right after a burst
+        of queueing, with no event since, skips it instead of asking the database for
+        nothing. The fallback poll and housekeeping deadlines still bound every wait."""
+        mono = time.monotonic()
+        return bool(
+            report.recorded
+            or self._dirty
+            or mono >= self._runs_check_at
+            or mono >= self._full_scan_at
+            or mono >= self._housekeeping_at
+            or (self._schedulable_left and self.executor.open_slots() > 0)
+        )
+
     def mark_all_dirty(self) -> None:
-        """Look at every active run on the next tick (something outside changed the store)."""
+        """Something outside changed the store (a trigger, a pause, a new bundle): on the next
+        tick, look for due and queued runs and re-plan every active run."""
         self._full_scan_at = 0.0
+        self._runs_check_at = 0.0
+        self._wake_times = None
 
     # -- recording ---------------------------------------------------------------------------
 
@@ -356,10 +389,13 @@ class Scheduler:
     def _finish(
         self, conn: Connection, run_id: int, state: RunState, now: datetime, report: TickReport
     ) -> list[Workload]:
+        self._run_rows.pop(run_id, None)
+        self._run_keys.pop(run_id, None)
         if not run_store.finish_run(conn, run_id, state, now):
             return []
         report.runs_finished += 1
         report.finished_runs.append((run_id, state))
+        self._runs_check_at = 0.0  # a queued run of this DAG may start now
         run = run_store.get_run_by_id(conn, run_id)
         log.info("run.finished dag=%s run=%s state=%s", run.dag_id, run.run_id, state)
         for listener in self.run_listeners:
@@ -376,18 +412,21 @@ class Scheduler:
     def _queue(self, conn: Connection, now: datetime, report: TickReport) -> list[Workload]:
         slots = self.executor.open_slots()
         if slots <= 0:
+            self._schedulable_left = True  # unknown: look once a slot frees
             return []
-        rows = ti_store.schedulable(
-            conn, limit=max(slots * 4, 64), lock=self.store.supports_skip_locked
-        )
+        limit = max(slots * 4, 64)
+        rows = ti_store.schedulable(conn, limit=limit, lock=self.store.supports_skip_locked)
+        # more may wait than we took (slots, pools, limits): look again when a slot frees
+        self._schedulable_left = len(rows) > slots
         if not rows:
             return []
+        usage = ti_store.slot_usage(conn)
         limits = planner.Limits(
             open_slots=slots,
-            pool_sizes=pools.sizes(conn),
-            pool_used=ti_store.pool_usage(conn),
+            pool_sizes=self._pool_sizes(conn),
+            pool_used=usage.per_pool,
             dag_limits={self._run_key(r.dag_run_id)[0]: self._max_active_tasks(r) for r in rows},
-            dag_active=ti_store.active_per_dag(conn),
+            dag_active=usage.per_dag,
         )
         candidates = [
             planner.Candidate(r.id, self._run_key(r.dag_run_id)[0], r.pool, r.pool_slots)
@@ -397,7 +436,7 @@ class Scheduler:
         picked = [row for row in rows if row.id in chosen]
         if not picked:
             return []
-        runs = dispatch.runs_by_id(conn, [row.dag_run_id for row in picked])
+        runs = self._runs_by_id(conn, [row.dag_run_id for row in picked])
         paths = [
             log_relpath(
                 runs[r.dag_run_id].dag_id,
@@ -412,7 +451,32 @@ class Scheduler:
             conn, picked, log_paths=paths, worker_id=self.worker_id, now=now
         )
         report.queued += len(new)
-        return list(dispatch.try_workloads(conn, new, self._spec))
+        return list(dispatch.try_workloads(conn, new, self._spec, runs))
+
+    def _due_times(self) -> list[datetime | None]:
+        """The next scheduled run and the next retry, read again only when they may have
+        changed (a tick recorded or created something) or every scheduler_poll_s."""
+        mono = time.monotonic()
+        if self._wake_times is None or mono >= self._wake_times[0]:
+            with self.store.read() as conn:
+                times = [dag_store.earliest_next_run(conn), ti_store.next_retry_time(conn)]
+            self._wake_times = (mono + self.settings.scheduler_poll_s, times)
+        return self._wake_times[1]
+
+    def _pool_sizes(self, conn: Connection) -> dict[str, int]:
+        """Pool sizes, read again at most every scheduler_poll_s: they change by hand, rarely."""
+        mono = time.monotonic()
+        if self._pools is None or mono >= self._pools_read_at + self.settings.scheduler_poll_s:
+            self._pools = pools.sizes(conn)
+            self._pools_read_at = mono
+        return self._pools
+
+    def _runs_by_id(self, conn: Connection, run_ids: Sequence[int]) -> dict[int, Row[Any]]:
+        """Run rows for building workloads. What a workload takes from a run (its ids, dates,
+        conf, params, bundle) never changes once it exists, so rows are cached while it runs."""
+        missing = [run_id for run_id in set(run_ids) if run_id not in self._run_rows]
+        self._run_rows.update(dispatch.runs_by_id(conn, missing))
+        return {run_id: self._run_rows[run_id] for run_id in run_ids}
 
     def _max_active_tasks(self, row: Row[Any]) -> int:
         dag_id, version = self._run_key(row.dag_run_id)
@@ -472,13 +536,16 @@ class Scheduler:
         now = self.clock()
         horizon = now + timedelta(seconds=self.settings.scheduler_poll_s)
         try:
-            with self.store.read() as conn:
-                candidates = [dag_store.earliest_next_run(conn), ti_store.next_retry_time(conn)]
+            candidates = self._due_times()
         except DBAPIError:
             return 1.0  # the database is away: the next tick reports it
         due = min([horizon, *[c for c in candidates if c is not None]])
+        until_due = max(0.0, (due - now).total_seconds())
+        if candidates[0] is not None and candidates[0] <= due:
+            # waking for a scheduled run: that tick must look for due runs
+            self._runs_check_at = min(self._runs_check_at, time.monotonic() + until_due)
         housekeeping = self._housekeeping_at - time.monotonic()
-        return max(0.0, min((due - now).total_seconds(), housekeeping))
+        return max(0.0, min(until_due, housekeeping))
 
 
 def _placeholder_row(conn: Connection, ti_id: int) -> Row[Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -131,25 +132,43 @@ def next_retry_time(conn: Connection) -> datetime | None:
     ).scalar_one_or_none()
 
 
+@dataclass(frozen=True)
+class SlotUsage:
+    """Slots taken by queued and running task instances: per pool, and per DAG."""
+
+    per_pool: dict[str, int]
+    per_dag: dict[str, int]
+
+
+def slot_usage(conn: Connection) -> SlotUsage:
+    """Pool slots and max_active_tasks counts in one query over the active task instances."""
+    rows = conn.execute(
+        select(
+            task_instance.c.pool,
+            dag_run.c.dag_id,
+            func.sum(task_instance.c.pool_slots),
+            func.count(),
+        )
+        .join(dag_run, dag_run.c.id == task_instance.c.dag_run_id)
+        .where(task_instance.c.state.in_(list(TI_ACTIVE)))
+        .group_by(task_instance.c.pool, dag_run.c.dag_id)
+    )
+    per_pool: dict[str, int] = {}
+    per_dag: dict[str, int] = {}
+    for pool, dag_id, slots, count in rows:
+        per_pool[pool] = per_pool.get(pool, 0) + int(slots or 0)
+        per_dag[dag_id] = per_dag.get(dag_id, 0) + int(count)
+    return SlotUsage(per_pool, per_dag)
+
+
 def pool_usage(conn: Connection) -> dict[str, int]:
     """Slots taken per pool by queued and running task instances."""
-    rows = conn.execute(
-        select(task_instance.c.pool, func.sum(task_instance.c.pool_slots))
-        .where(task_instance.c.state.in_(list(TI_ACTIVE)))
-        .group_by(task_instance.c.pool)
-    )
-    return {row[0]: int(row[1] or 0) for row in rows}
+    return slot_usage(conn).per_pool
 
 
 def active_per_dag(conn: Connection) -> dict[str, int]:
     """Queued and running task instances per DAG, for max_active_tasks."""
-    rows = conn.execute(
-        select(dag_run.c.dag_id, func.count())
-        .join(dag_run, dag_run.c.id == task_instance.c.dag_run_id)
-        .where(task_instance.c.state.in_(list(TI_ACTIVE)))
-        .group_by(dag_run.c.dag_id)
-    )
-    return {row[0]: int(row[1]) for row in rows}
+    return slot_usage(conn).per_dag
 
 
 def results_of(conn: Connection, run_id: int, task_ids: Iterable[str]) -> dict[str, Any]:
