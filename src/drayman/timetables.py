@@ -681,13 +681,9 @@ class Timetable(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class CronTimetable:
-    """A cron expression read in local wall-clock time of `timezone`."""
-
-    cron: CronExpression
-    timezone: ZoneInfo
-    preset: str | None = None  # "@daily" when written that way
+class _GridTimetable:
+    """What cron and interval timetables share: every question is answered from their grid
+    of fire times; a subclass only says what its grid is (`_grid`) and how to describe it."""
 
     def next_run(
         self,
@@ -714,6 +710,18 @@ class CronTimetable:
         end_date: datetime | None = None,
     ) -> list[RunInfo]:
         return _upcoming(self._grid, after, count, start_date, end_date)
+
+    def _grid(self, anchor: datetime | None) -> _Grid | None:
+        raise NotImplementedError  # every subclass defines its grid
+
+
+@dataclass(frozen=True)
+class CronTimetable(_GridTimetable):
+    """A cron expression read in local wall-clock time of `timezone`."""
+
+    cron: CronExpression
+    timezone: ZoneInfo
+    preset: str | None = None  # "@daily" when written that way
 
     def describe(self) -> str:
         written = f" ({self.preset})" if self.preset else ""
@@ -724,37 +732,11 @@ class CronTimetable:
 
 
 @dataclass(frozen=True)
-class IntervalTimetable:
+class IntervalTimetable(_GridTimetable):
     """Every `interval` of absolute time from the DAG's start_date (DST does not apply)."""
 
     interval: timedelta
     timezone: ZoneInfo
-
-    def next_run(
-        self,
-        last: RunInfo | None,
-        *,
-        start_date: datetime | None,
-        end_date: datetime | None,
-        catchup: bool,
-        now: datetime,
-    ) -> RunInfo | None:
-        return _next_run(self._grid, last, start_date, end_date, catchup, now)
-
-    def runs_between(
-        self, start: datetime, end: datetime, *, start_date: datetime | None = None
-    ) -> list[RunInfo]:
-        return _runs_between(self._grid, start, end, start_date)
-
-    def upcoming(
-        self,
-        after: datetime,
-        count: int,
-        *,
-        start_date: datetime | None = None,
-        end_date: datetime | None = None,
-    ) -> list[RunInfo]:
-        return _upcoming(self._grid, after, count, start_date, end_date)
 
     def describe(self) -> str:
         return (
