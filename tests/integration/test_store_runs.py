@@ -561,8 +561,8 @@ def test_expand_replaces_the_placeholder_by_scheduled_task_instances(store: Stor
     later = NOW + timedelta(minutes=1)
     with store.begin() as conn:
         placeholder = ti(conn, run, "square")
-        task_instances.expand(conn, placeholder, 3, later)
-        task_instances.expand(conn, placeholder, 3, later)  # a second expansion does nothing
+        task_instances.expand(conn, placeholder.id, 3, later)
+        task_instances.expand(conn, placeholder.id, 3, later)  # a second expansion does nothing
 
     with store.read() as conn:
         rows = [row for row in tis_of(conn, run) if row.task_id == "square"]
@@ -581,7 +581,7 @@ def test_expand_replaces_the_placeholder_by_scheduled_task_instances(store: Stor
 def test_expanding_to_nothing_skips_the_placeholder(store: Store) -> None:
     run = seeded(store, MAPPED)
     with store.begin() as conn:
-        task_instances.expand(conn, ti(conn, run, "square"), 0, NOW)
+        task_instances.expand(conn, ti(conn, run, "square").id, 0, NOW)
 
     with store.read() as conn:
         rows = [row for row in tis_of(conn, run) if row.task_id == "square"]
@@ -597,7 +597,7 @@ def test_results_of_gives_a_mapped_task_the_list_of_its_results_in_map_index_ord
     count = 12
     with store.begin() as conn:
         finish(conn, ti(conn, run, "numbers"), result="[0, 1, 2]")
-        task_instances.expand(conn, ti(conn, run, "square"), count, NOW)
+        task_instances.expand(conn, ti(conn, run, "square").id, count, NOW)
         for index in reversed(range(count)):  # finishing order does not matter
             if index == 4:
                 finish(conn, ti(conn, run, "square", index), ok=False)

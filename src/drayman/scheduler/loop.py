@@ -381,9 +381,7 @@ class Scheduler:
                 conn, [StateChange(placeholder.id, TIState.PENDING, TIState.UPSTREAM_FAILED)], now
             )
         else:
-            ti_store.expand(
-                conn, _placeholder_row(conn, placeholder.id), next(iter(lengths.values()), 0), now
-            )
+            ti_store.expand(conn, placeholder.id, next(iter(lengths.values()), 0), now)
         self._dirty.add(run_id)
 
     def _finish(
@@ -546,11 +544,3 @@ class Scheduler:
             self._runs_check_at = min(self._runs_check_at, time.monotonic() + until_due)
         housekeeping = self._housekeeping_at - time.monotonic()
         return max(0.0, min(until_due, housekeeping))
-
-
-def _placeholder_row(conn: Connection, ti_id: int) -> Row[Any]:
-    from sqlalchemy import select
-
-    from drayman.store.schema import task_instance
-
-    return conn.execute(select(task_instance).where(task_instance.c.id == ti_id)).one()

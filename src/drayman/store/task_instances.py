@@ -61,19 +61,19 @@ def apply_changes(conn: Connection, changes: Sequence[StateChange], now: datetim
     return changed
 
 
-def expand(conn: Connection, placeholder: Row[Any], count: int, now: datetime) -> None:
+def expand(conn: Connection, placeholder_id: int, count: int, now: datetime) -> None:
     """Replace a mapped task's placeholder by `count` task instances (or skip it if none)."""
     if count == 0:
-        apply_changes(conn, [StateChange(placeholder.id, TIState.PENDING, TIState.SKIPPED)], now)
+        apply_changes(conn, [StateChange(placeholder_id, TIState.PENDING, TIState.SKIPPED)], now)
         return
     result = conn.execute(
         update(task_instance)
-        .where(task_instance.c.id == placeholder.id, task_instance.c.state == TIState.PENDING)
+        .where(task_instance.c.id == placeholder_id, task_instance.c.state == TIState.PENDING)
         .values(state=TIState.REMOVED, end_date=now)
     )
     if result.rowcount != 1:
         return
-    full = conn.execute(select(task_instance).where(task_instance.c.id == placeholder.id)).one()
+    full = conn.execute(select(task_instance).where(task_instance.c.id == placeholder_id)).one()
     conn.execute(
         insert(task_instance),
         [
