@@ -12,7 +12,7 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -98,13 +98,15 @@ def serve(settings: Settings, store: Store, *, grace_s: float, announce_runs: bo
 
     stop = threading.Event()
     export_home(settings)
-    with _single_scheduler_on_sqlite(store), _stop_on_signals(stop):
+    wake_on_stop: list[Callable[[], None]] = []
+    with _single_scheduler_on_sqlite(store), _stop_on_signals(stop, wake_on_stop):
         processor = DagProcessor(settings, store)
         _publish_once(processor)
         executor = _executor(settings)
         sched = Scheduler(settings, store, executor, executor_name=settings.executor)
         if announce_runs:
             sched.run_listeners.append(lambda run: _announce(settings, run))
+        wake_on_stop.append(sched.wake)
         doorbell = Doorbell(settings.home)
         watcher = threading.Thread(
             target=_watch, args=(processor, settings, stop), name="dag-processor", daemon=True
@@ -159,10 +161,12 @@ def _announce(settings: Settings, run: Any) -> None:
 
 
 @contextmanager
-def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+def _stop_on_signals(stop: threading.Event, wake: list[Callable[[], None]]) -> Iterator[None]:
     def handler(signum: int, _frame: Any) -> None:
         log.info("scheduler.stopping signal=%s", signal.Signals(signum).name)
         stop.set()
+        for callback in wake:
+            callback()
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:

@@ -9,6 +9,7 @@ fallback poll so that nothing depends on an event being delivered.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import selectors
@@ -90,8 +91,10 @@ class Scheduler:
         # when to look for due scheduled runs and queued runs to start: not on every tick, only
         # when something may have changed (see mark_all_dirty, _finish, _sleep_for) or polling
         self._runs_check_at = 0.0
+        self._retries_check_at = 0.0  # when to look for retries whose wait is over
         self._housekeeping_at = 0.0
         self.run_listeners: list[Callable[[Row[Any]], None]] = []  # called as runs finish
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._unrecorded: list[TryStarted | TryOutcome] = []
         self._pools: dict[str, int] | None = None
         self._schedulable_left = True
@@ -137,6 +140,8 @@ class Scheduler:
             for component_id in (self.scheduler_id, self.worker_id):
                 if component_id is not None:
                     components.mark_stopped(conn, component_id, now)
+        os.close(self._wake_r)
+        os.close(self._wake_w)
         log.info("scheduler.stopped id=%s", self.scheduler_id)
 
     # -- one iteration -----------------------------------------------------------------------
@@ -160,6 +165,7 @@ class Scheduler:
             return report
         with self.store.begin() as conn:
             self._housekeeping(conn, now, report)
+            self._find_due_retries(conn, now)
             if time.monotonic() >= self._runs_check_at:
                 self._runs_check_at = time.monotonic() + self.settings.scheduler_poll_s
                 self._create_due_runs(conn, now, report)
@@ -183,6 +189,7 @@ class Scheduler:
             report.recorded
             or self._dirty
             or mono >= self._runs_check_at
+            or mono >= self._retries_check_at
             or mono >= self._full_scan_at
             or mono >= self._housekeeping_at
             or (self._schedulable_left and self.executor.open_slots() > 0)
@@ -265,9 +272,16 @@ class Scheduler:
                 log.warning("task.lost ti=%s try_id=%s", recorded.ti_id, lost.id)
         for kind in ("scheduler", "worker"):
             components.mark_dead(conn, kind, cutoff, now)
+        self._retries_check_at = 0.0  # and look for due retries, as a fallback
+        self.executor.heartbeat()
+
+    def _find_due_retries(self, conn: Connection, now: datetime) -> None:
+        """Runs holding a retry whose wait is over get planned (and the retry queued)."""
+        if time.monotonic() < self._retries_check_at:
+            return
+        self._retries_check_at = time.monotonic() + self.settings.scheduler_poll_s
         for row in ti_store.retries_due(conn, now):
             self._dirty.add(row.dag_run_id)
-        self.executor.heartbeat()
 
     # -- runs --------------------------------------------------------------------------------
 
@@ -504,9 +518,19 @@ class Scheduler:
 
     # -- the loop ----------------------------------------------------------------------------
 
+    def wake(self) -> None:
+        """Interrupt `run()`'s sleep now, e.g. right after setting its stop event. Safe from a
+        signal handler or another thread."""
+        with contextlib.suppress(BlockingIOError):
+            os.write(self._wake_w, b"!")
+
     def run(self, stop: threading.Event, *, doorbell: Doorbell | None = None) -> None:
-        """Tick until `stop` is set, sleeping between ticks until an event or a due time."""
+        """Tick until `stop` is set, sleeping between ticks until an event or a due time.
+
+        Whoever sets `stop` should call `wake()`, or the loop notices only when its sleep ends.
+        """
         selector = selectors.DefaultSelector()
+        selector.register(self._wake_r, selectors.EVENT_READ, "wake")
         fd = self.executor.fileno()
         if fd is not None:
             selector.register(fd, selectors.EVENT_READ, "executor")
@@ -527,6 +551,9 @@ class Scheduler:
                     if key.data == "doorbell" and doorbell is not None:
                         doorbell.drain()
                         self.mark_all_dirty()
+                    elif key.data == "wake":
+                        with contextlib.suppress(BlockingIOError):
+                            os.read(self._wake_r, 64)
         finally:
             selector.close()
 
@@ -539,8 +566,11 @@ class Scheduler:
             return 1.0  # the database is away: the next tick reports it
         due = min([horizon, *[c for c in candidates if c is not None]])
         until_due = max(0.0, (due - now).total_seconds())
-        if candidates[0] is not None and candidates[0] <= due:
-            # waking for a scheduled run: that tick must look for due runs
+        # the tick that wakes for a scheduled run or a retry must look for it
+        next_run, next_retry = candidates
+        if next_run is not None and next_run <= due:
             self._runs_check_at = min(self._runs_check_at, time.monotonic() + until_due)
+        if next_retry is not None and next_retry <= due:
+            self._retries_check_at = min(self._retries_check_at, time.monotonic() + until_due)
         housekeeping = self._housekeeping_at - time.monotonic()
         return max(0.0, min(until_due, housekeeping))
