@@ -8,8 +8,9 @@ and the import of every DAG file stay fast.
 
 from drayman.authoring.context import Context
 from drayman.authoring.dag import DAG
+from drayman.authoring.decorator import task
 from drayman.authoring.params import Param
-from drayman.authoring.tasks import Shell, task
+from drayman.authoring.tasks import Shell
 
 __version__ = "0.1.0"
 

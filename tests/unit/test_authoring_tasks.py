@@ -11,7 +11,8 @@ import pytest
 from drayman import DAG, Shell, task
 from drayman.authoring.context import Context
 from drayman.authoring.dag import reset_registry
-from drayman.authoring.tasks import PythonTask, ResultRef, ShellTask, TaskFunction
+from drayman.authoring.decorator import TaskFunction
+from drayman.authoring.tasks import PythonTask, ResultRef, ShellTask
 from drayman.exceptions import DagDefinitionError
 
 

@@ -18,19 +18,12 @@ from datetime import date, datetime, time, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Unpack
 
+from drayman.authoring.callbacks import Callback, CallbackArg, invoke_callbacks
 from drayman.authoring.context import Context
+from drayman.authoring.locations import caller_location, check_id
+from drayman.authoring.options import TaskDefaultArgs, check_callbacks, normalize_options
 from drayman.authoring.params import param_spec
-from drayman.authoring.tasks import (
-    Callback,
-    CallbackArg,
-    Task,
-    TaskDefaultArgs,
-    caller_location,
-    check_callbacks,
-    check_id,
-    invoke_callbacks,
-    normalize_options,
-)
+from drayman.authoring.tasks import Task
 from drayman.exceptions import DagDefinitionError, ScheduleError, TimezoneError
 from drayman.spec import DagSpec, ParamSpec
 
