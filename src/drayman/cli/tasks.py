@@ -1,15 +1,27 @@
-"""`drayman tasks ...`: run one task for testing."""
+"""`drayman tasks ...`: run one task for testing; print (and follow) one try's log."""
 
 from __future__ import annotations
 
+import codecs
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import click
 
-from drayman.cli.common import load_settings, parse_conf, parse_when
+from drayman.cli.common import load_settings, open_store, parse_conf, parse_when
+from drayman.exceptions import NotFoundError
+
+if TYPE_CHECKING:
+    from drayman.store.engine import Store
+
+FOLLOW_POLL_S = 0.3
+CHUNKS_PER_READ = 200
 
 
 @click.group("tasks")
 def tasks() -> None:
-    """Run one task for testing."""
+    """Run one task for testing; print one try's log."""
 
 
 @tasks.command("test")
@@ -37,3 +49,89 @@ def test_cmd(
         map_index=map_index,
     )
     raise SystemExit(0 if ok else 1)
+
+
+@tasks.command("logs")
+@click.argument("dag_id")
+@click.argument("run_id")
+@click.argument("task_id")
+@click.option("--map-index", default=-1, show_default=True, help="Element of a mapped task.")
+@click.option("--try", "try_number", type=click.IntRange(1), help="Which try (default: newest).")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing until the try has ended.")
+def logs_cmd(
+    dag_id: str, run_id: str, task_id: str, map_index: int, try_number: int | None, follow: bool
+) -> None:
+    """Print one try's log: shipped to the database by a remote worker, else the local file.
+
+    With --follow, new output is printed as it comes (like `tail -f`) until the try has
+    ended; then the command exits 0. Exit code 3 for an unknown run, task or try.
+    """
+    from drayman.store import runs as run_store
+    from drayman.store import tries as try_store
+
+    settings = load_settings()
+    store = open_store(settings)
+    with store.read() as conn:
+        run = run_store.get_run(conn, dag_id, run_id)
+        row = try_store.find_try(conn, run.id, task_id, map_index, try_number)
+    path = settings.logs_folder / row.log_path if row.log_path else None
+    reader = _LogReader(store, row.id, path)
+    while True:
+        finished = reader.tick()
+        if finished or not follow:
+            break
+        time.sleep(FOLLOW_POLL_S)
+    if not reader.printed and not follow:
+        where = f"not at {path}" if path else "no log file"
+        host = f" (try {row.try_number} ran on {row.hostname})" if row.hostname else ""
+        raise NotFoundError(f"no log of this try in the database, and {where}{host}")
+
+
+class _LogReader:
+    """Prints a try's log from where it left off: database chunks, else the local file.
+
+    The try's state is read before its log, so once a tick saw the try ended, that tick also
+    printed the end of the log (a worker stores the last chunk before the outcome).
+    """
+
+    def __init__(self, store: Store, try_id: int, path: Path | None) -> None:
+        self.store = store
+        self.try_id = try_id
+        self.path = path
+        self.seq = -1  # the last chunk printed
+        self.offset = 0  # bytes of the local file printed
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+
+    @property
+    def printed(self) -> bool:
+        return self.seq >= 0 or self.offset > 0
+
+    def tick(self) -> bool:
+        """Print what is new; whether the try had ended (so nothing more will come)."""
+        from drayman.store import logs as log_store
+        from drayman.store import tries as try_store
+
+        with self.store.read() as conn:
+            ended = try_store.try_state(conn, self.try_id) not in try_store.UNFINISHED
+            while self.offset == 0:  # once the file is being printed, it stays the source
+                chunks = log_store.read_chunks(conn, self.try_id, self.seq, limit=CHUNKS_PER_READ)
+                if chunks:
+                    click.echo("".join(text for _, text in chunks), nl=False)
+                    self.seq = chunks[-1][0]
+                if len(chunks) < CHUNKS_PER_READ:
+                    break
+        if self.seq < 0 and self.path is not None:
+            self._print_file(self.path, final=ended)
+        return ended
+
+    def _print_file(self, path: Path, *, final: bool) -> None:
+        try:
+            with path.open("rb") as file:
+                file.seek(self.offset)
+                data = file.read()
+        except FileNotFoundError:
+            return
+        self.offset += len(data)
+        text = self._decoder.decode(data, final=final)
+        if text:
+            click.echo(text, nl=False)

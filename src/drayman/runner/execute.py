@@ -30,7 +30,7 @@ from drayman.exceptions import ResultTooLargeError
 from drayman.runner.loader import load_dag, load_task
 from drayman.runner.process import Ended, Interrupt, describe_exit, fork, send, supervise
 from drayman.runner.results import ResultNotJSONError, encode_result, one_line
-from drayman.runner.trylog import TryLog, default_callback_log_path, try_log_path
+from drayman.runner.trylog import LogSink, TryLog, default_callback_log_path, try_log_path
 from drayman.workloads import (
     CallbackWorkload,
     RunContextData,
@@ -55,13 +55,15 @@ def run_try(
     echo: TextIO | None = None,
     interrupt: Interrupt | None = None,
     before_callbacks: Callable[[TryOutcome], None] | None = None,
+    log_sink: LogSink | None = None,
 ) -> TryOutcome:
     """Run one try in a forked child; return how it ended once its callbacks have run.
 
     `before_callbacks` (if given) hears the outcome just before the task's callbacks run, when
     some will: a worker reports it then, rather than after a notifier that may take a minute.
+    `log_sink` (if given) gets the log too, and is closed (its last flush) before this returns.
     """
-    log = TryLog(logs_folder / try_log_path(workload), echo)
+    log = TryLog(logs_folder / try_log_path(workload), echo, log_sink)
     try:
         return _run_try(
             workload, bundle_dir, log, max_result_bytes, on_started, interrupt, before_callbacks
@@ -113,9 +115,10 @@ def fail_try(
     *,
     on_started: Callable[[TryStarted], None],
     echo: TextIO | None = None,
+    log_sink: LogSink | None = None,
 ) -> TryOutcome:
     """A try that failed before it could start (its bundle could not be fetched): logged."""
-    log = TryLog(logs_folder / try_log_path(workload), echo)
+    log = TryLog(logs_folder / try_log_path(workload), echo, log_sink)
     try:
         return _fail_in_place(workload, log, error, on_started)
     finally:

@@ -12,7 +12,7 @@ is left of its group is killed: a try leaves no stray processes in a long-lived 
 The child's fd 1 and 2 are one pipe, copied by the caller into the try's log (and to `echo`,
 for `drayman dags test`), so output of subprocesses lands in the log too. A second pipe carries
 one message back (see `drayman.runner.results`). The caller waits with poll() on both pipes and
-a pidfd: no threads, no busy polling.
+a pidfd, waking also when the log's sink is due a flush: no threads, no busy polling.
 """
 
 from __future__ import annotations
@@ -251,6 +251,7 @@ class _Watch:
                 elif self.interrupt is not None and fd == self.interrupt.fd:
                     self._check_interrupt(self.interrupt)
             self._check_clock()
+            self._flush_log()
             if self.child.pidfd is None:
                 exited = _exited_without_reaping(self.child.pid)
 
@@ -296,13 +297,18 @@ class _Watch:
             self.kill_at = None
             _signal_try(self.child.pid, signal.SIGKILL)
 
+    def _flush_log(self) -> None:
+        due = self.log.flush_due()
+        if due is not None and time.monotonic() >= due:
+            self.log.flush()
+
     def _terminate(self) -> None:
         _signal_try(self.child.pid, signal.SIGTERM)
         if self.kill_at is None:
             self.kill_at = time.monotonic() + KILL_GRACE_S
 
     def _wait_ms(self) -> int:
-        moments = [t for t in (self.deadline, self.kill_at) if t is not None]
+        moments = [t for t in (self.deadline, self.kill_at, self.log.flush_due()) if t is not None]
         if self.child.pidfd is None:
             moments.append(time.monotonic() + 0.01)
         if not moments:

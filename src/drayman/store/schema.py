@@ -221,3 +221,15 @@ component = Table(
     # liveness checks: live components of a kind, and stale heartbeats
     Index(None, "kind", "state", "heartbeat_at"),
 )
+
+log_chunk = Table(
+    "log_chunk",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("try_id", Integer, nullable=False),  # task_try.id (no FK: shipping locks no try row)
+    Column("seq", Integer, nullable=False),  # 0, 1, 2, ... per try, in the order written
+    Column("data", BigText, nullable=False),  # UTF-8 text of the try's log, in order
+    Column("created_at", UtcDateTime, nullable=False),
+    # a try's chunks in order from seq N (`tasks logs --follow`); also refuses a chunk twice
+    UniqueConstraint("try_id", "seq"),
+)

@@ -25,7 +25,7 @@ from sqlalchemy import (
     update,
 )
 
-from drayman.exceptions import ConflictError
+from drayman.exceptions import ConflictError, NotFoundError
 from drayman.states import TIState, TryState
 from drayman.store.schema import component, dag_run, task_instance, task_try
 from drayman.workloads import TryOutcome, TryStarted
@@ -332,4 +332,41 @@ def try_rows_between(conn: Connection, run_pks: Sequence[int]) -> list[Row[Any]]
             .join(dag_run, dag_run.c.id == task_instance.c.dag_run_id)
             .where(task_instance.c.dag_run_id.in_(list(run_pks)))
         )
+    )
+
+
+def find_try(
+    conn: Connection, run_pk: int, task_id: str, map_index: int, try_number: int | None
+) -> Row[Any]:
+    """One try of a task of a run: `try_number`, or else the newest."""
+    ti = conn.execute(
+        select(task_instance.c.id, task_instance.c.try_number).where(
+            task_instance.c.dag_run_id == run_pk,
+            task_instance.c.task_id == task_id,
+            task_instance.c.map_index == map_index,
+        )
+    ).first()
+    if ti is None:
+        label = task_id if map_index < 0 else f"{task_id}[{map_index}]"
+        raise NotFoundError(
+            f"the run has no task {label!r}; `drayman runs show` lists its tasks and tries"
+        )
+    wanted = ti.try_number if try_number is None else try_number
+    row = conn.execute(
+        select(task_try).where(
+            task_try.c.task_instance_id == ti.id, task_try.c.try_number == wanted
+        )
+    ).first()
+    if row is None:
+        if not ti.try_number:
+            raise NotFoundError(f"task {task_id!r} has no try yet: it has not been queued")
+        raise NotFoundError(
+            f"task {task_id!r} has no try {wanted}: its tries are 1 to {ti.try_number}"
+        )
+    return row
+
+
+def try_state(conn: Connection, try_id: int) -> TryState:
+    return TryState(
+        conn.execute(select(task_try.c.state).where(task_try.c.id == try_id)).scalar_one()
     )

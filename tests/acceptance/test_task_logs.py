@@ -1,0 +1,63 @@
+"""`drayman tasks logs`: one try's log, printed or followed while the try runs."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from conftest import Drayman
+
+TALKS_SLOWLY = """
+    import time
+
+    from drayman import DAG, task
+
+    with DAG("talks_slowly", schedule=None):
+
+        @task
+        def talk() -> None:
+            print("before the nap", flush=True)
+            time.sleep(2)
+            print("after the nap", flush=True)
+
+        talk()
+"""
+
+
+def _try_state(d: Drayman, run_id: str) -> str | None:
+    shown: dict[str, Any] = d.show("talks_slowly", run_id)
+    (ti,) = shown["task_instances"]
+    return ti["tries"][0]["state"] if ti["tries"] else None
+
+
+def test_follow_prints_the_log_until_the_try_ends(make_drayman: Callable[..., Drayman]) -> None:
+    d = make_drayman("task-logs")
+    d.write_dag("talks_slowly.py", TALKS_SLOWLY)
+    d.ok("db", "migrate")
+    with d.serve("scheduler"):
+        d.wait_for(lambda: "talks_slowly" in d.dags_by_id(), 30, "the DAG to be parsed")
+        run_id = d.trigger("talks_slowly")
+        d.wait_for(lambda: _try_state(d, run_id) == "running", 30, "the try to start", 0.1)
+
+        started = time.monotonic()
+        followed = d.cli("tasks", "logs", "talks_slowly", run_id, "talk", "--follow")
+        assert followed.returncode == 0, d.last
+        assert time.monotonic() - started > 0.5, "it returned before the try ended"
+        assert _try_state(d, run_id) == "success"
+        out = followed.stdout
+        assert out.index("before the nap") < out.index("after the nap"), d.last
+        assert "[drayman] success in " in out.splitlines()[-1], d.last
+
+        # after the try: the same log, printed once
+        assert d.ok("tasks", "logs", "talks_slowly", run_id, "talk", "--try", "1") == out
+
+        missing = d.cli("tasks", "logs", "talks_slowly", run_id, "nope")
+        assert missing.returncode == 3, d.last
+        assert "no task 'nope'" in missing.stderr
+        no_try = d.cli("tasks", "logs", "talks_slowly", run_id, "talk", "--try", "2")
+        assert no_try.returncode == 3, d.last
+        assert "no try 2: its tries are 1 to 1" in no_try.stderr
+        unknown_run = d.cli("tasks", "logs", "talks_slowly", "no-such-run", "talk")
+        assert unknown_run.returncode == 3, d.last
