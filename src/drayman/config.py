@@ -73,9 +73,11 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "executor": _executor,
     "parallelism": _positive_int,
     "broker_url": str,
+    "broker_visibility_timeout_s": _positive_float,
     "parse_timeout_s": _positive_float,
     "dags_poll_s": _positive_float,
     "scheduler_poll_s": _positive_float,
+    "remote_poll_s": _positive_float,
     "heartbeat_interval_s": _positive_float,
     "heartbeat_timeout_s": _positive_float,
     "max_result_bytes": _positive_int,
@@ -95,9 +97,14 @@ class Settings:
     executor: str = "local"
     parallelism: int = 16  # tries one local executor runs at once (ETL tasks mostly wait on I/O)
     broker_url: str = ""
+    # Redis only: an unacknowledged message is delivered again after this long (late acks)
+    broker_visibility_timeout_s: float = 3600.0
     parse_timeout_s: float = 30.0  # a DAG file that imports longer than this is an error
     dags_poll_s: float = 2.0  # how often the DAG folder is checked for changes
     scheduler_poll_s: float = 5.0  # fallback wake-up when no event arrives
+    # with an executor whose workers record their own state (celery): how often the scheduler
+    # re-plans every running run to learn of outcomes, until a broker-based wake-up replaces it
+    remote_poll_s: float = 0.5
     heartbeat_interval_s: float = 5.0
     heartbeat_timeout_s: float = 30.0  # a worker silent this long is dead; its tries retry
     max_result_bytes: int = 65536  # cap on a Python task's JSON return value

@@ -23,6 +23,8 @@ GROUPS = {
     "pools": ("drayman.cli.pools", "pools"),
     "scheduler": ("drayman.cli.serve", "scheduler"),
     "standalone": ("drayman.cli.serve", "standalone"),
+    "worker": ("drayman.cli.worker", "worker"),
+    "workers": ("drayman.cli.workers", "workers"),
 }
 
 HELP = {
@@ -34,6 +36,8 @@ HELP = {
     "pools": "List and set pools (slot budgets shared across DAGs).",
     "scheduler": "Run the scheduler (and the local executor) until stopped.",
     "standalone": "Run everything on one machine: SQLite, scheduler, local executor.",
+    "worker": "Run a Celery worker that takes tries from the broker (executor 'celery').",
+    "workers": "List the workers, their queues, running tries and heartbeats.",
 }
 
 

@@ -128,9 +128,11 @@ def _executor(settings: Settings) -> Any:
         from drayman.executors.local import LocalExecutor
 
         return LocalExecutor(settings)
-    raise ConfigError(
-        f"executor {settings.executor!r} is not available in this version; use 'local'"
-    )
+    if settings.executor == "celery":
+        from drayman.executors.celery import CeleryExecutor
+
+        return CeleryExecutor(settings)
+    raise ConfigError(f"executor {settings.executor!r} is unknown; use 'local' or 'celery'")
 
 
 def _publish_once(processor: Any) -> None:

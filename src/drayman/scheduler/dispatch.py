@@ -14,11 +14,13 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, Row, select
 
+from drayman.retry import retry_delay_s
 from drayman.spec import DagSpec, referenced_tasks
+from drayman.states import RunState, TIState, TryState
 from drayman.store import task_instances as ti_store
-from drayman.store.schema import dag_run
+from drayman.store.schema import dag_run, task_instance, task_try
 from drayman.store.tries import NewTry
-from drayman.workloads import CallbackWorkload, RunContextData, TryWorkload
+from drayman.workloads import CallbackWorkload, RunContextData, TryWorkload, log_relpath
 
 SpecLookup = Callable[[str, str], DagSpec]
 
@@ -115,3 +117,81 @@ def callback_workload(
         reason=reason,
         log_path=log_path,
     )
+
+
+def task_retry_delay_s(spec: DagSpec, ti: Row[Any]) -> float:
+    """The wait before the next try of task instance row `ti` (of a run of `spec`)."""
+    task = spec.tasks[ti.task_id]
+    return retry_delay_s(
+        try_number=ti.try_number,
+        delay_s=task.retry_delay_s,
+        backoff=task.retry_backoff,
+        max_delay_s=task.max_retry_delay_s,
+        seed=ti.id,
+    )
+
+
+def workload_for_try(conn: Connection, try_id: int, spec_of: SpecLookup) -> TryWorkload | None:
+    """The workload of a queued try, rebuilt from the store exactly as the scheduler built it.
+
+    None when the try does not exist, is not its task instance's current try, or is not
+    QUEUED (already started, finished or lost): a remote worker then runs nothing. This read
+    is a filter, not the fence: `tries.record_started` is, in the worker's own transaction.
+    """
+    row = conn.execute(
+        select(
+            task_instance.c.id.label("ti_id"),
+            task_instance.c.dag_run_id,
+            task_instance.c.task_id,
+            task_instance.c.map_index,
+            task_instance.c.max_tries,
+            task_try.c.try_number,
+            task_try.c.log_path,
+        )
+        .join(task_instance, task_instance.c.id == task_try.c.task_instance_id)
+        .where(
+            task_try.c.id == try_id,
+            task_try.c.state == TryState.QUEUED,
+            task_instance.c.current_try_id == task_try.c.id,
+            task_instance.c.state == TIState.QUEUED,
+        )
+    ).first()
+    if row is None:
+        return None
+    new = NewTry(
+        try_id=try_id,
+        ti_id=row.ti_id,
+        dag_run_id=row.dag_run_id,
+        task_id=row.task_id,
+        map_index=row.map_index,
+        try_number=row.try_number,
+        max_tries=row.max_tries,
+        log_path=row.log_path,
+    )
+    return try_workloads(conn, [new], spec_of)[0]
+
+
+def callback_log_path(run: Row[Any], callback: str) -> str:
+    return log_relpath(run.dag_id, run.run_id, f"_dag_{callback}", -1, 1)
+
+
+def callback_for_run(
+    conn: Connection, dag_id: str, run_id: str, callback: str, spec_of: SpecLookup
+) -> CallbackWorkload | None:
+    """The DAG-level callback workload of a finished run, rebuilt from the store.
+
+    None unless the run exists, finished in the state that calls `callback`
+    (on_success after success, on_failure after failure) and its DAG defines that callback.
+    """
+    run = conn.execute(
+        select(dag_run).where(dag_run.c.dag_id == dag_id, dag_run.c.run_id == run_id)
+    ).first()
+    if run is None or callback not in ("on_success", "on_failure"):
+        return None
+    wanted = RunState.SUCCESS if callback == "on_success" else RunState.FAILED
+    if run.state != wanted:
+        return None
+    spec = spec_of(run.dag_id, run.bundle_version)
+    if callback not in spec.callbacks:
+        return None
+    return callback_workload(run, spec, callback, str(wanted), callback_log_path(run, callback))

@@ -27,7 +27,6 @@ from sqlalchemy.exc import DBAPIError
 from drayman.config import Settings
 from drayman.exceptions import DraymanError
 from drayman.executors.base import Executor
-from drayman.retry import retry_delay_s
 from drayman.scheduler import dispatch, planner
 from drayman.scheduler import runs as run_creation
 from drayman.scheduler.wakeup import Doorbell
@@ -101,6 +100,8 @@ class Scheduler:
         self._wake_times: tuple[float, list[datetime | None]] | None = None
         self._pools_read_at = 0.0
         self._run_rows: dict[int, Row[Any]] = {}  # dropped when the run finishes
+        # how often every running run is re-planned; shorter for an executor without events
+        self._scan_interval_s = settings.scheduler_poll_s
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -129,6 +130,10 @@ class Scheduler:
                     now=now,
                 )
         self.executor.start()
+        if self.executor.fileno() is None:
+            # Its workers write outcomes to the store and tell us nothing: re-plan every
+            # running run each remote_poll_s. The step before a broker-based wake-up.
+            self._scan_interval_s = min(self.settings.remote_poll_s, self.settings.scheduler_poll_s)
         log.info("scheduler.started id=%s executor=%s", self.scheduler_id, self.executor_name)
 
     def stop(self, grace_s: float = 30.0) -> None:
@@ -236,14 +241,7 @@ class Scheduler:
         if self.immediate_retries:
             return 0.0
         dag_id, version = self._run_key(ti.dag_run_id)
-        task = self._shape(dag_id, version).spec.tasks[ti.task_id]
-        return retry_delay_s(
-            try_number=ti.try_number,
-            delay_s=task.retry_delay_s,
-            backoff=task.retry_backoff,
-            max_delay_s=task.max_retry_delay_s,
-            seed=ti.id,
-        )
+        return dispatch.task_retry_delay_s(self._shape(dag_id, version).spec, ti)
 
     # -- liveness ----------------------------------------------------------------------------
 
@@ -344,7 +342,7 @@ class Scheduler:
         mono = time.monotonic()
         if mono >= self._full_scan_at:
             runs = run_store.running_runs(conn)
-            self._full_scan_at = mono + self.settings.scheduler_poll_s
+            self._full_scan_at = mono + self._scan_interval_s
         else:
             runs = run_store.running_runs(conn, self._dirty)
         self._dirty.clear()
@@ -416,7 +414,7 @@ class Scheduler:
         callback = "on_success" if state == RunState.SUCCESS else "on_failure"
         if callback not in spec.callbacks:
             return []
-        path = log_relpath(run.dag_id, run.run_id, f"_dag_{callback}", -1, 1)
+        path = dispatch.callback_log_path(run, callback)
         return [dispatch.callback_workload(run, spec, callback, str(state), path)]
 
     # -- queueing ----------------------------------------------------------------------------
@@ -572,5 +570,8 @@ class Scheduler:
             self._runs_check_at = min(self._runs_check_at, time.monotonic() + until_due)
         if next_retry is not None and next_retry <= due:
             self._retries_check_at = min(self._retries_check_at, time.monotonic() + until_due)
-        housekeeping = self._housekeeping_at - time.monotonic()
-        return max(0.0, min(until_due, housekeeping))
+        mono = time.monotonic()
+        wait = min(until_due, self._housekeeping_at - mono)
+        if self._scan_interval_s < self.settings.scheduler_poll_s:  # no events: poll the store
+            wait = min(wait, self._full_scan_at - mono)
+        return max(0.0, wait)

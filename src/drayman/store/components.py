@@ -10,10 +10,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, insert, select, update
+from sqlalchemy import Connection, Row, func, insert, select, update
 
+from drayman.states import TryState
 from drayman.store.engine import inserted_id
-from drayman.store.schema import component
+from drayman.store.schema import component, task_try
 
 
 def register(
@@ -89,3 +90,17 @@ def mark_dead(conn: Connection, kind: str, cutoff: datetime, now: datetime) -> i
         )
         .values(state="stopped", stopped_at=now)
     ).rowcount
+
+
+def workers(conn: Connection, *, include_stopped: bool = True) -> list[Row[Any]]:
+    """Worker components, newest first, each with `running`: its RUNNING tries."""
+    running = (
+        select(func.count())
+        .where(task_try.c.worker_id == component.c.id, task_try.c.state == TryState.RUNNING)
+        .scalar_subquery()
+        .label("running")
+    )
+    query = select(component, running).where(component.c.kind == "worker")
+    if not include_stopped:
+        query = query.where(component.c.state == "running")
+    return list(conn.execute(query.order_by(component.c.id.desc())))

@@ -1,0 +1,432 @@
+"""The Celery executor end to end: a real `drayman worker` subprocess, a real broker, PostgreSQL.
+
+The scheduler runs in this process with a `CeleryExecutor` and is driven tick by tick; the
+worker is the real CLI, so the try ids travel through Redis (or RabbitMQ) and the worker
+records starts and outcomes in the store itself. Redis and RabbitMQ are the machine's own:
+a test skips when one is not reachable, and fails instead under CI=true.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Connection, create_engine, func, select, text
+
+from drayman.bundles.processor import DagProcessor
+from drayman.config import Settings
+from drayman.executors.celery import RUN_TRY, CeleryExecutor, make_app
+from drayman.scheduler import runs as run_creation
+from drayman.scheduler.loop import Scheduler
+from drayman.states import RUN_FINISHED, RunState, TryState
+from drayman.store import logs as log_store
+from drayman.store import migrate
+from drayman.store.engine import Store
+from drayman.store.schema import component, dag_run, task_instance, task_try
+
+pytestmark = pytest.mark.slow
+
+REDIS_DB = 11  # this file's own Redis database: flushed before and after
+REDIS_URL = os.environ.get("DRAYMAN_TEST_REDIS_URL", f"redis://127.0.0.1:6379/{REDIS_DB}")
+AMQP_URL = os.environ.get("DRAYMAN_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
+IN_CI = os.environ.get("CI", "").lower() == "true"
+CLI = [sys.executable, "-c", "from drayman.cli.main import main; main()"]
+
+DAGS = {
+    "etl.py": """
+        import json, os
+        from drayman import DAG, task
+
+        MARKERS = "@MARKERS@"
+
+        def done(ctx, reason):
+            with open(os.path.join(MARKERS, f"{ctx.run_id}.on_success"), "w") as f:
+                f.write(reason)
+
+        with DAG("etl", on_success=done):
+
+            @task
+            def extract() -> list:
+                return [1, 2, 3, 4]
+
+            @task
+            def transform(rows: list) -> dict:
+                return {"count": len(rows), "total": sum(rows)}
+
+            @task
+            def load(summary: dict) -> str:
+                assert summary == {"count": 4, "total": 10}, summary
+                return f"loaded {summary['total']}"
+
+            load(transform(extract()))
+    """,
+    "flaky.py": """
+        from drayman import DAG, task
+
+        with DAG("flaky"):
+
+            @task(retries=1, retry_delay=0)
+            def wobbly(ctx):
+                if ctx.try_number == 1:
+                    raise RuntimeError("the source was not ready")
+                return "second time lucky"
+
+            wobbly()
+    """,
+}
+
+
+def _unavailable(what: str, exc: Exception) -> None:
+    message = f"{what} is not reachable ({type(exc).__name__}: {exc}); install and start it"
+    if IN_CI:
+        pytest.fail(f"{message} (CI=true: a missing service is a failure)")
+    pytest.skip(message)
+
+
+def _flush_redis() -> None:
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        client.flushdb()
+    finally:
+        client.close()
+
+
+def _purge_amqp() -> None:
+    app = make_app(Settings(broker_url=AMQP_URL))
+    try:
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=3)
+        app.control.purge()
+    finally:
+        app.close()
+
+
+@pytest.fixture(scope="module")
+def database(postgres_url: str) -> Iterator[str]:
+    """A migrated PostgreSQL database of this module's own, beside the session's one."""
+    name = f"{postgres_url.rsplit('/', 1)[1]}_celery_{uuid.uuid4().hex[:6]}"
+    admin_url = postgres_url.rsplit("/", 1)[0] + "/postgres"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = admin_url.rsplit("/", 1)[0] + f"/{name}"
+    store = Store(url)
+    migrate.upgrade(store)
+    store.dispose()
+    yield url
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@dataclass
+class Worker:
+    """A `drayman worker` subprocess."""
+
+    process: subprocess.Popen[bytes]
+    output: Path
+    env: dict[str, str]
+
+    def log(self) -> str:
+        return self.output.read_text(errors="replace")
+
+    def wait_for_line(self, needle: str, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while needle not in self.log():
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                pytest.fail(f"the worker never logged {needle!r}; its output:\n{self.log()}")
+            time.sleep(0.05)
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            pytest.fail(f"the worker ignored SIGTERM; its output:\n{self.log()}")
+
+
+def start_worker(database: str, broker: str, home: Path, *queues: str) -> Worker:
+    home.mkdir(parents=True, exist_ok=True)
+    env = {
+        **os.environ,
+        "DRAYMAN_DATABASE_URL": database,
+        "DRAYMAN_BROKER_URL": broker,
+        "DRAYMAN_HOME": str(home),
+        "DRAYMAN_EXECUTOR": "celery",
+        "DRAYMAN_HEARTBEAT_INTERVAL_S": "0.5",
+    }
+    output = home / "worker.out"
+    with open(output, "wb") as out:
+        process = subprocess.Popen(
+            [*CLI, "worker", "--queues", ",".join(queues or ("default",)), "--concurrency", "2"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    worker = Worker(process, output, env)
+    worker.wait_for_line("ready.", timeout=20)  # Celery's own line: consuming from its queues
+    return worker
+
+
+@dataclass
+class Cluster:
+    """A scheduler in this process, a worker subprocess, one database and one broker."""
+
+    settings: Settings
+    store: Store
+    scheduler: Scheduler
+    worker: Worker
+    markers: Path
+
+    def trigger(self, dag_id: str, run_id: str) -> None:
+        with self.store.begin() as conn:
+            run_creation.trigger(
+                conn, dag_id, conf=None, triggered_by="test", now=self.store.now(), run_id=run_id
+            )
+        self.scheduler.mark_all_dirty()
+
+    def drive(self, until: Callable[[Connection], bool], timeout: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            self.scheduler.tick()
+            with self.store.read() as conn:
+                if until(conn):
+                    return
+            if time.monotonic() > deadline:
+                pytest.fail(
+                    f"not done after {timeout:g} s; the worker said:\n{self.worker.log()[-3000:]}"
+                )
+            time.sleep(0.05)
+
+    def drive_run(self, dag_id: str, run_id: str) -> Any:
+        def finished(conn: Connection) -> bool:
+            state = conn.execute(
+                select(dag_run.c.state).where(
+                    dag_run.c.dag_id == dag_id, dag_run.c.run_id == run_id
+                )
+            ).scalar_one_or_none()
+            return state is not None and RunState(state) in RUN_FINISHED
+
+        self.drive(finished)
+        with self.store.read() as conn:
+            return conn.execute(
+                select(dag_run).where(dag_run.c.dag_id == dag_id, dag_run.c.run_id == run_id)
+            ).one()
+
+    def tries(self, dag_id: str, run_id: str) -> dict[str, list[Any]]:
+        with self.store.read() as conn:
+            rows = conn.execute(
+                select(task_instance.c.task_id, task_try)
+                .join(task_try, task_try.c.task_instance_id == task_instance.c.id)
+                .join(dag_run, dag_run.c.id == task_instance.c.dag_run_id)
+                .where(dag_run.c.dag_id == dag_id, dag_run.c.run_id == run_id)
+                .order_by(task_try.c.id)
+            ).all()
+        found: dict[str, list[Any]] = {}
+        for row in rows:
+            found.setdefault(row.task_id, []).append(row)
+        return found
+
+    def worker_component(self) -> Any:
+        with self.store.read() as conn:
+            return conn.execute(
+                select(component).where(
+                    component.c.kind == "worker", component.c.pid == self.worker.process.pid
+                )
+            ).one()
+
+
+def _cluster(
+    database: str, broker: str, root: Path, *, queues: tuple[str, ...] = ()
+) -> Iterator[Cluster]:
+    markers = root / "markers"
+    markers.mkdir(parents=True)
+    settings = Settings(
+        home=root / "scheduler",
+        dags_folder=root / "dags",
+        database_url=database,
+        executor="celery",
+        broker_url=broker,
+        heartbeat_interval_s=0.5,
+        heartbeat_timeout_s=10,
+        scheduler_poll_s=1.0,
+        remote_poll_s=0.05,
+        parse_timeout_s=20,
+    )
+    for name, source in DAGS.items():
+        path = settings.dags_folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(source).lstrip().replace("@MARKERS@", str(markers)))
+    store = Store(database)
+    processor = DagProcessor(settings, store)
+    processor.tick()  # publishes this folder's bundle (a no-op if it is already the newest)
+    worker = start_worker(database, broker, root / "worker", *queues)
+    scheduler = Scheduler(settings, store, CeleryExecutor(settings), executor_name="celery")
+    scheduler.start()
+    try:
+        yield Cluster(settings, store, scheduler, worker, markers)
+    finally:
+        scheduler.stop(grace_s=1)
+        worker.stop()
+        store.dispose()
+
+
+@pytest.fixture(scope="module")
+def redis_cluster(database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    try:
+        _flush_redis()
+    except Exception as exc:
+        _unavailable(f"Redis at {REDIS_URL}", exc)
+    try:
+        yield from _cluster(database, REDIS_URL, tmp_path_factory.mktemp("celery-redis"))
+    finally:
+        _flush_redis()
+
+
+def test_a_chain_runs_on_the_worker_and_passes_results(redis_cluster: Cluster) -> None:
+    c = redis_cluster
+    c.trigger("etl", "r1")
+    run = c.drive_run("etl", "r1")
+    assert run.state == RunState.SUCCESS
+    worker = c.worker_component()
+    assert (worker.executor, json.loads(worker.queues), worker.concurrency) == (
+        "celery",
+        ["default"],
+        2,
+    )
+    tries = c.tries("etl", "r1")
+    assert sorted(tries) == ["extract", "load", "transform"]
+    for task_id, (only,) in tries.items():
+        assert only.state == TryState.SUCCESS, (task_id, only.error)
+        assert only.worker_id == worker.id
+        assert only.hostname == socket.gethostname()
+        assert only.pid is not None and only.pid not in (os.getpid(), c.worker.process.pid)
+        assert only.queued_at <= only.start_date <= only.end_date
+        # the worker wrote the log under its own home: it fetched the bundle from the store
+        local_log = Path(c.worker.env["DRAYMAN_HOME"]) / "logs" / only.log_path
+        assert local_log.is_file()
+        # ...and shipped it: the store holds the same text, readable from any host
+        with c.store.read() as conn:
+            shipped = "".join(text for _, text in log_store.read_chunks(conn, only.id))
+        assert shipped == local_log.read_text(), task_id
+        assert f"{task_id}" in shipped and "[drayman] success" in shipped
+    assert tries["extract"][0].end_date <= tries["transform"][0].start_date
+    assert tries["transform"][0].end_date <= tries["load"][0].start_date
+    with c.store.read() as conn:
+        results = dict(
+            conn.execute(
+                select(task_instance.c.task_id, task_instance.c.result).where(
+                    task_instance.c.dag_run_id == run.id
+                )
+            ).all()
+        )
+    assert json.loads(results["load"]) == "loaded 10"
+    # the DAG's on_success callback ran on the worker, from ids alone
+    deadline = time.monotonic() + 10
+    while not (c.markers / "r1.on_success").exists():
+        assert time.monotonic() < deadline, c.worker.log()[-3000:]
+        time.sleep(0.05)
+    assert (c.markers / "r1.on_success").read_text() == "success"
+
+
+def test_a_task_that_fails_once_is_retried_on_the_worker(redis_cluster: Cluster) -> None:
+    c = redis_cluster
+    c.trigger("flaky", "r1")
+    assert c.drive_run("flaky", "r1").state == RunState.SUCCESS
+    first, second = c.tries("flaky", "r1")["wobbly"]
+    assert (first.state, first.error) == (TryState.FAILED, "RuntimeError: the source was not ready")
+    assert second.state == TryState.SUCCESS
+    assert first.worker_id == second.worker_id == c.worker_component().id
+
+
+def _snapshot(store: Store) -> list[Any]:
+    with store.read() as conn:
+        return [
+            conn.execute(select(table).order_by(table.c.id)).all()
+            for table in (dag_run, task_instance, task_try)
+        ]
+
+
+def test_forged_messages_run_nothing_and_change_nothing(redis_cluster: Cluster) -> None:
+    c = redis_cluster
+    c.trigger("flaky", "forged")
+    assert c.drive_run("flaky", "forged").state == RunState.SUCCESS
+    with c.store.read() as conn:
+        finished = conn.execute(select(func.max(task_try.c.id))).scalar_one()
+    before = _snapshot(c.store)
+    app = make_app(c.settings)
+    try:
+        for forged in (finished, 10_000_000, "1; DROP TABLE task_try", {"try_id": 1}):
+            app.send_task(RUN_TRY, args=[forged], queue="default")
+    finally:
+        app.close()
+    c.worker.wait_for_line(f"try.fenced try_id={finished}")
+    c.worker.wait_for_line("try.fenced try_id=10000000")
+    c.worker.wait_for_line("try.refused {'try_id': 1}")
+    assert _snapshot(c.store) == before
+
+
+def test_workers_list_shows_the_worker(redis_cluster: Cluster) -> None:
+    c = redis_cluster
+    listed = subprocess.run(
+        [*CLI, "workers", "list", "--json"],
+        env=c.worker.env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    (mine,) = [w for w in json.loads(listed.stdout) if w["pid"] == c.worker.process.pid]
+    assert mine["hostname"] == socket.gethostname()
+    assert (mine["executor"], mine["queues"], mine["concurrency"]) == ("celery", ["default"], 2)
+    assert mine["state"] == "running" and mine["running"] == 0
+    assert 0 <= mine["heartbeat_age_s"] < 5
+
+
+def test_on_rabbitmq_a_run_succeeds_and_sigterm_stops_the_worker(
+    database: str, tmp_path: Path
+) -> None:
+    try:
+        _purge_amqp()
+    except Exception as exc:
+        _unavailable(f"RabbitMQ at {AMQP_URL}", exc)
+    clusters = _cluster(database, AMQP_URL, tmp_path, queues=("default", "heavy"))
+    c = next(clusters)
+    try:
+        c.trigger("etl", "amqp")
+        assert c.drive_run("etl", "amqp").state == RunState.SUCCESS
+        assert {t.state for ts in c.tries("etl", "amqp").values() for t in ts} == {TryState.SUCCESS}
+        assert c.worker.stop() == 0
+        worker = c.worker_component()
+        assert worker.state == "stopped" and worker.stopped_at is not None
+        assert json.loads(worker.queues) == ["default", "heavy"]
+    finally:
+        for _ in clusters:  # runs the generator's cleanup
+            pass
+        _purge_amqp()
+
+
+def test_the_scheduler_registers_no_local_worker_with_celery(redis_cluster: Cluster) -> None:
+    with redis_cluster.store.read() as conn:
+        scheduler = conn.execute(
+            select(component).where(component.c.id == redis_cluster.scheduler.scheduler_id)
+        ).one()
+    assert scheduler.executor == "celery"
+    assert redis_cluster.scheduler.worker_id is None
