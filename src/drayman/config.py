@@ -78,6 +78,7 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "dags_poll_s": _positive_float,
     "scheduler_poll_s": _positive_float,
     "remote_poll_s": _positive_float,
+    "queued_timeout_s": _positive_float,
     "heartbeat_interval_s": _positive_float,
     "heartbeat_timeout_s": _positive_float,
     "max_result_bytes": _positive_int,
@@ -105,6 +106,9 @@ class Settings:
     # with an executor whose workers record their own state (celery): how often the scheduler
     # re-plans every running run to learn of outcomes, until a broker-based wake-up replaces it
     remote_poll_s: float = 0.5
+    # with a broker: a try still QUEUED, unclaimed by any worker, this long after it was sent is
+    # sent again (the broker may have lost it); a duplicate delivery is refused by the fence
+    queued_timeout_s: float = 60.0
     heartbeat_interval_s: float = 5.0
     heartbeat_timeout_s: float = 30.0  # a worker silent this long is dead; its tries retry
     max_result_bytes: int = 65536  # cap on a Python task's JSON return value

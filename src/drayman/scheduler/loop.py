@@ -97,6 +97,8 @@ class Scheduler:
         self._unrecorded: list[TryStarted | TryOutcome] = []
         self._pools: dict[str, int] | None = None
         self._schedulable_left = True
+        self._to_resend: list[Workload] = []  # unclaimed tries to send again (remote executors)
+        self._resent: dict[int, float] = {}  # try id -> when it was last sent again (monotonic)
         self._wake_times: tuple[float, list[datetime | None]] | None = None
         self._pools_read_at = 0.0
         self._run_rows: dict[int, Row[Any]] = {}  # dropped when the run finishes
@@ -179,8 +181,9 @@ class Scheduler:
                     self._runs_check_at = 0.0  # a DAG catching up may have more due
             callbacks = self._advance_runs(conn, now, report)
             workloads = self._queue(conn, now, report)
-        if workloads or callbacks:
-            self.executor.submit([*workloads, *callbacks])
+        resend, self._to_resend = self._to_resend, []
+        if workloads or callbacks or resend:
+            self.executor.submit([*workloads, *callbacks, *resend])
         if report.recorded or report.runs_created or report.runs_finished or report.lost:
             self._wake_times = None  # retries and next runs may have moved
         return report
@@ -271,7 +274,33 @@ class Scheduler:
         for kind in ("scheduler", "worker"):
             components.mark_dead(conn, kind, cutoff, now)
         self._retries_check_at = 0.0  # and look for due retries, as a fallback
+        if self.worker_id is None:  # tries travel through a broker: find what it lost
+            self._to_resend = self._unclaimed_workloads(conn, db_now)
         self.executor.heartbeat()
+
+    def _unclaimed_workloads(self, conn: Connection, db_now: datetime) -> list[Workload]:
+        """The database is the truth, the broker only transport: a try no worker claimed within
+        queued_timeout_s is sent again, at most once per timeout. If the first message was only
+        slow, the fence lets one of the two copies run and refuses the other."""
+        timeout = self.settings.queued_timeout_s
+        cutoff = db_now - timedelta(seconds=timeout)
+        mono = time.monotonic()
+        due = [
+            try_id
+            for try_id in try_store.unclaimed_since(conn, cutoff)
+            if self._resent.get(try_id, 0.0) <= mono - timeout
+        ]
+        workloads: list[Workload] = []
+        for try_id in due:
+            workload = dispatch.workload_for_try(conn, try_id, self._spec)
+            if workload is not None:
+                workloads.append(workload)
+                self._resent[try_id] = mono
+        if workloads:
+            log.warning("try.resent count=%d: unclaimed for %.0f s", len(workloads), timeout)
+        # forget tries resent long ago: they were claimed, finished or will be resent again
+        self._resent = {k: v for k, v in self._resent.items() if v > mono - 10 * timeout}
+        return workloads
 
     def _find_due_retries(self, conn: Connection, now: datetime) -> None:
         """Runs holding a retry whose wait is over get planned (and the retry queued)."""

@@ -292,6 +292,23 @@ def _try_values(outcome: TryOutcome) -> dict[str, Any]:
     }
 
 
+def unclaimed_since(conn: Connection, cutoff: datetime, limit: int = 1000) -> list[int]:
+    """Ids of tries sent to workers before `cutoff` that no worker has claimed yet."""
+    return list(
+        conn.execute(
+            select(task_try.c.id)
+            .join(task_instance, task_instance.c.current_try_id == task_try.c.id)
+            .where(
+                task_try.c.state == TryState.QUEUED,
+                task_try.c.queued_at < cutoff,
+                task_instance.c.state == TIState.QUEUED,
+            )
+            .order_by(task_try.c.id)
+            .limit(limit)
+        ).scalars()
+    )
+
+
 def unfinished_of_dead_workers(conn: Connection, cutoff: datetime) -> list[Row[Any]]:
     """Unfinished tries whose worker stopped, or has not heartbeaten since `cutoff`."""
     return list(
