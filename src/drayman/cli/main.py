@@ -25,6 +25,7 @@ GROUPS = {
     "standalone": ("drayman.cli.serve", "standalone"),
     "worker": ("drayman.cli.worker", "worker"),
     "workers": ("drayman.cli.workers", "workers"),
+    "queues": ("drayman.cli.workers", "queues"),
 }
 
 HELP = {
@@ -32,12 +33,13 @@ HELP = {
     "db": "Create or upgrade the metadata database.",
     "dags": "List, trigger, pause, test and backfill DAGs.",
     "runs": "List DAG runs and show every task and try of one.",
-    "tasks": "Run one task for testing.",
+    "tasks": "Run one task for testing; read a try's log (--follow).",
     "pools": "List and set pools (slot budgets shared across DAGs).",
     "scheduler": "Run the scheduler (and the local executor) until stopped.",
     "standalone": "Run everything on one machine: SQLite, scheduler, local executor.",
     "worker": "Run a Celery worker that takes tries from the broker (executor 'celery').",
     "workers": "List the workers, their queues, running tries and heartbeats.",
+    "queues": "List queues: waiting and running tasks, and the workers serving each.",
 }
 
 

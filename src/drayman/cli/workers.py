@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 
@@ -65,3 +66,68 @@ def list_workers(as_json: bool, running_only: bool) -> None:
             for i in items
         ],
     )
+
+
+@click.group("queues")
+def queues() -> None:
+    """List queues: what waits and runs in each, and which workers serve it."""
+
+
+@queues.command("list")
+@json_option
+def list_queues(as_json: bool) -> None:
+    """Every queue with waiting or running tasks, or served by a live worker.
+
+    A queue that has tasks waiting but no live worker serving it is flagged: a task routed
+    to a queue nobody serves waits, and says so, instead of silently never running.
+    """
+    from datetime import timedelta
+
+    from drayman.store import components
+    from drayman.store import task_instances as ti_store
+
+    settings = load_settings()
+    store = open_store(settings)
+    try:
+        with store.read() as conn:
+            cutoff = store.db_now(conn) - timedelta(seconds=settings.heartbeat_timeout_s)
+            live = [
+                w
+                for w in components.workers(conn, include_stopped=False)
+                if w.heartbeat_at >= cutoff
+            ]
+            counts = ti_store.per_queue(conn)
+    finally:
+        store.dispose()
+    items = [_queue_item(name, counts.get(name, {}), live) for name in _queue_names(counts, live)]
+    if as_json:
+        print_json(items)
+        return
+    print_table(
+        ["queue", "waiting", "running", "workers", "note"],
+        [[i["queue"], i["waiting"], i["running"], i["workers"], i["note"]] for i in items],
+    )
+
+
+def _serves(worker: Any, queue: str) -> bool:
+    served = json.loads(worker.queues or "[]")
+    return "*" in served or queue in served  # "*": a local executor runs every queue
+
+
+def _queue_names(counts: dict[str, dict[str, int]], live: list[Any]) -> list[str]:
+    named = {q for w in live for q in json.loads(w.queues or "[]") if q != "*"}
+    return sorted(named | set(counts))
+
+
+def _queue_item(name: str, counts: dict[str, int], live: list[Any]) -> dict[str, Any]:
+    waiting = counts.get("scheduled", 0) + counts.get("queued", 0)
+    serving = [w for w in live if _serves(w, name)]
+    note = "no live worker serves this queue" if waiting and not serving else ""
+    return {
+        "queue": name,
+        "waiting": waiting,
+        "running": counts.get("running", 0),
+        "workers": len(serving),
+        "concurrency": sum(int(w.concurrency) for w in serving),
+        "note": note,
+    }

@@ -171,6 +171,19 @@ def active_per_dag(conn: Connection) -> dict[str, int]:
     return slot_usage(conn).per_dag
 
 
+def per_queue(conn: Connection) -> dict[str, dict[str, int]]:
+    """Task instances waiting (SCHEDULED, QUEUED) and RUNNING, per queue."""
+    rows = conn.execute(
+        select(task_instance.c.queue, task_instance.c.state, func.count())
+        .where(task_instance.c.state.in_([TIState.SCHEDULED, TIState.QUEUED, TIState.RUNNING]))
+        .group_by(task_instance.c.queue, task_instance.c.state)
+    )
+    counts: dict[str, dict[str, int]] = {}
+    for queue, state, count in rows:
+        counts.setdefault(queue, {})[state] = int(count)
+    return counts
+
+
 def results_of(conn: Connection, run_id: int, task_ids: Iterable[str]) -> dict[str, Any]:
     """Return values of upstream tasks in one run; a mapped task gives the list of its results."""
     ids = list(set(task_ids))

@@ -1,0 +1,117 @@
+"""`drayman queues list`: a queue with waiting tasks and no live worker says so."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import insert
+
+from drayman.spec import DagSpec, ParsedDag, TaskSpec
+from drayman.states import RunType, TIState
+from drayman.store import components, migrate
+from drayman.store import dags as dag_store
+from drayman.store import runs as run_store
+from drayman.store.engine import Store
+from drayman.store.schema import task_instance
+
+DRAYMAN = str(Path(sys.executable).parent / "drayman")
+NOW = datetime.now(UTC)
+
+
+def seed(store: Store) -> None:
+    spec = DagSpec(
+        dag_id="etl",
+        fileloc="etl.py",
+        tasks={"t": TaskSpec("t", "python", queue="default")},
+    )
+    with store.begin() as conn:
+        dag_store.record_parse(
+            conn, bundle_version="v" * 64, dags=[ParsedDag(spec, "")], errors=[], now=NOW
+        )
+        run_id = run_store.create_run(
+            conn,
+            dag_id="etl",
+            run_id="r1",
+            run_type=RunType.MANUAL,
+            bundle_version="v" * 64,
+            logical_date=NOW,
+            data_interval_start=NOW,
+            data_interval_end=NOW,
+            run_after=NOW,
+            conf={},
+            params={},
+            triggered_by="test",
+            now=NOW,
+        )
+        for index, (queue, state) in enumerate(
+            [("default", TIState.RUNNING), ("heavy", TIState.QUEUED), ("heavy", TIState.QUEUED)]
+        ):
+            conn.execute(
+                insert(task_instance).values(
+                    dag_run_id=run_id,
+                    task_id=f"t{index}",
+                    map_index=-1,
+                    state=state,
+                    try_number=1,
+                    max_tries=1,
+                    pool="default_pool",
+                    queue=queue,
+                )
+            )
+        components.register(
+            conn,
+            kind="worker",
+            hostname="w1",
+            pid=1,
+            executor="celery",
+            queues=["default"],
+            concurrency=8,
+            now=NOW,
+        )
+        stale = components.register(
+            conn,
+            kind="worker",
+            hostname="w2",
+            pid=2,
+            executor="celery",
+            queues=["heavy"],
+            concurrency=8,
+            now=NOW - timedelta(hours=1),
+        )
+        components.heartbeat(conn, stale, NOW - timedelta(hours=1))
+
+
+def test_a_queue_nobody_serves_shows_as_waiting(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'drayman.db'}"
+    store = Store(url)
+    migrate.upgrade(store)
+    seed(store)
+    store.dispose()
+    env = {**os.environ, "DRAYMAN_HOME": str(tmp_path), "DRAYMAN_DATABASE_URL": url}
+
+    done = subprocess.run(
+        [DRAYMAN, "queues", "list", "--json"], env=env, capture_output=True, text=True, check=True
+    )
+
+    by_queue = {item["queue"]: item for item in json.loads(done.stdout)}
+    assert by_queue["default"] == {
+        "queue": "default",
+        "waiting": 0,
+        "running": 1,
+        "workers": 1,
+        "concurrency": 8,
+        "note": "",
+    }
+    # w2 serves "heavy" but stopped heartbeating an hour ago: nobody serves it now
+    assert by_queue["heavy"]["waiting"] == 2
+    assert by_queue["heavy"]["workers"] == 0
+    assert by_queue["heavy"]["note"] == "no live worker serves this queue"
+    text = subprocess.run(
+        [DRAYMAN, "queues", "list"], env=env, capture_output=True, text=True, check=True
+    ).stdout
+    assert "no live worker serves this queue" in text
