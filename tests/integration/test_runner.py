@@ -5,6 +5,9 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -419,3 +422,39 @@ def test_dag_callback_workload(bundle: Path, tmp_path: Path) -> None:
     log = (tmp_path / "demo" / "callbacks.log").read_text()
     assert "callback dag_on_success of  try 0: all tasks succeeded" in log
     assert "[drayman] on_success callback done" in log
+
+
+def test_a_try_dies_with_the_process_that_forked_it() -> None:
+    """kill -9 of a worker must not leave its try running unseen: a retry would overlap it."""
+    code = (
+        "import time\n"
+        "from drayman.runner.process import fork\n"
+        "child = fork(lambda _fd: time.sleep(60) or 0)\n"
+        "print(child.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None
+        try_pid = int(parent.stdout.readline())
+        assert _alive(try_pid)
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait(timeout=10)
+        deadline = time.monotonic() + 5
+        while _alive(try_pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(try_pid), "the try outlived the worker that forked it"
+    finally:
+        parent.kill()
+        parent.wait()
+        if parent.stdout is not None:
+            parent.stdout.close()
+
+
+def _alive(pid: int) -> bool:
+    """Running, as opposed to gone or a zombie nobody reaps (PID 1 may not, in containers)."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

@@ -156,6 +156,13 @@ def run_worker(
     Celery installs its own signal handlers: SIGTERM (or one Ctrl-C) is a warm shutdown,
     which stops taking messages and lets running tries finish.
     """
+    from celery.signals import worker_process_init
+
+    from drayman.runner.process import die_with_parent
+
+    # a pool process dies with the worker's main process: after a kill -9 of the worker no
+    # try may keep running (and its tries die with it in turn), or a retry would overlap it
+    worker_process_init.connect(lambda **_: die_with_parent(os.getppid()), weak=False)
     worker = app.Worker(
         hostname=nodename,
         queues=list(queues),

@@ -18,6 +18,7 @@ a pidfd, waking also when the log's sink is due a flush: no threads, no busy pol
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import faulthandler
 import logging
 import os
@@ -77,7 +78,36 @@ class Ended:
     interrupted: str | None
 
 
+_PR_SET_PDEATHSIG = 1
+
+
+def _load_prctl() -> Callable[..., int] | None:
+    try:
+        prctl: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # not Linux: no parent-death signal
+        return None
+    return prctl
+
+
+_PRCTL = _load_prctl()  # looked up once, in the warm process, not in every forked try
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Have the kernel SIGKILL this process the moment its parent dies.
+
+    A try runs in a session of its own (so a timeout kills its whole group), which also means
+    nothing kills it when its worker is killed with SIGKILL. Were it to keep running, the
+    scheduler would declare it lost and retry it, and two tries of one task would overlap.
+    """
+    if _PRCTL is None:
+        return
+    _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent_pid:  # the parent died before the request took effect
+        os._exit(70)
+
+
 def fork(body: Callable[[int], int]) -> Child:
+    parent_pid = os.getpid()
     out_r, out_w = os.pipe()
     result_r, result_w = os.pipe()
     for stream in (sys.stdout, sys.stderr):
@@ -93,7 +123,7 @@ def fork(body: Callable[[int], int]) -> Child:
     if pid == 0:
         os.close(out_r)
         os.close(result_r)
-        _child_main(body, out_w, result_w)
+        _child_main(body, out_w, result_w, parent_pid)
     os.close(out_w)
     os.close(result_w)
     os.set_blocking(out_r, False)
@@ -122,10 +152,13 @@ def prepare_process() -> None:
 _prepared: list[bool] = []  # per process: whether prepare_process() ran
 
 
-def _child_main(body: Callable[[int], int], out_fd: int, result_fd: int) -> NoReturn:
+def _child_main(
+    body: Callable[[int], int], out_fd: int, result_fd: int, parent_pid: int
+) -> NoReturn:
     code = 70  # EX_SOFTWARE: the child could not even set itself up
     try:
         os.setsid()
+        die_with_parent(parent_pid)
         os.dup2(out_fd, 1)
         os.dup2(out_fd, 2)
         os.close(out_fd)
