@@ -1,7 +1,9 @@
 """drayman's benchmark: `python -m bench run W1 --db sqlite --json`; see bench/README.md.
 
-    python -m bench run {W1,W2,W3,all} [--db sqlite|postgresql] [--repeat N] [--size N]
-                                       [--parallelism N] [--timeout S] [--json]
+    python -m bench run {W1,W2,W3,W4,all} [--db sqlite|postgresql] [--repeat N] [--size N]
+                                          [--parallelism N] [--timeout S] [--json]
+                                          [--executor local|celery] [--workers N]
+                                          [--worker-concurrency N] [--remote-poll S]
     python -m bench memory [--json]
     python -m bench version [--runs N] [--json]
 
@@ -25,6 +27,7 @@ PRIMARY = {
     "W1": "wall_s",
     "W2": "hop_median_s",
     "W3": "wall_s",
+    "W4": "wall_s",
 }  # what --repeat takes the median of
 
 
@@ -54,13 +57,36 @@ def _parser() -> argparse.ArgumentParser:
         "--size",
         type=int,
         default=None,
-        help="tasks (W1, W2) or DAGs (W3) instead of the default, e.g. for a smoke test",
+        help="tasks (W1, W2), DAGs (W3) or runs (W4) instead of the default, e.g. for a smoke test",
     )
     run.add_argument(
         "--parallelism",
         type=int,
-        default=Settings().parallelism,
-        help="DRAYMAN_PARALLELISM (default: drayman's own default)",
+        default=None,
+        help="DRAYMAN_PARALLELISM (default: drayman's own default; with celery at least the "
+        "workers' total concurrency)",
+    )
+    run.add_argument(
+        "--executor",
+        choices=["local", "celery"],
+        default="local",
+        help="celery: Redis broker (DRAYMAN_BENCH_BROKER_URL, db 13) and `drayman worker`s",
+    )
+    run.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="celery: `drayman worker` processes (default: 4 for W4, else 1)",
+    )
+    run.add_argument(
+        "--worker-concurrency", type=int, default=8, help="celery: --concurrency of each worker"
+    )
+    run.add_argument(
+        "--remote-poll",
+        type=float,
+        default=None,
+        metavar="S",
+        help="celery: DRAYMAN_REMOTE_POLL_S (default: drayman's own, 0.5)",
     )
     run.add_argument("--timeout", type=float, default=120.0, help="seconds a run may take")
     run.add_argument("--json", action="store_true", help="print one JSON object")
@@ -80,20 +106,35 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.executor == "celery" and args.db != "postgresql":
+        raise BenchError(
+            f"--executor celery needs --db postgresql (not {args.db}): the scheduler and the "
+            "workers are separate processes sharing one database"
+        )
     names = list(WORKLOADS) if args.workload == "all" else [args.workload]
     reports = []
     for name in names:
         workload = WORKLOADS[name]
         size = args.size or workload.default_size
+        workers = args.workers or (4 if name == "W4" else 1)
+        parallelism = args.parallelism
+        if parallelism is None:
+            parallelism = Settings().parallelism
+            if args.executor == "celery":
+                parallelism = max(parallelism, workers * args.worker_concurrency)
         results: list[dict[str, Any]] = []
         for _ in range(max(args.repeat, 1)):
             result = run_workload(
                 workload,
                 db=args.db,
                 size=size,
-                parallelism=args.parallelism,
+                parallelism=parallelism,
                 timeout_s=args.timeout,
                 profile=_profile_path(args.profile, name, args.db, len(results)),
+                executor=args.executor,
+                workers=workers,
+                worker_concurrency=args.worker_concurrency,
+                remote_poll_s=args.remote_poll,
             )
             results.append(result.to_json())
             if not args.json:
@@ -126,7 +167,14 @@ def _summarize(name: str, results: list[dict[str, Any]]) -> dict[str, Any]:
         report["repeats"] = len(results)
         report["all"] = {
             field: [r[field] for r in results]
-            for field in ("wall_s", "cpu_s_per_try", "hop_median_s", "hop_p95_s")
+            for field in (
+                "wall_s",
+                "cpu_s_per_try",
+                "hop_median_s",
+                "hop_p95_s",
+                "tries_per_s",
+                "ready_to_running_p99_s",
+            )
             if field in results[0]
         }
         report["median_of"] = key
@@ -136,6 +184,12 @@ def _summarize(name: str, results: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _line(result: dict[str, Any]) -> str:
     parts = [f"wall {result['wall_s']:.3f}s", f"cpu/try {result['cpu_s_per_try'] * 1000:.1f}ms"]
+    if result["tries"] >= 1000:
+        parts.append(
+            f"{result['tries_per_s']:.0f} tries/s sustained, ready->running "
+            f"p50 {result['ready_to_running_p50_s'] * 1000:.0f}ms "
+            f"p99 {result['ready_to_running_p99_s'] * 1000:.0f}ms"
+        )
     if "hop_median_s" in result:
         parts.append(
             f"hop median {result['hop_median_s'] * 1000:.1f}ms "
@@ -146,7 +200,7 @@ def _line(result: dict[str, Any]) -> str:
 
 def _run_text(report: dict[str, Any]) -> str:
     lines = [
-        f"{report['workload']} on {report['db']} ({report['executor']} executor, parallelism "
+        f"{report['workload']} on {report['db']} ({_executor_text(report)}, parallelism "
         f"{report['parallelism']}, {report['tries']} tries): {_line(report)}",
         f"    first try started {report['first_start_s'] * 1000:.0f}ms after the trigger; "
         f"queued->started median {report['queue_to_start_median_s'] * 1000:.1f}ms; "
@@ -156,6 +210,15 @@ def _run_text(report: dict[str, Any]) -> str:
     if "all" in report:
         lines.append(f"    median of {report['repeats']} runs; all: {report['all']}")
     return "\n".join(lines)
+
+
+def _executor_text(report: dict[str, Any]) -> str:
+    if report["executor"] != "celery":
+        return f"{report['executor']} executor"
+    return (
+        f"celery executor, {report['workers']} worker(s) x {report['worker_concurrency']}, "
+        f"remote poll {report['remote_poll_s']}s"
+    )
 
 
 def _memory_text(data: dict[str, Any]) -> str:

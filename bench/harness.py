@@ -2,9 +2,10 @@
 
 Each run gets its own DRAYMAN_HOME and DAG folder in a temp dir, a fresh database (a SQLite
 file under the home, or a throwaway PostgreSQL database that is dropped afterwards), and a real
-`drayman scheduler` subprocess with the local executor. The bench process triggers through the
-store, exactly as `drayman runs trigger` does, rings the scheduler's doorbell, and polls the
-database every `POLL_S` until every run finished.
+`drayman scheduler` subprocess with the local executor, or with the Celery executor plus
+`drayman worker` subprocesses on a Redis database that is flushed before and after. The bench
+process triggers through the store, exactly as `drayman runs trigger` does, rings the
+scheduler's doorbell, and polls the database every `POLL_S` until every run finished.
 
 Process CPU is read from /proc: utime + stime of the scheduler and every live descendant, plus
 cutime + cstime, which hold the CPU of descendants that have exited and were reaped.
@@ -32,10 +33,12 @@ from typing import Any
 from sqlalchemy import create_engine, func, select, text
 
 from bench.workloads import Workload
+from drayman.config import Settings
 
 PG_ADMIN_URL = os.environ.get(
     "DRAYMAN_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
+BROKER_URL = os.environ.get("DRAYMAN_BENCH_BROKER_URL", "redis://127.0.0.1:6379/13")
 POLL_S = 0.02  # how often the bench polls the database for the runs' states
 WARMUP_S = 1.0  # after the scheduler is ready: the local executor starts its warm workers
 TICKS_PER_S = os.sysconf("SC_CLK_TCK")
@@ -269,15 +272,55 @@ def start(args: list[str], env: dict[str, str], log_path: Path) -> Server:
     return Server(process, log_path)
 
 
-def drayman_env(home: Path, dags: Path, url: str, parallelism: int) -> dict[str, str]:
-    """The DRAYMAN_* settings of a standalone-like setup with the local executor."""
-    return {
+def drayman_env(
+    home: Path,
+    dags: Path,
+    url: str,
+    parallelism: int,
+    *,
+    executor: str = "local",
+    broker_url: str | None = None,
+    remote_poll_s: float | None = None,
+    extra: tuple[tuple[str, str], ...] = (),
+) -> dict[str, str]:
+    """The DRAYMAN_* settings of the scheduler (and the Celery workers) under test."""
+    env = {
         "DRAYMAN_HOME": str(home),
         "DRAYMAN_DAGS_FOLDER": str(dags),
         "DRAYMAN_DATABASE_URL": url,
-        "DRAYMAN_EXECUTOR": "local",
+        "DRAYMAN_EXECUTOR": executor,
         "DRAYMAN_PARALLELISM": str(parallelism),
+        **dict(extra),
     }
+    if broker_url is not None:
+        env["DRAYMAN_BROKER_URL"] = broker_url
+    if remote_poll_s is not None:
+        env["DRAYMAN_REMOTE_POLL_S"] = str(remote_poll_s)
+    return env
+
+
+@contextlib.contextmanager
+def broker(executor: str) -> Iterator[str | None]:
+    """The broker URL for `executor` (None for local): a Redis database flushed around use."""
+    if executor == "local":
+        yield None
+        return
+    if executor != "celery":
+        raise BenchError(f"--executor {executor!r}: use local or celery")
+    import redis
+
+    client = redis.Redis.from_url(BROKER_URL)
+    try:
+        client.flushdb()
+    except redis.RedisError as exc:
+        client.close()
+        raise BenchError(f"cannot flush the broker database {BROKER_URL}: {exc}") from exc
+    try:
+        yield BROKER_URL
+    finally:
+        with contextlib.suppress(redis.RedisError):
+            client.flushdb()
+        client.close()
 
 
 def migrate(env: dict[str, str]) -> None:
@@ -309,8 +352,19 @@ class RunResult:
     parallelism: int
     tries: int
     wall_s: float  # trigger to the last run's end_date
-    cpu_s_per_try: float  # scheduler process tree CPU / tries
+    cpu_s_per_try: float  # scheduler process tree (and Celery workers) CPU / tries
     cpu_s: float
+    runs: int = 1
+    # sustained rate: tries started between the 5th and 95th percentile start, per second
+    tries_per_s: float = 0.0
+    tries_per_s_wall: float = 0.0  # tries / wall_s
+    # "ready to running": a try's start_date minus its queued_at (when the scheduler queued it)
+    ready_to_running_p50_s: float = 0.0
+    ready_to_running_p95_s: float = 0.0
+    ready_to_running_p99_s: float = 0.0
+    remote_poll_s: float | None = None  # celery: DRAYMAN_REMOTE_POLL_S (None: the default)
+    workers: int = 0  # celery: `drayman worker` processes
+    worker_concurrency: int = 0  # celery: --concurrency of each
     hop_median_s: float | None = None  # W2 only
     hop_p95_s: float | None = None
     hop_max_s: float | None = None
@@ -328,6 +382,9 @@ class RunResult:
         data = asdict(self)
         if data["db_server_cpu_s"] is None:
             data.pop("db_server_cpu_s")
+        if data["executor"] == "local":
+            for key in ("remote_poll_s", "workers", "worker_concurrency"):
+                data.pop(key)
         if data["hop_median_s"] is None:
             for key in ("hop_median_s", "hop_p95_s", "hop_max_s"):
                 data.pop(key)
@@ -343,20 +400,59 @@ def run_workload(
     timeout_s: float = 120.0,
     keep: bool = False,
     profile: Path | None = None,
+    executor: str = "local",
+    workers: int = 1,
+    worker_concurrency: int = 8,
+    remote_poll_s: float | None = None,
 ) -> RunResult:
-    """Run `workload` once against a fresh setup and measure it."""
-    with tempfile.TemporaryDirectory(prefix=f"drayman-bench-{workload.name}-") as tmp:
+    """Run `workload` once against a fresh setup and measure it.
+
+    With `executor="celery"`: the scheduler sends tries through Redis to `workers`
+    `drayman worker --concurrency WORKER_CONCURRENCY` subprocesses (PostgreSQL only).
+    """
+    if executor == "celery" and db != "postgresql":
+        raise BenchError(
+            f"--executor celery needs --db postgresql: scheduler and workers are separate "
+            f"processes sharing one database, which {db} is not for"
+        )
+    with (
+        tempfile.TemporaryDirectory(prefix=f"drayman-bench-{workload.name}-") as tmp,
+        broker(executor) as broker_url,
+    ):
         home, dags = Path(tmp) / "home", Path(tmp) / "dags"
         home.mkdir()
         workload.write_dags(dags, size)
         with database(db, home) as url:
-            env = drayman_env(home, dags, url, parallelism)
+            env = drayman_env(
+                home,
+                dags,
+                url,
+                parallelism,
+                executor=executor,
+                broker_url=broker_url,
+                remote_poll_s=remote_poll_s,
+                extra=workload.env,
+            )
             migrate(env)
             server = start(["scheduler"], env, home / "scheduler.log")
+            pool: list[Server] = []
             try:
+                if executor == "celery":
+                    for index in range(workers):
+                        # each worker its own home (bundle cache, logs), as on its own host
+                        worker_home = Path(tmp) / f"worker-{index + 1}"
+                        worker_home.mkdir()
+                        pool.append(
+                            start(
+                                ["worker", "--concurrency", str(worker_concurrency)],
+                                {**env, "DRAYMAN_HOME": str(worker_home)},
+                                home / f"worker-{index + 1}.log",
+                            )
+                        )
                 result = _measure(
                     workload,
                     server,
+                    pool,
                     home,
                     url,
                     db=db,
@@ -366,9 +462,12 @@ def run_workload(
                     profile=profile,
                 )
             except BaseException:
-                server.stop(10)
+                for member in [server, *pool]:
+                    member.stop(10)
                 raise
             code = server.stop()
+            for member in pool:
+                member.stop()
             if code != 0:
                 print(
                     f"bench: warning: the scheduler exited {code} after SIGTERM:\n{server.tail()}",
@@ -376,12 +475,19 @@ def run_workload(
                 )
             if keep:
                 print(f"bench: scheduler log:\n{server.tail(200)}", file=sys.stderr)
+        result.executor = executor
+        if executor == "celery":
+            result.workers, result.worker_concurrency = workers, worker_concurrency
+            result.remote_poll_s = (
+                remote_poll_s if remote_poll_s is not None else Settings().remote_poll_s
+            )
         return result
 
 
 def _measure(
     workload: Workload,
     server: Server,
+    pool: list[Server],
     home: Path,
     url: str,
     *,
@@ -396,25 +502,45 @@ def _measure(
     from drayman.store.engine import Store
 
     dag_ids = workload.dag_ids(size)
+    triggers = workload.triggers(size)
     store = Store(url)
-    profiler = None
+    profilers: list[tuple[subprocess.Popen[bytes], Path]] = []
     try:
         _wait_ready(store, server, home, dag_ids)
+        _wait_workers(store, pool)
         time.sleep(WARMUP_S)
-        wait_idle(server.pid)
-        profiler = _start_profiler(server.pid, profile) if profile else None
-        roles_before = tree_cpu_by_role(server.pid)
+        for member in [server, *pool]:
+            wait_idle(member.pid)
+        if profile is not None:
+            outs = [profile] + [
+                profile.with_name(f"{profile.stem}-worker{i + 1}{profile.suffix}")
+                for i in range(len(pool))
+            ]
+            profilers = [
+                (_start_profiler(member.pid, out), out)
+                for member, out in zip([server, *pool], outs, strict=True)
+            ]
+            time.sleep(1.0)  # py-spy attaches to every process of the tree before the trigger
+        roles_before = _cpu_by_role(server, pool)
         db_before = db_server_cpu_s() if db == "postgresql" else 0.0
         busy_before, own_before = system_busy_cpu_s(), own_cpu_s()
         triggered_at = datetime.now(UTC)
         with store.begin() as conn:
-            for dag_id in dag_ids:
+            for index, dag_id in enumerate(triggers):
+                # the same DAG several times (W4): distinct run ids and logical dates
+                repeated = len(triggers) > len(dag_ids)
                 run_creation.trigger(
-                    conn, dag_id, conf=None, triggered_by="bench", now=triggered_at
+                    conn,
+                    dag_id,
+                    conf=None,
+                    triggered_by="bench",
+                    now=triggered_at,
+                    run_id=f"bench__{index:05d}" if repeated else None,
+                    logical_date=triggered_at + timedelta(microseconds=index) if repeated else None,
                 )
         ring(home)
-        _wait_finished(store, server, dag_ids, timeout_s)
-        roles_after = tree_cpu_by_role(server.pid)
+        _wait_finished(store, [server, *pool], dag_ids, len(triggers), timeout_s)
+        roles_after = _cpu_by_role(server, pool)
         by_role = {role: round(roles_after[role] - roles_before[role], 3) for role in roles_after}
         cpu_s = sum(by_role.values())
         db_cpu_s = db_server_cpu_s() - db_before if db == "postgresql" else None
@@ -429,9 +555,47 @@ def _measure(
         result.other_cpu_s = round(max(other, 0.0), 3)
         return result
     finally:
-        if profiler is not None:
-            _stop_profiler(profiler, profile)
+        for profiler, out in profilers:
+            _stop_profiler(profiler, out)
         store.dispose()
+
+
+def _cpu_by_role(server: Server, pool: list[Server]) -> dict[str, float]:
+    """The scheduler tree's CPU by role; with Celery, every worker tree as `celery_workers`."""
+    roles = tree_cpu_by_role(server.pid)
+    if pool:
+        roles["celery_workers"] = sum(tree_cpu_s(member.pid) for member in pool)
+    return roles
+
+
+def _wait_workers(store: Any, pool: list[Server], timeout_s: float = 60.0) -> None:
+    """Until every Celery worker registered itself as a running worker component."""
+    from drayman.store.schema import component
+
+    if not pool:
+        return
+    pids = [member.pid for member in pool]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for member in pool:
+            member.check_alive()
+        with contextlib.suppress(Exception), store.read() as conn:
+            registered = conn.execute(
+                select(func.count())
+                .select_from(component)
+                .where(
+                    component.c.kind == "worker",
+                    component.c.pid.in_(pids),
+                    component.c.state == "running",
+                )
+            ).scalar_one()
+            if registered == len(pids):
+                return
+        time.sleep(0.05)
+    raise BenchError(
+        f"{len(pids)} Celery worker(s) did not register within {timeout_s:.0f}s; "
+        f"the first one's output:\n{pool[0].tail()}"
+    )
 
 
 def _start_profiler(pid: int, out: Path) -> subprocess.Popen[bytes]:
@@ -454,7 +618,6 @@ def _start_profiler(pid: int, out: Path) -> subprocess.Popen[bytes]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    time.sleep(1.0)  # py-spy attaches to every process of the tree before the trigger
     return profiler
 
 
@@ -501,8 +664,10 @@ def _wait_ready(
     )
 
 
-def _wait_finished(store: Any, server: Server, dag_ids: list[str], timeout_s: float) -> None:
-    """Poll every POLL_S until every run succeeded; fail on a failed run or the timeout."""
+def _wait_finished(
+    store: Any, servers: list[Server], dag_ids: list[str], runs: int, timeout_s: float
+) -> None:
+    """Poll every POLL_S until all `runs` succeeded; fail on a failed run or the timeout."""
     from drayman.store.schema import dag_run
 
     deadline = time.monotonic() + timeout_s
@@ -517,13 +682,14 @@ def _wait_finished(store: Any, server: Server, dag_ids: list[str], timeout_s: fl
             counts = {state: n for state, n in conn.execute(query)}
         if counts.get("failed"):
             raise BenchError(f"{counts['failed']} run(s) failed: {_failures(store, dag_ids)}")
-        if counts.get("success", 0) == len(dag_ids):
+        if counts.get("success", 0) == runs:
             return
-        server.check_alive()
+        for server in servers:
+            server.check_alive()
         time.sleep(POLL_S)
     raise BenchError(
         f"the runs did not finish within {timeout_s:.0f}s (run states: {counts}); "
-        f"scheduler output:\n{server.tail()}"
+        f"scheduler output:\n{servers[0].tail()}"
     )
 
 
@@ -555,6 +721,9 @@ def _result(
     from drayman.store.schema import dag_run, task_instance, task_try
 
     with store.read() as conn:
+        runs = conn.execute(
+            select(func.count()).select_from(dag_run).where(dag_run.c.dag_id.in_(dag_ids))
+        ).scalar_one()
         run_end = conn.execute(
             select(func.max(dag_run.c.end_date)).where(dag_run.c.dag_id.in_(dag_ids))
         ).scalar_one()
@@ -583,7 +752,14 @@ def _result(
         queue_to_start_median_s=_s(statistics.median(t.start_date - t.queued_at for t in tries)),
         try_run_median_s=_s(statistics.median(t.end_date - t.start_date for t in tries)),
         last_end_to_run_end_s=_s(run_end - max(t.end_date for t in tries)),
+        runs=runs,
     )
+    waits = [(t.start_date - t.queued_at).total_seconds() for t in tries]
+    result.ready_to_running_p50_s = round(percentile(waits, 50), 4)
+    result.ready_to_running_p95_s = round(percentile(waits, 95), 4)
+    result.ready_to_running_p99_s = round(percentile(waits, 99), 4)
+    result.tries_per_s_wall = round(len(tries) / max(result.wall_s, 1e-9), 1)
+    result.tries_per_s = round(_sustained_rate([t.start_date for t in tries]), 1)
     if workload.shape == "chain":
         # a chain runs its tries one after another: in start order, each follows the previous
         hops = [_s(b.start_date - a.end_date) for a, b in itertools.pairwise(tries)]
@@ -591,6 +767,19 @@ def _result(
         result.hop_p95_s = round(percentile(hops, 95), 4)
         result.hop_max_s = round(max(hops), 4)
     return result
+
+
+def _sustained_rate(starts: list[datetime]) -> float:
+    """Tries started per second between the 5th and the 95th percentile start (the ramp-up
+    and the tail left out); for a handful of tries, first to last start."""
+    ordered = sorted(starts)
+    if len(ordered) < 2:
+        return 0.0
+    low, high = (int(len(ordered) * 0.05), int(len(ordered) * 0.95) - 1)
+    if len(ordered) < 40:
+        low, high = 0, len(ordered) - 1
+    span = (ordered[high] - ordered[low]).total_seconds()
+    return (high - low) / span if span > 0 else 0.0
 
 
 def _s(delta: timedelta) -> float:

@@ -8,6 +8,9 @@ the store, the executor and the worker's fork, never user code.
   minus its upstream try's end) is what counts.
 - W3 `many`: `size` (50) DAGs of 10 independent tasks each, all triggered at once; trigger to
   the last run's success.
+- W4 `runs`: one DAG of 50 independent tasks, triggered `size` (100) times at once: 5,000 tries
+  over 100 runs, with max_active_runs, max_active_tasks and the default pool (ENV) large enough
+  that only the scheduler and the executor limit throughput.
 """
 
 from __future__ import annotations
@@ -29,18 +32,27 @@ class Workload:
     name: str
     title: str
     default_size: int
-    shape: str  # "fan" (independent tasks), "chain" or "many" (many DAGs of a fan each)
-    tasks_per_dag: int = 0  # for "many": the size of each DAG
+    # "fan" (independent tasks), "chain", "many" (many DAGs of a fan each) or "runs" (one fan
+    # DAG triggered `size` times)
+    shape: str
+    tasks_per_dag: int = 0  # for "many" and "runs": the size of each DAG
+    env: tuple[tuple[str, str], ...] = ()  # DRAYMAN_* settings this workload needs
 
     def dag_ids(self, size: int) -> list[str]:
-        """The DAG ids this workload triggers, in the order it triggers them."""
+        """The distinct DAG ids this workload triggers, in the order it triggers them."""
         if self.shape == "many":
             return [f"bench_{self.name.lower()}_{i:03d}" for i in range(size)]
         return [f"bench_{self.name.lower()}"]
 
+    def triggers(self, size: int) -> list[str]:
+        """One DAG id per run to trigger (a DAG id repeats when it runs several times)."""
+        if self.shape == "runs":
+            return self.dag_ids(size) * size
+        return self.dag_ids(size)
+
     def tries(self, size: int) -> int:
         """How many tries one run of this workload makes (each task succeeds first time)."""
-        return size * self.tasks_per_dag if self.shape == "many" else size
+        return size * self.tasks_per_dag if self.shape in ("many", "runs") else size
 
     def write_dags(self, folder: Path, size: int) -> None:
         """Write this workload's DAG file(s) into `folder`."""
@@ -48,6 +60,11 @@ class Workload:
         if self.shape == "many":
             for dag_id in self.dag_ids(size):
                 (folder / f"{dag_id}.py").write_text(fan_dag(dag_id, self.tasks_per_dag))
+        elif self.shape == "runs":
+            dag_id = self.dag_ids(size)[0]
+            (folder / f"{dag_id}.py").write_text(
+                fan_dag(dag_id, self.tasks_per_dag, max_active_runs=max(size, 16))
+            )
         elif self.shape == "chain":
             (folder / f"{self.dag_ids(size)[0]}.py").write_text(
                 chain_dag(self.dag_ids(size)[0], size)
@@ -58,11 +75,19 @@ class Workload:
             )
 
 
-def fan_dag(dag_id: str, tasks: int) -> str:
+def fan_dag(dag_id: str, tasks: int, *, max_active_runs: int = 16) -> str:
     """A manual DAG of `tasks` independent no-op tasks (noop, noop__1, ...)."""
+    # max_active_tasks counts a DAG's running tries over all its active runs: with several
+    # runs at once (W4) it is every task of every run, so that it never limits
+    limit = max(tasks, 16) if max_active_runs <= 16 else tasks * max_active_runs
     return (
         HEADER
-        + f"""with DAG({dag_id!r}, schedule=None, max_active_tasks={max(tasks, 16)}):
+        + f"""with DAG(
+    {dag_id!r},
+    schedule=None,
+    max_active_runs={max_active_runs},
+    max_active_tasks={limit},
+):
 
     @task
     def noop():
@@ -102,5 +127,13 @@ WORKLOADS: dict[str, Workload] = {
         50,
         "many",
         tasks_per_dag=10,
+    ),
+    "W4": Workload(
+        "W4",
+        "one DAG of 50 independent no-op tasks, triggered 100 times at once (5,000 tries)",
+        100,
+        "runs",
+        tasks_per_dag=50,
+        env=(("DRAYMAN_DEFAULT_POOL_SLOTS", "100000"),),
     ),
 }

@@ -42,3 +42,34 @@ def test_bench_w2_smoke_reports_every_key() -> None:
     assert report["wall_s"] > 0
     assert report["hop_median_s"] <= report["hop_p95_s"]
     assert set(report["machine"]) == {"cpus", "python", "platform"}
+
+
+def test_bench_w4_smoke_reports_throughput_and_latency() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "run", "W4", "--db", "sqlite", "--size", "2", "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, f"bench failed:\n{done.stdout}\n{done.stderr}"
+    report = json.loads(done.stdout)
+    assert (report["workload"], report["executor"], report["runs"]) == ("W4", "local", 2)
+    assert report["tries"] == 100
+    assert report["tries_per_s"] > 0
+    p50, p95, p99 = (report[f"ready_to_running_{p}_s"] for p in ("p50", "p95", "p99"))
+    assert 0 <= p50 <= p95 <= p99
+
+
+def test_bench_refuses_celery_on_sqlite() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "run", "W1", "--db", "sqlite", "--executor", "celery"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert "--executor celery needs --db postgresql" in done.stderr
