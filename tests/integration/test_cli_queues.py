@@ -20,10 +20,11 @@ from drayman.store.engine import Store
 from drayman.store.schema import task_instance
 
 DRAYMAN = str(Path(sys.executable).parent / "drayman")
-NOW = datetime.now(UTC)
 
 
 def seed(store: Store) -> None:
+    # now, not at import: liveness is judged against the real clock when the CLI runs
+    now = datetime.now(UTC)
     spec = DagSpec(
         dag_id="etl",
         fileloc="etl.py",
@@ -31,7 +32,7 @@ def seed(store: Store) -> None:
     )
     with store.begin() as conn:
         dag_store.record_parse(
-            conn, bundle_version="v" * 64, dags=[ParsedDag(spec, "")], errors=[], now=NOW
+            conn, bundle_version="v" * 64, dags=[ParsedDag(spec, "")], errors=[], now=now
         )
         run_id = run_store.create_run(
             conn,
@@ -39,14 +40,14 @@ def seed(store: Store) -> None:
             run_id="r1",
             run_type=RunType.MANUAL,
             bundle_version="v" * 64,
-            logical_date=NOW,
-            data_interval_start=NOW,
-            data_interval_end=NOW,
-            run_after=NOW,
+            logical_date=now,
+            data_interval_start=now,
+            data_interval_end=now,
+            run_after=now,
             conf={},
             params={},
             triggered_by="test",
-            now=NOW,
+            now=now,
         )
         for index, (queue, state) in enumerate(
             [("default", TIState.RUNNING), ("heavy", TIState.QUEUED), ("heavy", TIState.QUEUED)]
@@ -71,7 +72,7 @@ def seed(store: Store) -> None:
             executor="celery",
             queues=["default"],
             concurrency=8,
-            now=NOW,
+            now=now,
         )
         stale = components.register(
             conn,
@@ -81,9 +82,9 @@ def seed(store: Store) -> None:
             executor="celery",
             queues=["heavy"],
             concurrency=8,
-            now=NOW - timedelta(hours=1),
+            now=now - timedelta(hours=1),
         )
-        components.heartbeat(conn, stale, NOW - timedelta(hours=1))
+        components.heartbeat(conn, stale, now - timedelta(hours=1))
 
 
 def test_a_queue_nobody_serves_shows_as_waiting(tmp_path: Path) -> None:
