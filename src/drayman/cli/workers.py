@@ -91,11 +91,7 @@ def list_queues(as_json: bool) -> None:
     try:
         with store.read() as conn:
             cutoff = store.db_now(conn) - timedelta(seconds=settings.heartbeat_timeout_s)
-            live = [
-                w
-                for w in components.workers(conn, include_stopped=False)
-                if w.heartbeat_at >= cutoff
-            ]
+            live = components.live(conn, "worker", cutoff)
             counts = ti_store.per_queue(conn)
     finally:
         store.dispose()

@@ -27,7 +27,7 @@ from sqlalchemy import (
 
 from drayman.exceptions import ConflictError, NotFoundError
 from drayman.states import TIState, TryState
-from drayman.store.schema import component, dag_run, task_instance, task_try
+from drayman.store.schema import component, task_instance, task_try
 from drayman.workloads import TryOutcome, TryStarted
 
 UNFINISHED = (TryState.QUEUED, TryState.RUNNING)
@@ -336,18 +336,6 @@ def tries_of_run(conn: Connection, run_pk: int) -> list[Row[Any]]:
             .join(task_try, task_try.c.task_instance_id == task_instance.c.id, isouter=True)
             .where(task_instance.c.dag_run_id == run_pk)
             .order_by(task_instance.c.id, task_try.c.try_number)
-        )
-    )
-
-
-def try_rows_between(conn: Connection, run_pks: Sequence[int]) -> list[Row[Any]]:
-    """Tries of these runs with their task ids and times (benchmarks, Gantt charts)."""
-    return list(
-        conn.execute(
-            select(task_instance.c.task_id, task_instance.c.map_index, dag_run.c.dag_id, task_try)
-            .join(task_try, task_try.c.task_instance_id == task_instance.c.id)
-            .join(dag_run, dag_run.c.id == task_instance.c.dag_run_id)
-            .where(task_instance.c.dag_run_id.in_(list(run_pks)))
         )
     )
 
