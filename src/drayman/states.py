@@ -86,6 +86,51 @@ def can_transition(current: TIState, new: TIState) -> bool:
     return new in TI_TRANSITIONS[current]
 
 
+TI_CLEARABLE: frozenset[TIState] = frozenset(set(TIState) - {TIState.PENDING, TIState.REMOVED})
+"""States a person may clear back to PENDING (`store/actions.py`). PENDING is waiting already;
+a REMOVED mapped placeholder is never reset: its expansion is what gets cleared."""
+
+TI_ONLY_FAILED: frozenset[TIState] = frozenset({TIState.FAILED, TIState.UPSTREAM_FAILED})
+"""What "clear only failed" selects, as in Airflow."""
+
+TI_MARKS: frozenset[TIState] = frozenset({TIState.SUCCESS, TIState.FAILED})
+"""The states a person may mark a task instance as."""
+
+_CLEAR_OR_MARK = frozenset({TIState.PENDING, TIState.SUCCESS, TIState.FAILED})
+
+TI_MANUAL_TRANSITIONS: dict[TIState, frozenset[TIState]] = {
+    TIState.PENDING: frozenset({TIState.SUCCESS, TIState.FAILED}),
+    TIState.SCHEDULED: _CLEAR_OR_MARK,
+    TIState.QUEUED: _CLEAR_OR_MARK,  # fences its try
+    TIState.RUNNING: _CLEAR_OR_MARK,  # fences its try
+    TIState.UP_FOR_RETRY: _CLEAR_OR_MARK,
+    TIState.SUCCESS: frozenset({TIState.PENDING, TIState.FAILED}),
+    TIState.FAILED: frozenset({TIState.PENDING, TIState.SUCCESS}),
+    TIState.UPSTREAM_FAILED: _CLEAR_OR_MARK,
+    TIState.SKIPPED: _CLEAR_OR_MARK,
+    TIState.REMOVED: frozenset(),
+}
+"""Transitions a person makes, never the scheduler: clear (-> PENDING) and mark (-> SUCCESS,
+FAILED). A QUEUED or RUNNING task instance can be cleared or marked too: its try is fenced off
+in the same transaction (ADR 4), so a late outcome from its worker is refused. A REMOVED
+placeholder has none: clearing or marking a mapped task acts on its expansion."""
+
+RUN_MANUAL_TRANSITIONS: dict[RunState, frozenset[RunState]] = {
+    RunState.QUEUED: frozenset(),
+    RunState.RUNNING: frozenset(),
+    RunState.SUCCESS: frozenset({RunState.RUNNING}),
+    RunState.FAILED: frozenset({RunState.RUNNING}),
+}
+"""A finished run whose task instances a person cleared or marked runs again (its end_date is
+cleared) so the scheduler plans it and decides its outcome anew. A QUEUED run has no task
+instances yet; it can be neither cleared nor marked."""
+
+
+def can_transition_manually(current: TIState, new: TIState) -> bool:
+    """Whether a person (clear, mark) may move a task instance from `current` to `new`."""
+    return new in TI_MANUAL_TRANSITIONS[current]
+
+
 @dataclass(frozen=True)
 class StateChange:
     """Move one task instance from `old` to `new`; skipped if it is no longer in `old`."""

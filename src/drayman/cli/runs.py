@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 import click
 
+from drayman.cli.actions import run_action
 from drayman.cli.common import (
     duration,
     iso,
@@ -15,13 +17,19 @@ from drayman.cli.common import (
     open_store,
     print_json,
     print_table,
+    who,
 )
 from drayman.exceptions import NotFoundError
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
+    from drayman.store.actions import TIKey
 
 
 @click.group("runs")
 def runs() -> None:
-    """List DAG runs and show every task and try of one."""
+    """List DAG runs, show every task and try of one, clear one."""
 
 
 @runs.command("list")
@@ -116,6 +124,42 @@ def show_run(run_id: str, dag_id: str | None, as_json: bool) -> None:
     for r in rows:
         if r.error:
             click.echo(f"{_label(r)} try {r.try_number}: {r.error}")
+
+
+@runs.command("clear")
+@click.argument("dag_id")
+@click.argument("run_id")
+@click.option(
+    "--only-failed", "-f", is_flag=True, help="Only failed and upstream_failed task instances."
+)
+@click.option("--dry-run", is_flag=True, help="Print what would be cleared; change nothing.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@json_option
+def clear_run(
+    dag_id: str, run_id: str, only_failed: bool, dry_run: bool, yes: bool, as_json: bool
+) -> None:
+    """Clear every task of one run so that the whole run runs again.
+
+    Old tries stay as history. On a terminal it asks first, unless --yes. Exit code 3 for an
+    unknown DAG or run; 4 for a run that has not started.
+    """
+    from drayman.store import actions
+
+    def clear(conn: Connection, now: datetime, dry: bool) -> list[TIKey]:
+        return actions.clear_run(
+            conn, dag_id, run_id, only_failed=only_failed, dry_run=dry, now=now, by=who()
+        )
+
+    run_action(
+        clear,
+        verb="clear",
+        past="cleared",
+        dag_id=dag_id,
+        run_id=run_id,
+        dry_run=dry_run,
+        confirm=not yes,
+        as_json=as_json,
+    )
 
 
 def _find_run(conn: Any, run_store: Any, run_id: str, dag_id: str | None) -> Any:

@@ -1,18 +1,24 @@
-"""`drayman tasks ...`: run one task for testing; print (and follow) one try's log."""
+"""`drayman tasks ...`: run one task for testing; print (and follow) one try's log; clear or
+mark task instances of a run by hand."""
 
 from __future__ import annotations
 
 import codecs
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
-from drayman.cli.common import load_settings, open_store, parse_conf, parse_when
+from drayman.cli.actions import run_action
+from drayman.cli.common import json_option, load_settings, open_store, parse_conf, parse_when, who
 from drayman.exceptions import NotFoundError
 
 if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
+    from drayman.store.actions import TIKey
     from drayman.store.engine import Store
 
 FOLLOW_POLL_S = 0.3
@@ -21,7 +27,7 @@ CHUNKS_PER_READ = 200
 
 @click.group("tasks")
 def tasks() -> None:
-    """Run one task for testing; print one try's log."""
+    """Run one task for testing; print one try's log; clear or mark task instances."""
 
 
 @tasks.command("test")
@@ -135,3 +141,123 @@ class _LogReader:
         text = self._decoder.decode(data, final=final)
         if text:
             click.echo(text, nl=False)
+
+
+@tasks.command("clear")
+@click.argument("dag_id")
+@click.argument("run_id")
+@click.argument("task_ids", nargs=-1)
+@click.option("--downstream", "-d", is_flag=True, help="Also every task downstream of them.")
+@click.option("--upstream", "-u", is_flag=True, help="Also every task upstream of them.")
+@click.option(
+    "--only-failed", "-f", is_flag=True, help="Only failed and upstream_failed task instances."
+)
+@click.option("--map-index", type=int, help="Only this element of the named mapped tasks.")
+@click.option("--dry-run", is_flag=True, help="Print what would be cleared; change nothing.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@json_option
+def clear_cmd(
+    dag_id: str,
+    run_id: str,
+    task_ids: tuple[str, ...],
+    downstream: bool,
+    upstream: bool,
+    only_failed: bool,
+    map_index: int | None,
+    dry_run: bool,
+    yes: bool,
+    as_json: bool,
+) -> None:
+    """Clear task instances of one run so that they run again (every task if none is named).
+
+    Old tries stay as history; the try numbers continue and each cleared task gets its
+    retries again. A finished run runs again. On a terminal it asks first, unless --yes.
+    Exit code 3 for an unknown DAG, run or task; 4 for a run that has not started.
+    """
+    from drayman.store import actions
+
+    def clear(conn: Connection, now: datetime, dry: bool) -> list[TIKey]:
+        if not task_ids:
+            return actions.clear_run(
+                conn, dag_id, run_id, only_failed=only_failed, dry_run=dry, now=now, by=who()
+            )
+        return actions.clear_task_instances(
+            conn,
+            dag_id,
+            run_id,
+            task_ids,
+            downstream=downstream,
+            upstream=upstream,
+            only_failed=only_failed,
+            map_index=map_index,
+            dry_run=dry,
+            now=now,
+            by=who(),
+        )
+
+    run_action(
+        clear,
+        verb="clear",
+        past="cleared",
+        dag_id=dag_id,
+        run_id=run_id,
+        dry_run=dry_run,
+        confirm=not yes,
+        as_json=as_json,
+    )
+
+
+@tasks.command("mark")
+@click.argument("dag_id")
+@click.argument("run_id")
+@click.argument("task_id")
+@click.option("--state", required=True, type=click.Choice(["success", "failed"]))
+@click.option("--downstream", "-d", is_flag=True, help="Also every task downstream of it.")
+@click.option("--upstream", "-u", is_flag=True, help="Also every task upstream of it.")
+@click.option("--map-index", type=int, help="Only this element of a mapped task.")
+@click.option("--dry-run", is_flag=True, help="Print what would be marked; change nothing.")
+@json_option
+def mark_cmd(
+    dag_id: str,
+    run_id: str,
+    task_id: str,
+    state: str,
+    downstream: bool,
+    upstream: bool,
+    map_index: int | None,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """Mark task instances of one run success or failed, without running them.
+
+    A queued or running try no longer counts: what its worker reports later is refused. A
+    finished run runs again so the scheduler decides its state anew.
+    """
+    from drayman.states import TIState
+    from drayman.store import actions
+
+    def mark(conn: Connection, now: datetime, dry: bool) -> list[TIKey]:
+        return actions.mark_task_instances(
+            conn,
+            dag_id,
+            run_id,
+            [task_id],
+            state=TIState(state),
+            downstream=downstream,
+            upstream=upstream,
+            map_index=map_index,
+            dry_run=dry,
+            now=now,
+            by=who(),
+        )
+
+    run_action(
+        mark,
+        verb=f"mark {state}",
+        past=f"marked {state}",
+        dag_id=dag_id,
+        run_id=run_id,
+        dry_run=dry_run,
+        confirm=False,
+        as_json=as_json,
+    )

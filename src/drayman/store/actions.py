@@ -1,0 +1,333 @@
+"""What a person does to a run by hand: clear task instances, clear a run, mark success/failed.
+
+The scheduler only moves task instances forward (`states.TI_TRANSITIONS`). These actions move
+them back (clear: to PENDING, so a new try follows) or across (mark: to SUCCESS or FAILED), by
+`states.TI_MANUAL_TRANSITIONS` only, in the caller's transaction:
+
+- The task graph is the run's pinned DagSpec (its bundle version), not the DAG's newest one.
+- Selection: the named tasks, and with `downstream` / `upstream` every task after / before
+  them, transitively. A task means all its task instances: every element of a mapped task's
+  expansion (or, with `map_index`, one element of the named tasks).
+- Clearing keeps the old tries as history: the next try continues the numbering, and
+  max_tries becomes try_number + retries + 1, so a cleared task gets all its retries again
+  (as in Airflow). Its result, dates and retry time are reset. A mapped task keeps its
+  expansion and its elements are cleared; a placeholder that never expanded (skipped,
+  upstream_failed) goes back to PENDING and expands when its upstream is done. The width
+  of an existing expansion is not computed again, so an upstream that returns a list of a
+  different length on its rerun keeps the old element count.
+- Marking sets the state and the end date. Already-marked task instances are left alone.
+- A QUEUED or RUNNING task instance is fenced off (ADR 4) in the same transaction: its try is
+  recorded FAILED with who cleared or marked it, and `current_try_id` becomes NULL, so the
+  worker's late start or outcome is refused. The process is not stopped by this: it runs on
+  until it ends, and what it reports no longer counts.
+- A finished run goes back to RUNNING without an end date (`states.RUN_MANUAL_TRANSITIONS`),
+  so the scheduler plans it again and decides its outcome anew: at its next full scan, or at
+  once when the caller rings its doorbell (`scheduler.wakeup.ring`) after committing. The run
+  does not wait for a max_active_runs slot again.
+- Rows are read FOR UPDATE (PostgreSQL, MySQL; SQLite has one writer at a time) and every
+  update is guarded by the old state: an action that loses a race anyway raises ConflictError
+  and, its transaction rolled back, changes nothing.
+- With `dry_run` nothing is written: the answer is what the action would change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Sequence
+from datetime import datetime
+from typing import Any, NamedTuple
+
+from sqlalchemy import Connection, Row, func, select, update
+
+from drayman.exceptions import ConflictError, NotFoundError
+from drayman.spec import DagSpec
+from drayman.states import (
+    RUN_MANUAL_TRANSITIONS,
+    TI_ACTIVE,
+    TI_CLEARABLE,
+    TI_MARKS,
+    TI_ONLY_FAILED,
+    RunState,
+    TIState,
+    TryState,
+    can_transition_manually,
+)
+from drayman.store import dags as dag_store
+from drayman.store.schema import dag_run, task_instance, task_try
+from drayman.store.tries import UNFINISHED
+
+
+class TIKey(NamedTuple):
+    """One task instance of a run: what an action changed (or, dry, would change)."""
+
+    task_id: str
+    map_index: int
+
+
+# -- selection (pure) ------------------------------------------------------------------------
+
+
+def select_tasks(
+    spec: DagSpec, task_ids: Iterable[str], *, downstream: bool, upstream: bool
+) -> set[str]:
+    """The named tasks and, as asked, all their downstream and upstream tasks (transitively).
+
+    NotFoundError names a task the DAG (at this version) does not have.
+    """
+    named = list(task_ids)
+    unknown = [t for t in named if t not in spec.tasks]
+    if unknown:
+        raise NotFoundError(
+            f"DAG {spec.dag_id!r} has no task {unknown[0]!r} at the run's bundle version; "
+            f"its tasks are: {', '.join(sorted(spec.tasks))}"
+        )
+    selected = set(named)
+    if downstream:
+        selected |= _reachable(named, spec.downstream())
+    if upstream:
+        ups = {task_id: list(task.upstream) for task_id, task in spec.tasks.items()}
+        selected |= _reachable(named, ups)
+    return selected
+
+
+def _reachable(start: Iterable[str], edges: dict[str, list[str]]) -> set[str]:
+    seen: set[str] = set()
+    frontier = list(start)
+    while frontier:
+        for nxt in edges[frontier.pop()]:
+            if nxt not in seen:
+                seen.add(nxt)
+                frontier.append(nxt)
+    return seen
+
+
+# -- the actions -----------------------------------------------------------------------------
+
+
+def clear_task_instances(
+    conn: Connection,
+    dag_id: str,
+    run_id: str,
+    task_ids: Sequence[str],
+    *,
+    downstream: bool = False,
+    upstream: bool = False,
+    only_failed: bool = False,
+    map_index: int | None = None,
+    dry_run: bool = False,
+    now: datetime,
+    by: str = "",
+) -> list[TIKey]:
+    """Clear these tasks of one run (see the module docstring); the task instances cleared.
+
+    `only_failed` keeps only FAILED and UPSTREAM_FAILED ones; PENDING ones are left as they
+    are. `by` (who acted) goes into the error of a fenced-off try.
+    """
+    if not task_ids:
+        raise ValueError("clear_task_instances needs at least one task id; see clear_run")
+    run, spec = _started_run(conn, dag_id, run_id)
+    selected = select_tasks(spec, task_ids, downstream=downstream, upstream=upstream)
+    rows = _task_instances(conn, run.id, selected, set(task_ids), map_index)
+    return _clear(conn, run, spec, rows, only_failed, dry_run, now, by)
+
+
+def clear_run(
+    conn: Connection,
+    dag_id: str,
+    run_id: str,
+    *,
+    only_failed: bool = False,
+    dry_run: bool = False,
+    now: datetime,
+    by: str = "",
+) -> list[TIKey]:
+    """Clear every task of one run; the task instances cleared."""
+    run, spec = _started_run(conn, dag_id, run_id)
+    rows = _task_instances(conn, run.id, set(spec.tasks), set(), None)
+    return _clear(conn, run, spec, rows, only_failed, dry_run, now, by)
+
+
+def mark_task_instances(
+    conn: Connection,
+    dag_id: str,
+    run_id: str,
+    task_ids: Sequence[str],
+    *,
+    state: TIState,
+    downstream: bool = False,
+    upstream: bool = False,
+    map_index: int | None = None,
+    dry_run: bool = False,
+    now: datetime,
+    by: str = "",
+) -> list[TIKey]:
+    """Mark these tasks of one run SUCCESS or FAILED; the task instances that changed."""
+    if state not in TI_MARKS:
+        raise ValueError(f"a task instance can be marked success or failed, not {state!r}")
+    if not task_ids:
+        raise ValueError("mark_task_instances needs at least one task id")
+    run, spec = _started_run(conn, dag_id, run_id)
+    selected = select_tasks(spec, task_ids, downstream=downstream, upstream=upstream)
+    rows = _task_instances(conn, run.id, selected, set(task_ids), map_index)
+    chosen = [r for r in rows if r.state != state and r.state != TIState.REMOVED]
+    if chosen and not dry_run:
+        _fence(conn, chosen, now, f"marked {state} by {by or 'hand'}")
+        for old, ids in _group(chosen, lambda r: r.state).items():
+            _guarded_update(
+                conn,
+                ids,
+                old,
+                state,
+                end_date=now,
+                start_date=func.coalesce(task_instance.c.start_date, now),
+                next_retry_at=None,
+                current_try_id=None,
+            )
+        _reopen(conn, run)
+    return _keys(chosen)
+
+
+# -- steps -----------------------------------------------------------------------------------
+
+
+def _started_run(conn: Connection, dag_id: str, run_id: str) -> tuple[Row[Any], DagSpec]:
+    """The run and its pinned spec.
+
+    The run's row is not locked here: task instances are locked first and the run is updated
+    last, in the scheduler's own order, so the two never wait on each other in a circle.
+    """
+    dag_store.get_dag(conn, dag_id)  # "no DAG" is a clearer error than "no run"
+    run = conn.execute(
+        select(dag_run).where(dag_run.c.dag_id == dag_id, dag_run.c.run_id == run_id)
+    ).first()
+    if run is None:
+        raise NotFoundError(
+            f"DAG {dag_id!r} has no run {run_id!r}; `drayman runs list --dag {dag_id}` lists them"
+        )
+    if run.state == RunState.QUEUED:
+        raise ConflictError(
+            f"run {run_id!r} of DAG {dag_id!r} is queued: it has not started, so it has no task "
+            "instances to clear or mark yet"
+        )
+    return run, dag_store.load_spec(conn, dag_id, run.bundle_version)
+
+
+def _task_instances(
+    conn: Connection,
+    run_pk: int,
+    task_ids: Collection[str],
+    named: Collection[str],
+    map_index: int | None,
+) -> list[Row[Any]]:
+    """The run's task instances of `task_ids`, locked; `map_index` narrows the `named` ones."""
+    rows = list(
+        conn.execute(
+            select(task_instance)
+            .where(task_instance.c.dag_run_id == run_pk, task_instance.c.task_id.in_(task_ids))
+            .order_by(task_instance.c.id)
+            .with_for_update()
+        )
+    )
+    if map_index is None:
+        return rows
+    for task_id in named:
+        if not any(r.task_id == task_id and r.map_index == map_index for r in rows):
+            raise NotFoundError(f"task {task_id!r} has no task instance with map index {map_index}")
+    return [r for r in rows if r.task_id not in named or r.map_index == map_index]
+
+
+def _clear(
+    conn: Connection,
+    run: Row[Any],
+    spec: DagSpec,
+    rows: Sequence[Row[Any]],
+    only_failed: bool,
+    dry_run: bool,
+    now: datetime,
+    by: str,
+) -> list[TIKey]:
+    wanted = TI_ONLY_FAILED if only_failed else TI_CLEARABLE
+    chosen = [r for r in rows if r.state in wanted]
+    if chosen and not dry_run:
+        _fence(conn, chosen, now, f"cleared by {by or 'hand'}")
+        groups = _group(chosen, lambda r: (r.state, spec.tasks[r.task_id].retries))
+        for (old, retries), ids in groups.items():
+            _guarded_update(
+                conn,
+                ids,
+                old,
+                TIState.PENDING,
+                max_tries=task_instance.c.try_number + retries + 1,
+                current_try_id=None,
+                queued_at=None,
+                start_date=None,
+                end_date=None,
+                next_retry_at=None,
+                result=None,
+            )
+        _reopen(conn, run)
+    return _keys(chosen)
+
+
+def _fence(conn: Connection, rows: Sequence[Row[Any]], now: datetime, reason: str) -> None:
+    """End the current try of each QUEUED or RUNNING task instance: its outcome won't count.
+
+    The task instance's `current_try_id` is nulled by the caller's update, in this
+    transaction; `tries.record_outcomes` accepts only an unfinished, current try.
+    """
+    try_ids = [r.current_try_id for r in rows if r.state in TI_ACTIVE and r.current_try_id]
+    if not try_ids:
+        return
+    conn.execute(
+        update(task_try)
+        .where(task_try.c.id.in_(try_ids), task_try.c.state.in_(UNFINISHED))
+        .values(
+            state=TryState.FAILED,
+            end_date=now,
+            error=f"{reason}: this try no longer counts, and its outcome will be refused",
+        )
+    )
+
+
+def _group(rows: Iterable[Row[Any]], key: Any) -> dict[Any, list[int]]:
+    groups: dict[Any, list[int]] = {}
+    for row in rows:
+        groups.setdefault(key(row), []).append(row.id)
+    return groups
+
+
+def _guarded_update(
+    conn: Connection, ids: Sequence[int], old: str, new: TIState, **values: Any
+) -> None:
+    """Move task instances from `old` to `new`; ConflictError if one was no longer `old`."""
+    if not can_transition_manually(TIState(old), new):
+        raise ValueError(
+            f"{old} -> {new} is not a transition a person may make "
+            "(see drayman.states.TI_MANUAL_TRANSITIONS)"
+        )
+    changed = conn.execute(
+        update(task_instance)
+        .where(task_instance.c.id.in_(ids), task_instance.c.state == old)
+        .values(state=new, **values)
+    ).rowcount
+    if changed != len(ids):
+        raise ConflictError(
+            f"{len(ids) - changed} task instance(s) left state {old} meanwhile: nothing was "
+            "changed; look at the run again and retry"
+        )
+
+
+def _reopen(conn: Connection, run: Row[Any]) -> None:
+    """A finished run runs again so the scheduler plans what was cleared or marked."""
+    if RunState.RUNNING not in RUN_MANUAL_TRANSITIONS[RunState(run.state)]:
+        return
+    changed = conn.execute(
+        update(dag_run)
+        .where(dag_run.c.id == run.id, dag_run.c.state == run.state)
+        .values(state=RunState.RUNNING, end_date=None)
+    ).rowcount
+    if changed != 1:
+        raise ConflictError(f"run {run.run_id!r} changed state meanwhile: nothing was changed")
+
+
+def _keys(rows: Iterable[Row[Any]]) -> list[TIKey]:
+    return [TIKey(r.task_id, r.map_index) for r in rows]
