@@ -253,8 +253,16 @@ def test_a_dag_without_tasks_starts_a_run_without_task_instances(store: Store) -
         assert tis_of(conn, run) == []
 
 
-def test_finish_run_is_guarded(store: Store) -> None:
+def test_finish_run_refuses_a_run_with_an_unfinished_task_instance(store: Store) -> None:
+    # e.g. a user cleared a task after the planner decided the run was over
     run = seeded(store)
+    with store.begin() as conn:
+        assert runs.finish_run(conn, run.id, RunState.SUCCESS, NOW) is False
+        assert runs.get_run_by_id(conn, run.id).state == RunState.RUNNING
+
+
+def test_finish_run_is_guarded(store: Store) -> None:
+    run = seeded(store, dag(dag_id="empty"))
     later = NOW + timedelta(minutes=5)
     with store.begin() as conn:
         assert runs.finish_run(conn, run.id, RunState.SUCCESS, later) is True

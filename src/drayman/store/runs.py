@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 
 from drayman.exceptions import ConflictError, NotFoundError
 from drayman.spec import DagSpec
-from drayman.states import RunState, RunType, TIState
+from drayman.states import TI_FINISHED, RunState, RunType, TIState
 from drayman.store.engine import inserted_id
 from drayman.store.schema import dag_run, task_instance
 
@@ -130,10 +130,19 @@ def running_runs(conn: Connection, run_ids: Iterable[int] | None = None) -> list
 
 
 def finish_run(conn: Connection, run_id: int, state: RunState, now: datetime) -> bool:
-    """Mark a RUNNING run finished; False if another process already did."""
+    """Mark a RUNNING run finished; False if another process already did, or if one of its
+    task instances is unfinished after all (a user cleared it since the planner looked)."""
+    unfinished = (
+        select(task_instance.c.id)
+        .where(
+            task_instance.c.dag_run_id == run_id,
+            task_instance.c.state.not_in(sorted(TI_FINISHED)),
+        )
+        .exists()
+    )
     result = conn.execute(
         update(dag_run)
-        .where(dag_run.c.id == run_id, dag_run.c.state == RunState.RUNNING)
+        .where(dag_run.c.id == run_id, dag_run.c.state == RunState.RUNNING, ~unfinished)
         .values(state=state, end_date=now)
     )
     return result.rowcount == 1
