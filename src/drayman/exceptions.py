@@ -11,7 +11,12 @@
     ├── StoreError                the metadata database refuses something
     │   ├── NotFoundError         a DAG, run or task that does not exist
     │   └── ConflictError         the change collides with the current state
-    └── ExecutorError             an executor cannot take or run work
+    ├── ExecutorError             an executor cannot take or run work
+    └── AuthError                 who is asking may not do what they ask
+        ├── InvalidCredentials    a wrong username, password or token (never says which)
+        ├── TooManyAttempts       logins refused for a while after repeated failures
+        ├── PermissionDenied      the role does not allow the action
+        └── UnacceptableCredential a username or password the policy refuses (too short...)
 
 Messages say what is wrong, where, and what to do, in one line: the CLI prints them as they are.
 """
@@ -65,3 +70,27 @@ class ConflictError(StoreError):
 
 class ExecutorError(DraymanError):
     """An executor that cannot take or run work."""
+
+
+class AuthError(DraymanError):
+    """Who is asking may not do what they ask."""
+
+
+class InvalidCredentials(AuthError):
+    """A wrong username, password or token. The message never says which part was wrong."""
+
+
+class TooManyAttempts(AuthError):
+    """Too many failed logins for a username or an address; `retry_after_s` says how long."""
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class PermissionDenied(AuthError):
+    """The user's role does not allow the action."""
+
+
+class UnacceptableCredential(AuthError):
+    """A username or password that the policy refuses (too short, bad characters)."""

@@ -26,6 +26,8 @@ GROUPS = {
     "worker": ("drayman.cli.worker", "worker"),
     "workers": ("drayman.cli.workers", "workers"),
     "queues": ("drayman.cli.workers", "queues"),
+    "users": ("drayman.cli.users", "users"),
+    "tokens": ("drayman.cli.tokens", "tokens"),
 }
 
 HELP = {
@@ -40,6 +42,8 @@ HELP = {
     "worker": "Run a Celery worker that takes tries from the broker (executor 'celery').",
     "workers": "List the workers, their queues, running tries and heartbeats.",
     "queues": "List queues: waiting and running tasks, and the workers serving each.",
+    "users": "Create, list and delete users of the web UI and API; set passwords.",
+    "tokens": "Create, list and revoke API tokens for scripts and CI.",
 }
 
 

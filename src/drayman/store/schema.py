@@ -233,3 +233,66 @@ log_chunk = Table(
     # a try's chunks in order from seq N (`tasks logs --follow`); also refuses a chunk twice
     UniqueConstraint("try_id", "seq"),
 )
+
+# ---------------------------------------------------------------- users, tokens, sessions
+
+USERNAME = 150  # lowercase letters, digits and . _ @ - (drayman.auth.users.normalize_username)
+
+app_user = Table(
+    "app_user",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    # login looks a user up by name
+    Column("username", String(USERNAME), nullable=False, unique=True),
+    Column("password_hash", String(255), nullable=False),  # argon2id, PHC string format
+    Column("role", String(20), nullable=False),  # admin | operator | viewer
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("password_changed_at", UtcDateTime, nullable=False),
+    Column("disabled", Boolean, nullable=False, default=False),
+)
+
+api_token = Table(
+    "api_token",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("user_id", Integer, ForeignKey("app_user.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(ID), nullable=False),
+    # sha256 hex of the token: the token itself is shown once and never stored;
+    # every API request with a token looks it up by this hash
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("prefix", String(16), nullable=False),  # the token's first characters, for display
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("last_used_at", UtcDateTime, nullable=True),
+    Column("revoked_at", UtcDateTime, nullable=True),
+    # a user's tokens (listing; deleting the user); also the index MySQL wants for the FK
+    Index(None, "user_id"),
+)
+
+web_session = Table(
+    "web_session",
+    metadata,
+    # sha256 hex of the session token in the cookie: a stolen database holds no live cookie
+    Column("id", String(64), primary_key=True),
+    Column("user_id", Integer, ForeignKey("app_user.id", ondelete="CASCADE"), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("last_seen_at", UtcDateTime, nullable=False),
+    # revoking every session of a user (password change); also the FK's index on MySQL
+    Index(None, "user_id"),
+    # purging expired sessions
+    Index(None, "expires_at"),
+)
+
+login_failure = Table(
+    "login_failure",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("username", String(USERNAME), nullable=False),  # as typed, normalized; maybe unknown
+    Column("address", String(64), nullable=False),  # the client's IP address
+    Column("created_at", UtcDateTime, nullable=False),
+    # the login rate limit: recent failures per username and per client address
+    Index(None, "username", "created_at"),
+    Index(None, "address", "created_at"),
+    # purging failures older than the window
+    Index(None, "created_at"),
+)
