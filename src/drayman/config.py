@@ -84,6 +84,8 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "max_result_bytes": _positive_int,
     "default_pool_slots": _positive_int,
     "worker_idle_s": _positive_float,
+    "worker_grace_s": _positive_float,
+    "worker_prefetch_multiplier": _positive_int,
     "log_format": _log_format,
 }
 
@@ -103,8 +105,8 @@ class Settings:
     parse_timeout_s: float = 30.0  # a DAG file that imports longer than this is an error
     dags_poll_s: float = 2.0  # how often the DAG folder is checked for changes
     scheduler_poll_s: float = 5.0  # fallback wake-up when no event arrives
-    # with an executor whose workers record their own state (celery): how often the scheduler
-    # re-plans every running run to learn of outcomes, until a broker-based wake-up replaces it
+    # celery: workers ring the schedulers through the broker as outcomes are recorded (ADR 9);
+    # while that wake-up cannot reach the broker, every running run is re-planned this often
     remote_poll_s: float = 0.5
     # with a broker: a try still QUEUED, unclaimed by any worker, this long after it was sent is
     # sent again (the broker may have lost it); a duplicate delivery is refused by the fence
@@ -114,6 +116,12 @@ class Settings:
     max_result_bytes: int = 65536  # cap on a Python task's JSON return value
     default_pool_slots: int = 128
     worker_idle_s: float = 300.0  # an idle local worker process beyond the warm ones exits
+    # `drayman worker` on SIGTERM: running tries get this long to finish, then they are killed
+    # and handed back (retried without using up a retry)
+    worker_grace_s: float = 300.0
+    # messages a Celery worker holds per try slot (Celery's worker_prefetch_multiplier): more
+    # than 1 lets a busy worker keep tries that an idle one could have taken
+    worker_prefetch_multiplier: int = 1
     log_format: str = "text"  # "text" or "json" for drayman's own log lines on stdout
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 

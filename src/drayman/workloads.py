@@ -110,9 +110,36 @@ class TryOutcome:
     error: str | None = None  # one line: why it failed
     result_json: str | None = None  # the JSON of a Python task's return value
     timed_out: bool = False
+    # the worker stopped it (its shutdown grace ran out): retried without using up a retry
+    handed_back: bool = False
 
 
-ExecutorEvent = TryStarted | TryOutcome
+@dataclass(frozen=True)
+class RunsChanged:
+    """Workers elsewhere recorded outcomes of these runs' tries in the store (a broker wake-up,
+    ADR 9): nothing to record, only runs to re-plan. `all_runs`: which is unknown, re-plan all."""
+
+    run_ids: frozenset[int] = frozenset()
+    all_runs: bool = False
+
+
+ExecutorEvent = TryStarted | TryOutcome | RunsChanged
+
+
+@dataclass(frozen=True)
+class LogChunks:
+    """Consecutive chunks of one try's log, numbered from `first_seq`, on their way to the store."""
+
+    try_id: int
+    first_seq: int
+    chunks: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class CallbackDone:
+    """A DAG-level callback's workload is over (run, failed or never started)."""
+
+    workload: CallbackWorkload
 
 
 def log_relpath(dag_id: str, run_id: str, task_id: str, map_index: int, try_number: int) -> str:

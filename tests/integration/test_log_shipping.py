@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
-from sqlalchemy import Connection
-from sqlalchemy.exc import OperationalError
 
 from drayman.runner.execute import run_try
 from drayman.runner.loader import unload_all
-from drayman.runner.logship import LogShipper
+from drayman.runner.logship import LogChunker, PipeLogSink
 from drayman.store import logs as log_store
 from drayman.store.engine import Store
-from drayman.workloads import RunContextData, TryWorkload, log_relpath
+from drayman.workloads import LogChunks, RunContextData, TryWorkload, log_relpath
 
 NOW = datetime(2026, 3, 8, 12, 0, tzinfo=UTC)
 
@@ -69,103 +65,66 @@ def test_append_and_read_in_order(store: Store) -> None:
         assert log_store.last_seq(conn, 9) == -1
 
 
-def test_shipper_flushes_in_order_and_loses_nothing(store: Store) -> None:
+def test_append_many_and_what_is_not_yet_stored(store: Store) -> None:
+    batches = [LogChunks(11, 0, ("a\n", "b\n")), LogChunks(12, 0, ("x\n",))]
+    with store.begin() as conn:
+        log_store.append_many(conn, batches, now=NOW)
+    # a flush whose commit was uncertain is retried with more chunks: only the new ones stay
+    retried = [LogChunks(11, 0, ("a\n", "b\n", "c\n")), LogChunks(12, 0, ("x\n",))]
+    with store.begin() as conn:
+        rest = log_store.not_yet_stored(conn, retried)
+        assert rest == [LogChunks(11, 2, ("c\n",))]
+        log_store.append_many(conn, rest, now=NOW)
+    assert stored(store, 11) == [(0, "a\n"), (1, "b\n"), (2, "c\n")]
+    assert stored(store, 12) == [(0, "x\n")]
+
+
+def test_chunker_numbers_chunks_in_order_and_loses_nothing() -> None:
     clock = Clock()
-    shipper = LogShipper(store, 3, max_bytes=1000, clock=clock)
-    written = bytearray()
+    chunker = LogChunker(3, max_bytes=1000, clock=clock)
+    written, sent = bytearray(), []
     for i in range(400):
         # multi-byte characters cut across writes must come out whole
         piece = f"line {i} é€😀 {'x' * (i % 37)}\n".encode()
         for part in (piece[:7], piece[7:]):
-            shipper.write(part)
+            sent.append(chunker.write(part))
             written += part
         if i % 50 == 0:
             clock.now += 0.6
-            due = shipper.due()
+            due = chunker.due()
             assert due is not None and due <= clock.now
-            shipper.flush()
-    assert len(stored(store, 3)) > 10  # shipped along the way, not only at the end
-    shipper.close()
+            sent.append(chunker.take())
+    sent.append(chunker.take(final=True))
+    batches = [b for b in sent if b is not None]
 
-    chunks = stored(store, 3)
-    assert [seq for seq, _ in chunks] == list(range(len(chunks)))
-    assert "".join(text for _, text in chunks) == written.decode()
-    assert shipper.due() is None
+    assert len(batches) > 10  # sent along the way, not only at the end
+    seqs = [b.first_seq + i for b in batches for i in range(len(b.chunks))]
+    assert seqs == list(range(len(seqs)))
+    assert "".join(t for b in batches for t in b.chunks) == written.decode()
+    assert all(len(t.encode()) <= 1000 for b in batches for t in b.chunks)
+    assert chunker.due() is None
 
 
-def test_shipper_waits_for_the_interval_or_the_size(store: Store) -> None:
+def test_chunker_waits_for_the_interval_or_the_size() -> None:
     clock = Clock()
-    shipper = LogShipper(store, 4, interval_s=0.5, max_bytes=100, clock=clock)
-    shipper.write(b"small\n")
-    assert stored(store, 4) == []
-    assert shipper.due() == clock.now + 0.5
+    chunker = LogChunker(4, interval_s=0.5, max_bytes=100, clock=clock)
+    assert chunker.write(b"small\n") is None
+    assert chunker.due() == clock.now + 0.5
 
     clock.now += 0.5
-    shipper.write(b"due now\n")
-    assert stored(store, 4) == [(0, "small\ndue now\n")]
-
-    shipper.write(b"y" * 100)  # max_bytes reached before the interval
-    assert stored(store, 4)[-1] == (1, "y" * 100)
-    shipper.close()
+    assert chunker.write(b"due now\n") == LogChunks(4, 0, ("small\ndue now\n",))
+    # max_bytes reached before the interval
+    assert chunker.write(b"y" * 100) == LogChunks(4, 1, ("y" * 100,))
+    assert chunker.take(final=True) is None
 
 
-def test_a_database_failure_is_logged_once_and_retried(
-    store: Store, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    real = log_store.append_chunks
-    failures = [2]
+def test_a_sink_whose_pipe_is_gone_drops_chunks_quietly() -> None:
+    def broken(_chunks: LogChunks) -> None:
+        raise BrokenPipeError("the engine is gone")
 
-    def flaky(
-        conn: Connection, try_id: int, first_seq: int, chunks: Sequence[Any], **kw: Any
-    ) -> None:
-        if failures[0]:
-            failures[0] -= 1
-            raise OperationalError("INSERT", {}, Exception("server closed the connection"))
-        real(conn, try_id, first_seq, chunks, **kw)
-
-    monkeypatch.setattr(log_store, "append_chunks", flaky)
-    clock = Clock()
-    shipper = LogShipper(store, 5, clock=clock)
-    caplog.set_level(logging.INFO, logger="drayman.runner.logship")
-
-    shipper.write(b"a\n")
-    shipper.flush()  # fails: not raised
-    shipper.write(b"b\n")
-    shipper.flush()  # fails again: not logged again
-    assert stored(store, 5) == []
-    shipper.write(b"c\n")
-    shipper.flush()
-
-    assert "".join(text for _, text in stored(store, 5)) == "a\nb\nc\n"
-    events = [r.getMessage().split(" ", 1)[0] for r in caplog.records]
-    assert events == ["log.ship_failed", "log.ship_resumed"]
-    shipper.close()
-
-
-def test_a_flush_that_committed_despite_an_error_is_not_stored_twice(
-    store: Store, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    real = log_store.append_chunks
-    calls = [0]
-
-    def commits_then_fails(
-        conn: Connection, try_id: int, first_seq: int, chunks: Sequence[Any], **kw: Any
-    ) -> None:
-        calls[0] += 1
-        real(conn, try_id, first_seq, chunks, **kw)
-        if calls[0] == 1:
-            # the commit happened, but the worker never heard: as when the reply is lost
-            conn.commit()
-            raise OperationalError("COMMIT", {}, Exception("connection reset"))
-
-    monkeypatch.setattr(log_store, "append_chunks", commits_then_fails)
-    shipper = LogShipper(store, 6, clock=Clock())
-    shipper.write(b"once\n")
-    shipper.flush()
-    shipper.write(b"twice?\n")
-    shipper.close()
-
-    assert stored(store, 6) == [(0, "once\n"), (1, "twice?\n")]
+    sink = PipeLogSink(5, broken)
+    sink.write(b"x" * 70000)  # a full chunk: sent at once, and dropped
+    sink.close()
 
 
 @pytest.fixture
@@ -203,7 +162,9 @@ def test_run_try_ships_the_log_while_the_task_runs(
         execution_timeout_s=None,
         log_path=log_relpath("shipped", "manual__1", "talk", -1, 1),
     )
-    shipper = LogShipper(store, 42, interval_s=0.2)
+    sent: list[LogChunks] = []
+    sink = PipeLogSink(42, sent.append)
+    sink._chunker.interval_s = 0.2  # a flush during the task's 1 s sleep
 
     outcome = run_try(
         workload,
@@ -211,10 +172,12 @@ def test_run_try_ships_the_log_while_the_task_runs(
         tmp_path / "logs",
         max_result_bytes=65536,
         on_started=lambda _: None,
-        log_sink=shipper,
+        log_sink=sink,
     )
 
     assert outcome.succeeded, outcome.error
+    with store.begin() as conn:
+        log_store.append_many(conn, sent, now=NOW)
     chunks = stored(store, 42)
     text = "".join(t for _, t in chunks)
     assert text == (tmp_path / "logs" / workload.log_path).read_text()

@@ -1,19 +1,21 @@
 """`drayman worker`: a Celery worker that runs tries sent by the schedulers.
 
 It registers a worker component, heartbeats it from a thread on the database's clock, and runs
-a prefork Celery worker on the given queues. SIGTERM (or Ctrl-C) is Celery's warm shutdown:
-no new messages, running tries finish; then the component is marked stopped and the process
-exits 0. A worker needs only the broker URL and the database URL: bundles come from the store.
+a Celery worker on the given queues whose tries the worker's engine claims, runs and records
+(`drayman.runner.remote`). SIGTERM (or Ctrl-C) is Celery's warm shutdown: no new messages,
+running tries get `worker_grace_s` to finish, then are handed back; the component is marked
+stopped and the process exits 0. A worker needs only the broker URL and the database URL:
+bundles come from the store.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import socket
 import sys
 import threading
+from dataclasses import replace
 
 import click
 
@@ -23,15 +25,6 @@ from drayman.config import Settings
 from drayman.store.engine import Store
 
 log = logging.getLogger("drayman.worker")
-
-# Imported before Celery forks its pool, so every pool process starts warm and shares them.
-PRELOAD = [
-    "drayman.runner.remote",
-    "drayman.authoring.dag",
-    "drayman.authoring.tasks",
-    "drayman.timetables",
-    "jinja2.sandbox",
-]
 
 
 def _queue_list(_ctx: click.Context, _param: click.Parameter, value: str) -> list[str]:
@@ -55,11 +48,20 @@ def _queue_list(_ctx: click.Context, _param: click.Parameter, value: str) -> lis
     "-c",
     type=click.IntRange(1, None),
     default=None,
-    help="Tries run at once (pool processes); default: parallelism.",
+    help="Tries run at once; default: parallelism.",
 )
-def worker(queues: list[str], concurrency: int | None) -> None:
+@click.option(
+    "--grace",
+    type=click.FloatRange(0, None, min_open=True),
+    default=None,
+    help="On SIGTERM, seconds running tries get to finish before they are handed back; "
+    "default: worker_grace_s (300).",
+)
+def worker(queues: list[str], concurrency: int | None, grace: float | None) -> None:
     """Run a Celery worker: takes tries from the broker and records them in the database."""
     settings = load_settings()
+    if grace is not None:
+        settings = replace(settings, worker_grace_s=grace)
     logs.setup(settings.log_format)
     concurrency = concurrency or settings.parallelism
     store = open_store(settings)
@@ -70,6 +72,8 @@ def worker(queues: list[str], concurrency: int | None) -> None:
 
 def serve_worker(settings: Settings, store: Store, *, queues: list[str], concurrency: int) -> int:
     from drayman.executors.celery import make_app, run_worker
+    from drayman.executors.celery_wakeup import OutcomeBell
+    from drayman.runner.remote import RemoteRunner
     from drayman.store import components
 
     host, pid = socket.gethostname(), os.getpid()
@@ -84,10 +88,6 @@ def serve_worker(settings: Settings, store: Store, *, queues: list[str], concurr
             concurrency=concurrency,
             now=store.db_now(conn),
         )
-    # The pool forks from this process: its children must not share our pooled connections.
-    os.register_at_fork(after_in_child=lambda: store.engine.dispose(close=False))
-    for module in PRELOAD:
-        importlib.import_module(module)
     stop = threading.Event()
     beat = threading.Thread(
         target=_heartbeat,
@@ -100,12 +100,24 @@ def serve_worker(settings: Settings, store: Store, *, queues: list[str], concurr
         "worker.started id=%s queues=%s concurrency=%s", worker_id, ",".join(queues), concurrency
     )
     code = 1
+    bell = OutcomeBell(settings)  # wakes every scheduler as outcomes are recorded (ADR 9)
+    runner = RemoteRunner(
+        settings, store, worker_id=worker_id, concurrency=concurrency, bell=bell.ring
+    )
+    runner.start()
     try:
-        app = make_app(settings, worker_id=worker_id)
+        app = make_app(settings, runner=runner)
         code = run_worker(
-            app, queues=queues, concurrency=concurrency, nodename=f"drayman-{pid}@{host}"
+            app,
+            runner,
+            queues=queues,
+            concurrency=concurrency,
+            nodename=f"drayman-{pid}@{host}",
+            grace_s=settings.worker_grace_s,
         )
     finally:
+        runner.stop()
+        bell.close()
         stop.set()
         beat.join(timeout=10)
         with store.begin() as conn:

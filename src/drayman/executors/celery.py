@@ -6,32 +6,39 @@ and callback name. Nothing else travels: a worker rebuilds the workload from the
 (`drayman.runner.remote`), so a forged or replayed message can only name a try, and the try-id
 fence (ADR 4) refuses one that is not queued and current.
 
-Worker side, `make_app(settings, worker_id=...)` registers the task bodies; `run_worker`
-runs a prefork Celery worker whose pool children are the warm processes (forked from a parent
-that imported drayman and the authoring API) and fork one child per try.
+Worker side, `make_app(settings, runner=...)` registers the task bodies, which hand each id
+to the worker's engine (`drayman.runner.remote.RemoteRunner`: batched claims and outcomes,
+warm processes that fork one child per try); `run_worker` runs a Celery worker whose pool is
+a thread per try slot, each waiting for its try to be recorded.
 
-Workers record starts and outcomes in the store themselves, so `events()` is always empty and
-`fileno()` None: the scheduler learns from the store (see `Settings.remote_poll_s`).
+Workers record starts and outcomes in the store themselves and ring an `OutcomeBell` (ADR 9,
+`drayman.executors.celery_wakeup`): a tiny message on a fanout exchange that every scheduler
+hears. `fileno()` is the listener's pipe and `events()` reports only `RunsChanged`, the runs
+to re-plan; a broker that is away makes the listener report "every run" each
+`Settings.remote_poll_s` until it is back.
 
-Delivery: late acknowledgement, one message prefetched per pool process, and a message whose
-worker process died is rejected back to the queue; a redelivery then finds its try RUNNING and
-runs nothing, and the scheduler declares the try lost once the worker's heartbeat lapses.
+Delivery: late acknowledgement (after the outcome is recorded), `worker_prefetch_multiplier`
+messages per slot (1 by default). A message whose worker died is delivered again (RabbitMQ: at
+once; Redis: after the visibility timeout); a redelivery finds its try RUNNING and runs
+nothing, and the scheduler declares the try lost once the worker's heartbeat lapses.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from celery import Celery
 
 from drayman.config import Settings
 from drayman.exceptions import ConfigError, ExecutorError
+from drayman.executors.celery_wakeup import OutcomeListener
 from drayman.workloads import CallbackWorkload, ExecutorEvent, TryWorkload, Workload
+
+if TYPE_CHECKING:
+    from drayman.runner.remote import RemoteRunner
 
 log = logging.getLogger("drayman.executors.celery")
 
@@ -45,8 +52,8 @@ BATCH_FACTOR = 8
 CONNECT_TIMEOUT_S = 5.0
 
 
-def make_app(settings: Settings, *, worker_id: int | None = None) -> Celery:
-    """The Celery app for `settings.broker_url`; `worker_id`: the worker component's id."""
+def make_app(settings: Settings, *, runner: RemoteRunner | None = None) -> Celery:
+    """The Celery app for `settings.broker_url`; a worker's passes the `runner` of its tries."""
     if not settings.broker_url:
         raise ConfigError(
             "executor 'celery' needs broker_url: set DRAYMAN_BROKER_URL to "
@@ -61,7 +68,7 @@ def make_app(settings: Settings, *, worker_id: int | None = None) -> Celery:
         task_ignore_result=True,
         task_acks_late=True,
         task_reject_on_worker_lost=True,
-        worker_prefetch_multiplier=1,
+        worker_prefetch_multiplier=settings.worker_prefetch_multiplier,
         broker_connection_retry_on_startup=True,
         task_default_queue=CALLBACK_QUEUE,
         worker_hijack_root_logger=False,
@@ -75,7 +82,6 @@ def make_app(settings: Settings, *, worker_id: int | None = None) -> Celery:
         app.conf.broker_transport_options = {
             "visibility_timeout": settings.broker_visibility_timeout_s
         }
-    runtime = _Runtime(settings, worker_id)
 
     # shared=False: each app (one per test, one per worker) keeps its own task registry
     @app.task(name=RUN_TRY, ignore_result=True, shared=False)
@@ -83,99 +89,68 @@ def make_app(settings: Settings, *, worker_id: int | None = None) -> Celery:
         if type(try_id) is not int:
             log.warning("try.refused %r: a try id must be an integer", try_id)
             return
-        from drayman.runner.remote import run_remote_try
-
-        local = runtime.local()
-        run_remote_try(
-            settings,
-            local.store,
-            try_id,
-            worker_id=runtime.worker_id,
-            cache=local.cache,
-            specs=local.specs,
-        )
+        _runner_of(runner).run_try(try_id)
 
     @app.task(name=RUN_CALLBACK, ignore_result=True, shared=False)
     def run_callback_task(dag_id: Any, run_id: Any, callback: Any) -> None:
         if not all(isinstance(value, str) for value in (dag_id, run_id, callback)):
             log.warning("callback.refused %r: ids must be strings", (dag_id, run_id, callback))
             return
-        from drayman.runner.remote import run_remote_callback
-
-        local = runtime.local()
-        run_remote_callback(
-            settings, local.store, dag_id, run_id, callback, cache=local.cache, specs=local.specs
-        )
+        _runner_of(runner).run_callback(dag_id, run_id, callback)
 
     return app
 
 
-@dataclass
-class _Local:
-    """What one worker (pool) process keeps between tasks: its own database connections."""
-
-    store: Any
-    cache: Any
-    specs: Any
-
-
-@dataclass
-class _Runtime:
-    """Per-process state of the task bodies, built on first use in each pool process: a
-    store made before the pool forked would share its connections with every child."""
-
-    settings: Settings
-    worker_id: int | None
-    _pid: int = 0
-    _local: _Local | None = None
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def local(self) -> _Local:
-        with self._lock:
-            if self._local is None or self._pid != os.getpid():
-                from drayman.bundles.cache import BundleCache
-                from drayman.runner.remote import SpecCache
-                from drayman.store.engine import Store
-
-                store = Store(self.settings.effective_database_url, pool_size=1)
-                # A try forks from this process: its child must never use (or close) our
-                # pooled connections.
-                os.register_at_fork(after_in_child=lambda: store.engine.dispose(close=False))
-                self._local = _Local(
-                    store, BundleCache(self.settings.bundle_cache), SpecCache(store)
-                )
-                self._pid = os.getpid()
-            return self._local
+def _runner_of(runner: RemoteRunner | None) -> RemoteRunner:
+    if runner is None:
+        raise ExecutorError("only `drayman worker` runs tries: this app was made to send them")
+    return runner
 
 
 def run_worker(
-    app: Celery, *, queues: Sequence[str], concurrency: int, nodename: str, loglevel: str = "INFO"
+    app: Celery,
+    runner: RemoteRunner,
+    *,
+    queues: Sequence[str],
+    concurrency: int,
+    nodename: str,
+    grace_s: float,
+    loglevel: str = "INFO",
 ) -> int:
-    """Run a prefork Celery worker until it is told to stop; its exit code.
+    """Run a Celery worker until it is told to stop; its exit code.
 
-    Celery installs its own signal handlers: SIGTERM (or one Ctrl-C) is a warm shutdown,
-    which stops taking messages and lets running tries finish.
+    Its pool is `concurrency` threads, each waiting on one try that `runner` runs in a warm
+    process of its own. Celery installs its own signal handlers: SIGTERM (or one Ctrl-C) is a
+    warm shutdown, which stops taking messages and waits for the running tries; after
+    `grace_s` the runner hands those back (killed, and retried without using up a retry).
     """
-    from celery.signals import worker_process_init
+    from celery.signals import worker_shutting_down
 
-    from drayman.runner.process import die_with_parent
+    def start_grace(**_: Any) -> None:
+        log.info("worker.stopping grace_s=%g: running tries may finish", grace_s)
+        timer = threading.Timer(grace_s, runner.hand_back)
+        timer.daemon = True
+        timer.start()
 
-    # a pool process dies with the worker's main process: after a kill -9 of the worker no
-    # try may keep running (and its tries die with it in turn), or a retry would overlap it
-    worker_process_init.connect(lambda **_: die_with_parent(os.getppid()), weak=False)
+    worker_shutting_down.connect(start_grace, weak=False)
     worker = app.Worker(
         hostname=nodename,
         queues=list(queues),
         concurrency=concurrency,
-        pool="prefork",
+        pool="threads",
         loglevel=loglevel,
         redirect_stdouts=False,
-        without_heartbeat=True,
+        # heartbeats give the worker an event dispatcher: Flower's enable_events (remote
+        # control) then turns task events on; without one, Flower sees no task (ADR 9)
+        without_heartbeat=False,
         without_mingle=True,
         without_gossip=True,
         quiet=True,
     )
-    worker.start()
+    try:
+        worker.start()
+    finally:
+        worker_shutting_down.disconnect(start_grace)
     return int(worker.exitcode or 0)
 
 
@@ -185,6 +160,7 @@ class CeleryExecutor:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._app: Celery | None = None
+        self._listener: OutcomeListener | None = None
         self._stopping = False
 
     # ------------------------------------------------------------------ the Executor protocol
@@ -202,6 +178,8 @@ class CeleryExecutor:
                 f"{type(exc).__name__}: {exc}"
             ) from exc
         self._app = app
+        self._listener = OutcomeListener(self.settings)
+        self._listener.start()
 
     def open_slots(self) -> int:
         if self._app is None or self._stopping:
@@ -226,10 +204,12 @@ class CeleryExecutor:
             ) from exc
 
     def events(self) -> list[ExecutorEvent]:
-        return []  # workers record their own state in the store
+        """Only which runs changed: workers record their own tries' state in the store."""
+        heard = self._listener.take() if self._listener is not None else None
+        return [heard] if heard is not None else []
 
     def fileno(self) -> int | None:
-        return None
+        return self._listener.fileno() if self._listener is not None else None
 
     def cancel(self, try_id: int) -> None:
         """Revoke the try's message so that no worker starts it; a running try runs on."""
@@ -245,6 +225,8 @@ class CeleryExecutor:
             return
         self._stopping = True
         self._app.close()
+        if self._listener is not None:
+            self._listener.close()
 
     def _send(self, producer: Any, workload: Workload) -> None:
         assert self._app is not None

@@ -10,6 +10,10 @@ One reader thread waits on every worker's connection and process sentinel and ha
 reads to the scheduler's thread through a queue, waking it through a pipe (`fileno()`). All
 other state — which worker runs what, the queue of waiting workloads — belongs to the thread
 that calls the executor's methods; the reader thread never touches it.
+
+A remote worker's engine (`drayman.runner.remote`) runs its tries with `relay=True`: workers
+then also send each try's log as numbered chunks, and the executor says when each DAG
+callback is over; `relayed()` hands both over.
 """
 
 from __future__ import annotations
@@ -37,7 +41,16 @@ from drayman.runner.execute import hostname
 from drayman.runner.trylog import TryLog, try_log_path
 from drayman.runner.worker import WorkerDone
 from drayman.runner.worker import main as worker_main
-from drayman.workloads import ExecutorEvent, TryOutcome, TryStarted, TryWorkload, Workload
+from drayman.workloads import (
+    CallbackDone,
+    CallbackWorkload,
+    ExecutorEvent,
+    LogChunks,
+    TryOutcome,
+    TryStarted,
+    TryWorkload,
+    Workload,
+)
 
 # Imported once in the forkserver, so every worker shares their pages instead of importing
 # them again: the runner, what every DAG file imports, and what it pulls in on first use.
@@ -71,9 +84,18 @@ class _Worker:
 class LocalExecutor:
     """Runs workloads in warm local worker processes; see the module docstring."""
 
-    def __init__(self, settings: Settings, *, echo_logs: bool = False, min_warm: int = 2) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        echo_logs: bool = False,
+        min_warm: int = 2,
+        relay: bool = False,
+    ) -> None:
         self.settings = settings
         self.echo_logs = echo_logs
+        self.relay = relay
+        self._relayed: list[LogChunks | CallbackDone] = []
         self.min_warm = max(0, min(min_warm, settings.parallelism))
         self._mp = multiprocessing.get_context("forkserver")
         self._workers: dict[int, _Worker] = {}
@@ -119,6 +141,11 @@ class LocalExecutor:
 
     def fileno(self) -> int | None:
         return None if self._reader is None else self._reader.wakeup_fd
+
+    def relayed(self) -> list[LogChunks | CallbackDone]:
+        """With `relay`: log chunks and ended callbacks since the last call (after `events()`)."""
+        relayed, self._relayed = self._relayed, []
+        return relayed
 
     def cancel(self, try_id: int) -> None:
         for worker in self._workers.values():
@@ -184,9 +211,12 @@ class LocalExecutor:
         elif isinstance(message, TryOutcome):
             worker.outcome_sent = True
             self._events.append(message)
+        elif isinstance(message, LogChunks):
+            self._relayed.append(message)
         elif isinstance(message, WorkerDone):
             if message.outcome is not None:
                 self._events.append(message.outcome)
+            self._callback_done(worker.workload)
             worker.workload, worker.started, worker.outcome_sent = None, None, False
             worker.idle_since = time.monotonic()
             if message.retiring:
@@ -199,6 +229,7 @@ class LocalExecutor:
         worker.process.join(timeout=1.0)
         code = worker.process.exitcode
         lost = worker.workload if not worker.outcome_sent else None
+        self._callback_done(worker.workload)
         if isinstance(lost, TryWorkload):
             if worker.started is not None and worker.started.pid != worker.process.pid:
                 # The try's own process group outlives its worker: it must not run on unseen.
@@ -229,9 +260,14 @@ class LocalExecutor:
         self._append_to_log(workload, f"failed: {outcome.error}")
         self._events.append(outcome)
 
+    def _callback_done(self, workload: Workload | None) -> None:
+        if self.relay and isinstance(workload, CallbackWorkload):
+            self._relayed.append(CallbackDone(workload))
+
     def _report_unstarted(self, workload: Workload, why: str) -> None:
         if not isinstance(workload, TryWorkload):
-            return  # a DAG callback that never ran: the run's state is already recorded
+            self._callback_done(workload)  # never ran: the run's state is already recorded
+            return
         now = datetime.now(UTC)
         self._append_to_log(workload, f"not run: {why}")
         self._events.append(
@@ -288,7 +324,7 @@ class LocalExecutor:
         self._next_key += 1
         process = self._mp.Process(
             target=worker_main,
-            args=(theirs, self.settings, self.echo_logs),
+            args=(theirs, self.settings, self.echo_logs, self.relay),
             name=f"drayman-worker-{key}",
             daemon=True,  # never outlives the executor, even when stop() was not called
         )
@@ -399,6 +435,12 @@ def _close_worker(worker: _Worker) -> None:
 
 # ------------------------------------------------------------------------------ the reader
 
+
+def _is_progress(message: object) -> bool:
+    """A start or a log chunk: news that can wait a few ms to be batched with more."""
+    return isinstance(message, TryStarted | LogChunks)
+
+
 _DIED = object()  # in the inbox: the worker process has exited
 STARTED_WAKE_DELAY_S = 0.01  # see _Reader._wake_for
 
@@ -407,7 +449,7 @@ class _News(enum.IntEnum):
     """What a batch read from the workers holds, by how soon the scheduler must hear it."""
 
     NONE = 0
-    STARTED = 1  # only tries that started
+    STARTED = 1  # only progress: tries that started, log chunks
     URGENT = 2  # an outcome, a free worker or a dead one
 
 
@@ -516,7 +558,7 @@ class _Reader:
             while conn.poll():
                 message = conn.recv()
                 self.inbox.put((key, message))
-                news = max(news, _News.STARTED if isinstance(message, TryStarted) else _News.URGENT)
+                news = max(news, _News.STARTED if _is_progress(message) else _News.URGENT)
         except (EOFError, OSError):
             with self._lock:
                 if key in self._watched:

@@ -1,35 +1,70 @@
-"""Run one try, or one DAG-level callback, on a remote worker that was sent only ids.
+"""The engine of a remote worker (`drayman worker`): claim, run and record tries in batches.
 
-A broker message names a try id (or a run and a callback name) and nothing else. The worker
-rebuilds the workload from the store with the scheduler's own code (`scheduler.dispatch`),
-claims the try by recording its start in its own transaction, runs it in a forked child
-like the local executor does, and records the outcome, fenced by the try id (ADR 4). A
-redelivered, stale or forged message finds nothing to claim and runs nothing.
+A broker message names a try id (or a finished run and a callback name) and nothing else. The
+Celery thread that received it hands the id to `RemoteRunner.run_try` and waits; one pump
+thread does the rest, a round at a time:
 
-No Celery here: the Celery task body (`drayman.executors.celery`) calls these functions.
+1. claim: every try id that arrived since the last round, in one transaction. The workloads
+   are rebuilt from the store with the scheduler's own code (`scheduler.dispatch`) and the
+   tries are taken through the fence (ADR 4): only a try that is QUEUED and current is
+   claimed. A redelivered, stale or forged message claims nothing and runs nothing.
+2. run: the claimed tries go to warm worker processes on this host (the local executor's
+   machinery, ADR 3: one fork per try), which send back outcomes and their logs' chunks.
+3. record: the outcomes and the log chunks of the round, in one transaction; then the
+   waiting Celery threads return (their messages are acknowledged only now) and the
+   schedulers are woken (`bell`).
+
+Under load a round carries many tries, so the database sees a few transactions per round
+instead of three per try; when idle, a round carries one and costs no latency. A database
+that is away is retried every `RETRY_S` without losing a claim, an outcome or a chunk; after
+a commit that may or may not have happened, the retry first asks what was stored.
+
+On shutdown (`hand_back`, when the worker's grace period is over) the tries still running
+are killed and recorded as handed back: they are retried without using up a retry.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import os
-from collections.abc import Callable
+import queue
+import select
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from pathlib import Path
+
+from sqlalchemy import Connection
 
 from drayman.bundles.cache import BundleCache
 from drayman.config import Settings
-from drayman.runner.execute import fail_try, hostname, run_callback_workload, run_try
-from drayman.runner.logship import LogShipper
+from drayman.executors.local import LocalExecutor
+from drayman.runner.execute import hostname
 from drayman.scheduler import dispatch
 from drayman.spec import DagSpec
 from drayman.store import dags as dag_store
+from drayman.store import logs as log_store
 from drayman.store import tries as try_store
 from drayman.store.bundles import load_archive
 from drayman.store.engine import Store
-from drayman.workloads import TryOutcome, TryStarted, TryWorkload
+from drayman.workloads import (
+    CallbackDone,
+    CallbackWorkload,
+    LogChunks,
+    TryOutcome,
+    TryStarted,
+    TryWorkload,
+)
 
 log = logging.getLogger("drayman.worker")
+
+RETRY_S = 1.0  # after a database error: the next attempt of a claim or a record
+EXECUTOR_BEAT_S = 1.0  # how often the warm processes are checked (dead ones replaced)
+FINAL_RECORD_S = 30.0  # on stop: how long unrecorded outcomes are retried before giving up
 
 
 class SpecCache:
@@ -48,109 +83,339 @@ class SpecCache:
         return spec
 
 
-def run_remote_try(
-    settings: Settings,
-    store: Store,
-    try_id: int,
+def claim_tries(
+    conn: Connection,
+    try_ids: Sequence[int],
+    spec_of: Callable[[str, str], DagSpec],
     *,
     worker_id: int | None,
-    cache: BundleCache,
-    specs: Callable[[str, str], DagSpec] | None = None,
-) -> TryOutcome | None:
-    """Run try `try_id` if it is still queued and current; its outcome, or None if fenced."""
-    spec_of = specs or SpecCache(store)
-    # read and claim in one transaction: one round trip less on every try's path
-    with store.begin() as conn:
-        workload = dispatch.workload_for_try(conn, try_id, spec_of)
-        if workload is not None:
-            claim = TryStarted(try_id, hostname(), os.getpid(), datetime.now(UTC))
-            claimed = try_store.record_started(conn, claim, worker_id=worker_id)
-    if workload is None:
-        log.warning("try.fenced try_id=%s: not a queued current try; nothing run", try_id)
-        return None
-    if not claimed:
-        log.warning("try.fenced try_id=%s: claimed by another delivery; nothing run", try_id)
-        return None
-    log.info("task.started try_id=%s ti=%s task=%s", try_id, workload.ti_id, workload.task_id)
-    outcome = _execute(settings, store, workload, cache)
-    with store.begin() as conn:
-        recorded = try_store.record_outcome(
-            conn,
-            outcome,
-            retry_delay_s=lambda ti: dispatch.task_retry_delay_s(
-                spec_of(workload.run.dag_id, workload.run.bundle_version), ti
-            ),
-        )
-    if recorded is None:
-        log.warning("try.fenced try_id=%s: outcome refused, try is no longer current", try_id)
-    else:
-        log.info("task.finished try_id=%s state=%s", try_id, recorded.state)
-    return outcome
+    now: datetime,
+) -> list[TryWorkload]:
+    """Claim the tries among `try_ids` that are QUEUED and current; their workloads."""
+    workloads = dispatch.try_workloads(conn, try_store.lock_claimable(conn, try_ids), spec_of)
+    starts = [TryStarted(w.try_id, hostname(), os.getpid(), now) for w in workloads]
+    taken = try_store.record_started_many(conn, starts, worker_id=worker_id)
+    if taken != len(workloads):  # the rows are locked: only a bug of ours gets here
+        raise RuntimeError(f"claimed {taken} of {len(workloads)} locked tries")
+    return workloads
 
 
-def run_remote_callback(
-    settings: Settings,
-    store: Store,
-    dag_id: str,
-    run_id: str,
-    callback: str,
-    *,
-    cache: BundleCache,
-    specs: Callable[[str, str], DagSpec] | None = None,
-) -> bool:
-    """Run a finished run's DAG-level callback; False when the store says there is none."""
-    spec_of = specs or SpecCache(store)
-    with store.read() as conn:
-        workload = dispatch.callback_for_run(conn, dag_id, run_id, callback, spec_of)
-    if workload is None:
-        log.warning(
-            "callback.refused dag=%s run=%s callback=%s: no such finished run or callback",
-            dag_id,
-            run_id,
-            callback,
-        )
-        return False
-    bundle_dir = _bundle_dir(store, cache, workload.run.bundle_version)
-    run_callback_workload(workload, bundle_dir, settings.logs_folder)
-    return True
+@dataclass
+class _TryRequest:
+    try_id: int
+    done: Future[TryOutcome | None]
 
 
-def _execute(
-    settings: Settings, store: Store, workload: TryWorkload, cache: BundleCache
-) -> TryOutcome:
-    def started(_event: TryStarted) -> None:
-        """The start is already recorded (the claim); the outcome brings the child's pid."""
-
-    try:
-        bundle_dir = _bundle_dir(store, cache, workload.run.bundle_version)
-    except Exception as exc:
-        return fail_try(
-            workload,
-            settings.logs_folder,
-            exc,
-            on_started=started,
-            log_sink=LogShipper(store, workload.try_id),
-        )
-    try:
-        # the log is shipped to the store as it is written: readable from any host, while the
-        # try runs and after this worker is gone; the outcome is recorded after the last chunk
-        return run_try(
-            workload,
-            bundle_dir,
-            settings.logs_folder,
-            max_result_bytes=settings.max_result_bytes,
-            on_started=started,
-            log_sink=LogShipper(store, workload.try_id),
-        )
-    except Exception as exc:  # the log cannot be written, or a bug of ours: still an outcome
-        now = datetime.now(UTC)
-        error = f"the worker could not run the try: {type(exc).__name__}: {exc}"
-        return TryOutcome(workload.try_id, False, now, now, hostname=hostname(), error=error)
+@dataclass
+class _CallbackRequest:
+    workload: CallbackWorkload
+    done: Future[bool]
 
 
-def _bundle_dir(store: Store, cache: BundleCache, version: str) -> Path:
-    def fetch() -> bytes:
-        with store.read() as conn:
+@dataclass
+class _Running:
+    workload: TryWorkload
+    done: Future[TryOutcome | None]
+
+
+class RemoteRunner:
+    """Runs the tries a worker is sent; see the module docstring.
+
+    `run_try` and `run_callback` may be called from any thread; everything else happens on
+    the pump thread, which alone touches the executor.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        *,
+        worker_id: int | None,
+        concurrency: int,
+        bell: Callable[..., None] | None = None,  # bell(*run_ids): ADR 9's OutcomeBell.ring
+    ) -> None:
+        self.settings = replace(settings, parallelism=concurrency)
+        self.store = store
+        self.worker_id = worker_id
+        self.specs = SpecCache(store)
+        self._bell = bell
+        self._executor = LocalExecutor(self.settings, min_warm=concurrency, relay=True)
+        self._bundle_cache = BundleCache(settings.bundle_cache)
+        self._bundles: set[str] = set()  # versions known to be in the cache
+        self._inbox: queue.SimpleQueue[_TryRequest | _CallbackRequest] = queue.SimpleQueue()
+        self._wake_r, self._wake_w = os.pipe()
+        for fd in (self._wake_r, self._wake_w):
+            os.set_blocking(fd, False)
+        self._to_claim: list[_TryRequest] = []
+        self._running: dict[int, _Running] = {}
+        self._callbacks: dict[int, _CallbackRequest] = {}  # by id() of the workload
+        self._outcomes: list[TryOutcome] = []
+        self._chunks: list[LogChunks] = []
+        self._unsure = False  # the last record failed: it may have committed all the same
+        self._retry_at = 0.0
+        self._failing = False
+        self._hand_back = threading.Event()
+        self._handed_back = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._pump, name="drayman-engine", daemon=True)
+
+    # --------------------------------------------------------------------- any thread
+
+    def start(self) -> None:
+        self._executor.start()
+        self._thread.start()
+
+    def run_try(self, try_id: int) -> TryOutcome | None:
+        """Claim, run and record try `try_id`; its outcome, or None when it was not claimed."""
+        request = _TryRequest(try_id, Future())
+        self._post(request)
+        return request.done.result()
+
+    def run_callback(self, dag_id: str, run_id: str, callback: str) -> bool:
+        """Run a finished run's DAG-level callback; False when the store says there is none."""
+        with self.store.read() as conn:
+            workload = dispatch.callback_for_run(conn, dag_id, run_id, callback, self.specs)
+        if workload is None:
+            log.warning(
+                "callback.refused dag=%s run=%s callback=%s: no such finished run or callback",
+                dag_id,
+                run_id,
+                callback,
+            )
+            return False
+        request = _CallbackRequest(workload, Future())
+        self._post(request)
+        return request.done.result()
+
+    def hand_back(self) -> None:
+        """Kill the tries still running and record them as handed back (the grace is over)."""
+        self._hand_back.set()
+        self._wake()
+
+    def stop(self) -> None:
+        """Stop the warm processes and record what they said; call after the last run_*."""
+        self._stop.set()
+        self._wake()
+        self._thread.join()
+        for fd in (self._wake_r, self._wake_w):
+            os.close(fd)
+
+    def _post(self, request: _TryRequest | _CallbackRequest) -> None:
+        if self._stop.is_set():
+            raise RuntimeError("the worker's engine is stopped")
+        self._inbox.put(request)
+        self._wake()
+
+    def _wake(self) -> None:
+        with contextlib.suppress(BlockingIOError, OSError):
+            os.write(self._wake_w, b"w")
+
+    # ------------------------------------------------------------------ the pump thread
+
+    def _pump(self) -> None:
+        next_beat = time.monotonic() + EXECUTOR_BEAT_S
+        while not self._stop.is_set():
+            self._wait(min(next_beat, self._retry_at or next_beat))
+            if self._hand_back.is_set() and not self._handed_back:
+                self._give_back_running()
+            self._take_requests()
+            self._collect()
+            self._record()
+            if time.monotonic() >= next_beat:
+                self._executor.heartbeat()
+                next_beat = time.monotonic() + EXECUTOR_BEAT_S
+        self._shut_down()
+
+    def _wait(self, until: float) -> None:
+        fds = [self._wake_r]
+        executor_fd = self._executor.fileno()
+        if executor_fd is not None:
+            fds.append(executor_fd)
+        readable, _, _ = select.select(fds, [], [], max(0.0, until - time.monotonic()))
+        if self._wake_r in readable:
+            with contextlib.suppress(BlockingIOError):
+                while os.read(self._wake_r, 4096):
+                    pass
+
+    def _take_requests(self) -> None:
+        while True:
+            try:
+                request = self._inbox.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(request, _CallbackRequest):
+                self._start_callback(request)
+            elif request.try_id in self._running or any(
+                r.try_id == request.try_id for r in self._to_claim
+            ):
+                log.warning("try.fenced try_id=%s: already running here", request.try_id)
+                request.done.set_result(None)
+            else:
+                self._to_claim.append(request)
+        if self._to_claim and time.monotonic() >= self._retry_at:
+            self._claim()
+
+    def _claim(self) -> None:
+        requests, self._to_claim = self._to_claim, []
+        if self._handed_back:  # stopping: the scheduler sends unclaimed tries again
+            for request in requests:
+                request.done.set_result(None)
+            return
+        try:
+            with self.store.begin() as conn:
+                workloads = claim_tries(
+                    conn,
+                    [r.try_id for r in requests],
+                    self.specs,
+                    worker_id=self.worker_id,
+                    now=datetime.now(UTC),
+                )
+        except Exception as exc:
+            self._to_claim = requests + self._to_claim
+            self._failed("claim", exc)
+            return
+        self._succeeded()
+        by_id = {w.try_id: w for w in workloads}
+        for request in requests:
+            workload = by_id.get(request.try_id)
+            if workload is None:
+                log.warning(
+                    "try.fenced try_id=%s: not a queued current try; nothing run", request.try_id
+                )
+                request.done.set_result(None)
+            else:
+                self._running[request.try_id] = _Running(workload, request.done)
+                log.info(
+                    "task.started try_id=%s task=%s.%s",
+                    workload.try_id,
+                    workload.run.dag_id,
+                    workload.task_id,
+                )
+        self._fetch_bundles(workloads)
+        self._executor.submit(workloads)
+
+    def _fetch_bundles(self, workloads: Sequence[TryWorkload | CallbackWorkload]) -> None:
+        """Put each new bundle version in the cache before a warm process needs it.
+
+        Fetched here, once, instead of by each warm process, which would first have to import
+        SQLAlchemy and connect. A failure is left to the warm process, which fails the try
+        with the reason in its log.
+        """
+        for version in {w.run.bundle_version for w in workloads} - self._bundles:
+            try:
+                self._bundle_cache.path(version, functools.partial(self._load_archive, version))
+            except Exception as exc:
+                log.warning("bundle.fetch_failed version=%s: %s", version[:12], exc)
+            else:
+                self._bundles.add(version)
+
+    def _load_archive(self, version: str) -> bytes:
+        with self.store.read() as conn:
             return load_archive(conn, version)
 
-    return cache.path(version, fetch)
+    def _start_callback(self, request: _CallbackRequest) -> None:
+        if self._handed_back:
+            request.done.set_result(False)
+            return
+        self._callbacks[id(request.workload)] = request
+        self._fetch_bundles([request.workload])
+        self._executor.submit([request.workload])
+
+    def _collect(self) -> None:
+        for event in self._executor.events():
+            if not isinstance(event, TryOutcome) or event.try_id not in self._running:
+                continue  # a start: the claim recorded it
+            if self._handed_back and not event.succeeded:
+                event = replace(event, handed_back=True)
+            self._outcomes.append(event)
+        for item in self._executor.relayed():
+            if isinstance(item, LogChunks):
+                self._chunks.append(item)
+            elif isinstance(item, CallbackDone):
+                request = self._callbacks.pop(id(item.workload), None)
+                if request is not None:
+                    request.done.set_result(True)
+
+    def _record(self) -> bool:
+        """Store the round's log chunks and outcomes; True when nothing is left to store."""
+        if not (self._outcomes or self._chunks):
+            return True
+        if time.monotonic() < self._retry_at:
+            return False
+        outcomes, chunks = self._outcomes, self._chunks
+        try:
+            with self.store.begin() as conn:
+                if self._unsure:
+                    chunks = log_store.not_yet_stored(conn, chunks)
+                log_store.append_many(conn, chunks, now=self.store.now())
+                recorded = try_store.record_outcomes(
+                    conn, outcomes, retry_delay_s=self._retry_delay_s
+                )
+        except Exception as exc:
+            self._unsure = True
+            self._failed("record", exc)
+            return False
+        unsure, self._unsure = self._unsure, False
+        self._succeeded()
+        self._outcomes, self._chunks = [], []
+        self._finish(outcomes, {r.try_id for r in recorded}, unsure)
+        if outcomes and self._bell is not None:  # the runs to re-plan; none known: all of them
+            self._bell(*{r.dag_run_id for r in recorded})
+        return True
+
+    def _finish(self, outcomes: list[TryOutcome], recorded: set[int], unsure: bool) -> None:
+        for outcome in outcomes:
+            running = self._running.pop(outcome.try_id)
+            if outcome.try_id in recorded:
+                state = "success" if outcome.succeeded else "failed"
+                log.info("task.finished try_id=%s state=%s", outcome.try_id, state)
+            elif not unsure:
+                log.warning(
+                    "try.fenced try_id=%s: outcome refused, try is no longer current",
+                    outcome.try_id,
+                )
+            running.done.set_result(outcome)
+
+    def _retry_delay_s(self, ti: object) -> float:
+        workload = self._running[ti.fence].workload  # type: ignore[attr-defined]
+        spec = self.specs(workload.run.dag_id, workload.run.bundle_version)
+        return dispatch.task_retry_delay_s(spec, ti)  # type: ignore[arg-type]
+
+    def _give_back_running(self) -> None:
+        """The grace is over: kill every try and take no more (their outcomes are collected)."""
+        self._handed_back = True
+        if self._running:
+            log.warning("worker.hand_back tries=%s", ",".join(map(str, sorted(self._running))))
+        self._executor.stop(0.0)
+
+    def _shut_down(self) -> None:
+        if not self._handed_back:
+            self._give_back_running()
+        self._take_requests()  # nothing more is claimed: each request is answered
+        self._collect()
+        deadline = time.monotonic() + FINAL_RECORD_S
+        while not self._record() and time.monotonic() < deadline:
+            time.sleep(max(0.0, self._retry_at - time.monotonic()))
+        for running in self._running.values():  # the database never came back
+            running.done.set_result(None)
+        for request in self._callbacks.values():
+            request.done.set_result(False)
+
+    def _failed(self, what: str, exc: Exception) -> None:
+        self._retry_at = time.monotonic() + RETRY_S
+        if not self._failing:
+            self._failing = True
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            log.error(
+                "worker.%s_failed: %s: %s; retrying every %.0f s",
+                what,
+                type(exc).__name__,
+                first,
+                RETRY_S,
+            )
+
+    def _succeeded(self) -> None:
+        self._retry_at = 0.0
+        if self._failing:
+            self._failing = False
+            log.info("worker.database_back: claims and outcomes are recorded again")

@@ -7,7 +7,7 @@ to the logs folder, comes with the workload or is derived from the try's identit
 same on every worker.
 
 A `LogSink` (optional) gets the same bytes as the file: a remote worker ships the log to the
-database with it (`drayman.runner.logship.LogShipper`), so the log can be read from any host
+database with it (`drayman.runner.logship.PipeLogSink`), so the log can be read from any host
 while the try runs and after the worker is gone. Local tries have none and pay nothing for it.
 """
 

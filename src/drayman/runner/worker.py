@@ -9,6 +9,7 @@ Messages from the executor: a workload as a dict (`TryWorkload.to_dict()` or
 "kill" (SIGKILL at once to whatever runs, callbacks too: the executor is stopping) and "stop".
 Messages back: `TryStarted`, then `WorkerDone` (with the try's `TryOutcome`) once the
 workload and its callbacks are over; a try whose callbacks run sends its outcome before them.
+With `relay` (a remote worker's engine), the try's log also goes back as `LogChunks`.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import Any
 from drayman.bundles.cache import BundleCache  # at the top: the forkserver preloads it
 from drayman.config import Settings
 from drayman.runner.execute import fail_try, run_callback_workload, run_try
+from drayman.runner.logship import PipeLogSink
 from drayman.runner.process import Interrupt, StopTry, prepare_process
 from drayman.workloads import CallbackWorkload, TryOutcome, TryWorkload
 
@@ -47,7 +49,7 @@ class WorkerDone:
     outcome: TryOutcome | None = None
 
 
-def main(conn: Connection, settings: Settings, echo_logs: bool) -> None:
+def main(conn: Connection, settings: Settings, echo_logs: bool, relay: bool = False) -> None:
     """Entry point of a worker process."""
     # What came from the forkserver is shared with every sibling worker until someone writes
     # to it; a full garbage collection writes to every object it visits. Frozen, it never does.
@@ -58,16 +60,19 @@ def main(conn: Connection, settings: Settings, echo_logs: bool) -> None:
     # here may use multiprocessing itself, which daemonic processes are not allowed to do.
     multiprocessing.current_process().daemon = False
     prepare_process()
-    Worker(conn, settings, echo=sys.stdout if echo_logs else None).serve()
+    Worker(conn, settings, echo=sys.stdout if echo_logs else None, relay=relay).serve()
 
 
 class Worker:
     """Receives workloads on `conn`, runs them, and reports what happened."""
 
-    def __init__(self, conn: Connection, settings: Settings, *, echo: Any = None) -> None:
+    def __init__(
+        self, conn: Connection, settings: Settings, *, echo: Any = None, relay: bool = False
+    ) -> None:
         self.conn = conn
         self.settings = settings
         self.echo = echo
+        self.relay = relay
         self.bundle_dirs: dict[str, Path] = {}
         self.pending: deque[dict[str, Any]] = deque()  # workloads that came in while busy
         self.stopping = False
@@ -134,11 +139,17 @@ class Worker:
     def _execute(
         self, workload: TryWorkload, before_callbacks: Callable[[TryOutcome], None]
     ) -> TryOutcome:
+        sink = PipeLogSink(workload.try_id, self.conn.send) if self.relay else None
         try:
             bundle_dir = self._bundle_dir(workload.run.bundle_version)
         except Exception as exc:
             return fail_try(
-                workload, self.settings.logs_folder, exc, on_started=self.conn.send, echo=self.echo
+                workload,
+                self.settings.logs_folder,
+                exc,
+                on_started=self.conn.send,
+                echo=self.echo,
+                log_sink=sink,
             )
         return run_try(
             workload,
@@ -149,6 +160,7 @@ class Worker:
             echo=self.echo,
             interrupt=self._interrupt(),
             before_callbacks=before_callbacks,
+            log_sink=sink,
         )
 
     def _run_callback(self, workload: CallbackWorkload) -> None:

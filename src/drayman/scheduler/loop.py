@@ -39,7 +39,7 @@ from drayman.store import task_instances as ti_store
 from drayman.store import tries as try_store
 from drayman.store.dags import NextRun
 from drayman.store.engine import Store
-from drayman.workloads import TryOutcome, TryStarted, Workload, log_relpath
+from drayman.workloads import RunsChanged, TryOutcome, TryStarted, Workload, log_relpath
 
 log = logging.getLogger("drayman.scheduler")
 
@@ -134,7 +134,7 @@ class Scheduler:
         self.executor.start()
         if self.executor.fileno() is None:
             # Its workers write outcomes to the store and tell us nothing: re-plan every
-            # running run each remote_poll_s. The step before a broker-based wake-up.
+            # running run each remote_poll_s. (Celery's wake-up gives it an fd: ADR 9.)
             self._scan_interval_s = min(self.settings.remote_poll_s, self.settings.scheduler_poll_s)
         log.info("scheduler.started id=%s executor=%s", self.scheduler_id, self.executor_name)
 
@@ -143,7 +143,8 @@ class Scheduler:
         self.executor.stop(grace_s)
         now = self.clock()
         with self.store.begin() as conn:
-            self._record_events(conn, self.executor.events(), TickReport())
+            events = [e for e in self.executor.events() if not isinstance(e, RunsChanged)]
+            self._record_events(conn, events, TickReport())
             for component_id in (self.scheduler_id, self.worker_id):
                 if component_id is not None:
                     components.mark_stopped(conn, component_id, now)
@@ -161,7 +162,7 @@ class Scheduler:
         """
         now = now or self.clock()
         report = TickReport()
-        self._unrecorded.extend(self.executor.events())
+        self._take_events()
         if self._unrecorded:
             # committed on their own, and kept until they are: whatever fails later in the
             # tick, or if the database is down for a while, no outcome is lost
@@ -187,6 +188,18 @@ class Scheduler:
         if report.recorded or report.runs_created or report.runs_finished or report.lost:
             self._wake_times = None  # retries and next runs may have moved
         return report
+
+    def _take_events(self) -> None:
+        """Keep the executor's events for recording; a `RunsChanged` (remote workers recorded
+        outcomes themselves and rang, ADR 9) only marks runs to re-plan."""
+        for event in self.executor.events():
+            if not isinstance(event, RunsChanged):
+                self._unrecorded.append(event)
+                continue
+            self._dirty.update(event.run_ids)
+            if event.all_runs:
+                self._full_scan_at = 0.0
+            self._wake_times = None  # a failed try's retry may now be the next thing due
 
     def _may_have_work(self, report: TickReport) -> bool:
         """Whether the decision transaction can change anything; a tick right after a burst
@@ -452,6 +465,9 @@ class Scheduler:
         slots = self.executor.open_slots()
         if slots <= 0:
             self._schedulable_left = True  # unknown: look once a slot frees
+            return []
+        if self.store.supports_skip_locked and not pools.lock_for_queueing(conn):
+            self._schedulable_left = True  # another scheduler is queueing: look again next tick
             return []
         limit = max(slots * 4, 64)
         rows = ti_store.schedulable(conn, limit=limit, lock=self.store.supports_skip_locked)

@@ -80,16 +80,36 @@ def live(conn: Connection, kind: str, cutoff: datetime) -> list[Row[Any]]:
 
 
 def mark_dead(conn: Connection, kind: str, cutoff: datetime, now: datetime) -> int:
-    """Components that stopped heartbeating are recorded as stopped."""
-    return conn.execute(
-        update(component)
-        .where(
-            component.c.kind == kind,
-            component.c.state == "running",
-            component.c.heartbeat_at < cutoff,
+    """Components that stopped heartbeating are recorded as stopped.
+
+    The dead are found by a plain read and updated by primary key. An UPDATE whose WHERE
+    scans the (kind, state, heartbeat_at) index would, on MariaDB, wait for the index entry
+    that another scheduler's own heartbeat holds locked, while that scheduler waits for ours
+    the same way: a deadlock on every tick the two make at the same moment.
+    """
+    dead = (
+        conn.execute(
+            select(component.c.id).where(
+                component.c.kind == kind,
+                component.c.state == "running",
+                component.c.heartbeat_at < cutoff,
+            )
         )
-        .values(state="stopped", stopped_at=now)
-    ).rowcount
+        .scalars()
+        .all()
+    )
+    stopped = 0
+    for component_id in sorted(dead):  # rarely any; one row each, by primary key
+        stopped += conn.execute(
+            update(component)
+            .where(
+                component.c.id == component_id,
+                component.c.state == "running",
+                component.c.heartbeat_at < cutoff,  # unless it heartbeat since the read
+            )
+            .values(state="stopped", stopped_at=now)
+        ).rowcount
+    return stopped
 
 
 def workers(conn: Connection, *, include_stopped: bool = True) -> list[Row[Any]]:

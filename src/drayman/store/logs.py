@@ -1,8 +1,9 @@
 """Log chunks: a try's log shipped to the database as it is written, readable from any host.
 
 A worker that runs tries on another machine appends its tries' logs here in numbered chunks
-(`drayman.runner.logship`); `drayman tasks logs` and the web read them back in order. Chunks
-are text: a NUL (which PostgreSQL refuses in text) is stored as U+FFFD.
+(`drayman.runner.logship`, `drayman.runner.remote`); `drayman tasks logs` and the web read
+them back in order. Chunks are text: a NUL (which PostgreSQL refuses in text) is stored as
+U+FFFD.
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import Connection, func, insert, select
+from sqlalchemy import Connection, func, insert, select, tuple_
 
 from drayman.store.schema import log_chunk
+from drayman.workloads import LogChunks
 
 
 def append_chunks(
@@ -37,6 +39,44 @@ def append_chunks(
             for i, chunk in enumerate(chunks)
         ],
     )
+
+
+def append_many(conn: Connection, batches: Sequence[LogChunks], *, now: datetime) -> None:
+    """Store the chunks of many tries in one statement; a stored (try, seq) is refused."""
+    rows = [
+        {
+            "try_id": batch.try_id,
+            "seq": batch.first_seq + i,
+            "data": _text(chunk),
+            "created_at": now,
+        }
+        for batch in batches
+        for i, chunk in enumerate(batch.chunks)
+    ]
+    if rows:
+        conn.execute(insert(log_chunk), rows)
+
+
+def not_yet_stored(conn: Connection, batches: Sequence[LogChunks]) -> list[LogChunks]:
+    """`batches` without the chunks the store already holds: after a flush whose commit is
+    uncertain, so that retrying it stores nothing twice."""
+    wanted = [(b.try_id, b.first_seq + i) for b in batches for i in range(len(b.chunks))]
+    if not wanted:
+        return []
+    held = {
+        (int(try_id), int(seq))
+        for try_id, seq in conn.execute(
+            select(log_chunk.c.try_id, log_chunk.c.seq).where(
+                tuple_(log_chunk.c.try_id, log_chunk.c.seq).in_(wanted)
+            )
+        )
+    }
+    kept = []
+    for batch in batches:
+        for i, chunk in enumerate(batch.chunks):
+            if (batch.try_id, batch.first_seq + i) not in held:
+                kept.append(LogChunks(batch.try_id, batch.first_seq + i, (chunk,)))
+    return kept
 
 
 def read_chunks(

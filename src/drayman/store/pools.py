@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, Row, insert, select, update
+from sqlalchemy import Connection, Row, func, insert, select, update
 
 from drayman.exceptions import ConfigError
 from drayman.store.schema import pool
@@ -22,6 +22,21 @@ def ensure_default(conn: Connection, slots: int) -> None:
 def sizes(conn: Connection) -> dict[str, int]:
     """Slots per pool. A task naming a pool that does not exist waits (and says why)."""
     return {row.name: int(row.slots) for row in conn.execute(select(pool))}
+
+
+def lock_for_queueing(conn: Connection) -> bool:
+    """Lock every pool row for this transaction; False if another scheduler holds one.
+
+    Slots in use are counted from committed task instances, so two schedulers queueing at
+    the same moment would each miss the other's new tries and together overfill a pool. The
+    scheduler holding the pool rows counts and queues; another skips queueing this tick
+    (SKIP LOCKED: nobody waits, so no deadlock) and looks again at its next tick, when the
+    count includes what the first one queued. PostgreSQL and MySQL only (SQLite has one
+    scheduler).
+    """
+    total = conn.execute(select(func.count()).select_from(pool)).scalar_one()
+    locked = conn.execute(select(pool.c.name).with_for_update(skip_locked=True)).all()
+    return len(locked) == total
 
 
 def set_pool(conn: Connection, name: str, slots: int, description: str = "") -> None:

@@ -132,6 +132,51 @@ def create_tries(
     ]
 
 
+def lock_claimable(conn: Connection, try_ids: Sequence[int]) -> list[NewTry]:
+    """The tries among `try_ids` that are QUEUED and current, locked until the transaction ends.
+
+    A remote worker claims what this returns with `record_started_many` in the same
+    transaction: a second worker asking for one of them waits for the lock, then finds it
+    RUNNING and gets nothing. Locks are taken in id order, so two batches never deadlock.
+    """
+    if not try_ids:
+        return []
+    rows = conn.execute(
+        select(
+            task_try.c.id,
+            task_instance.c.id.label("ti_id"),
+            task_instance.c.dag_run_id,
+            task_instance.c.task_id,
+            task_instance.c.map_index,
+            task_instance.c.max_tries,
+            task_try.c.try_number,
+            task_try.c.log_path,
+        )
+        .join(task_instance, task_instance.c.id == task_try.c.task_instance_id)
+        .where(
+            task_try.c.id.in_(sorted(set(try_ids))),
+            task_try.c.state == TryState.QUEUED,
+            task_instance.c.current_try_id == task_try.c.id,
+            task_instance.c.state == TIState.QUEUED,
+        )
+        .order_by(task_try.c.id)
+        .with_for_update()
+    )
+    return [
+        NewTry(
+            try_id=row.id,
+            ti_id=row.ti_id,
+            dag_run_id=row.dag_run_id,
+            task_id=row.task_id,
+            map_index=row.map_index,
+            try_number=row.try_number,
+            max_tries=row.max_tries,
+            log_path=row.log_path,
+        )
+        for row in rows
+    ]
+
+
 def record_started(conn: Connection, event: TryStarted, *, worker_id: int | None = None) -> bool:
     """Mark a try RUNNING. False when the fence refuses it."""
     return record_started_many(conn, [event], worker_id=worker_id) == 1
@@ -218,6 +263,8 @@ def record_outcomes(
     for ti in current:
         outcome = by_try[ti.fence]
         state, next_retry_at = _next_state(ti, outcome, retry_delay_s)
+        # a try handed back by a stopping worker gives its retry back
+        max_tries = ti.max_tries + 1 if outcome.handed_back else ti.max_tries
         ti_params.append(
             {
                 "b_ti": ti.id,
@@ -227,11 +274,12 @@ def record_outcomes(
                 "b_end": outcome.ended_at,
                 "b_result": outcome.result_json if outcome.succeeded else None,
                 "b_retry": next_retry_at,
+                "b_max": max_tries,
             }
         )
         try_params.append(_try_values(outcome))
         recorded.append(
-            Recorded(ti.id, ti.dag_run_id, ti.task_id, state, ti.try_number, ti.max_tries, ti.fence)
+            Recorded(ti.id, ti.dag_run_id, ti.task_id, state, ti.try_number, max_tries, ti.fence)
         )
     conn.execute(
         update(task_instance)
@@ -247,6 +295,7 @@ def record_outcomes(
             end_date=bindparam("b_end"),
             result=bindparam("b_result"),
             next_retry_at=bindparam("b_retry"),
+            max_tries=bindparam("b_max"),
         ),
         ti_params,
     )
@@ -273,6 +322,8 @@ def _next_state(
 ) -> tuple[TIState, datetime | None]:
     if outcome.succeeded:
         return TIState.SUCCESS, None
+    if outcome.handed_back:
+        return TIState.UP_FOR_RETRY, outcome.ended_at
     if ti.try_number < ti.max_tries:
         return TIState.UP_FOR_RETRY, outcome.ended_at + timedelta(seconds=retry_delay_s(ti))
     return TIState.FAILED, None

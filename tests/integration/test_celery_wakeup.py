@@ -1,0 +1,353 @@
+"""The broker wake-up (ADR 9): a worker's bell rings, every scheduler's listener hears it.
+
+On the machine's real Redis and RabbitMQ. Each test rings on an exchange of its own (a random
+name), so tests running at once never hear each other; the end-to-end test runs a real
+`drayman worker` (which rings on the default exchange) on a Redis database of its own. The
+restart test kills a throwaway redis-server of its own, never the shared one.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import select
+import statistics
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select as sql_select
+from test_celery_executor import (  # noqa: F401 (database: fixture)
+    AMQP_URL,
+    _unavailable,
+    database,
+    start_worker,
+)
+from throwaway import Redis, free_port, throwaway_redis  # noqa: F401 (fixture)
+
+from drayman.bundles.processor import DagProcessor
+from drayman.config import Settings
+from drayman.executors.celery import CeleryExecutor
+from drayman.executors.celery_wakeup import OutcomeBell, OutcomeListener
+from drayman.scheduler import runs as run_creation
+from drayman.scheduler.loop import Scheduler
+from drayman.states import RUN_FINISHED, RunState
+from drayman.store.engine import Store
+from drayman.store.schema import dag_run, task_instance, task_try
+from drayman.workloads import RunsChanged
+
+REDIS_DB = 12  # this file's own Redis database: its worker rings on the default exchange
+REDIS_URL = os.environ.get("DRAYMAN_TEST_WAKEUP_REDIS_URL", f"redis://127.0.0.1:6379/{REDIS_DB}")
+HEARD_WITHIN_S = 2.0  # a generous bound for a loaded machine; the medians asserted are in ms
+
+
+def _reachable(url: str) -> None:
+    listener = OutcomeListener(Settings(broker_url=url), exchange=_exchange_name())
+    listener.start()
+    try:
+        if not listener.wait_connected(5):
+            _unavailable(url.split("@")[-1], TimeoutError("no connection within 5 s"))
+    finally:
+        listener.close()
+
+
+@pytest.fixture(params=["redis", "rabbitmq"])
+def broker(request: pytest.FixtureRequest) -> str:
+    url = REDIS_URL if request.param == "redis" else AMQP_URL
+    _reachable(url)
+    return url
+
+
+def _exchange_name() -> str:
+    return f"drayman.wakeup.test.{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def exchange() -> str:
+    return _exchange_name()
+
+
+def _listener(url: str, exchange: str, **kwargs: float) -> OutcomeListener:
+    listener = OutcomeListener(Settings(broker_url=url), exchange=exchange, **kwargs)
+    listener.start()
+    assert listener.wait_connected(5), f"the listener never connected to {url}"
+    assert listener.take() == RunsChanged(all_runs=True), "a (re)connect must say: re-plan all"
+    return listener
+
+
+def _wait_heard(listener: OutcomeListener, timeout_s: float = HEARD_WITHIN_S) -> RunsChanged:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            pytest.fail(f"the listener heard nothing within {timeout_s:g} s")
+        select.select([listener.fileno()], [], [], left)
+        heard = listener.take()
+        if heard is not None:
+            return heard
+
+
+RINGER = """
+import sys
+from drayman.config import Settings
+from drayman.executors.celery_wakeup import OutcomeBell
+
+bell = OutcomeBell(Settings(broker_url=sys.argv[1]), exchange=sys.argv[2])
+print("ready", flush=True)
+for line in sys.stdin:
+    bell.ring(int(line))
+bell.close()
+"""
+
+
+@pytest.fixture
+def ringer(broker: str, exchange: str) -> Iterator[subprocess.Popen[str]]:
+    """Another process with a bell: it rings each run id written to its stdin."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", RINGER, broker, exchange],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None and process.stdout.readline() == "ready\n"
+    yield process
+    assert process.stdin is not None
+    process.stdin.close()
+    process.wait(timeout=10)
+    process.stdout.close()
+
+
+def test_a_ring_from_another_process_wakes_the_listener_within_ms(
+    broker: str, exchange: str, ringer: subprocess.Popen[str]
+) -> None:
+    listener = _listener(broker, exchange)
+    assert ringer.stdin is not None
+    latencies = []
+    try:
+        for run_id in range(1, 8):
+            started = time.perf_counter()
+            ringer.stdin.write(f"{run_id}\n")
+            ringer.stdin.flush()
+            heard = _wait_heard(listener)
+            latencies.append(time.perf_counter() - started)
+            assert heard == RunsChanged(frozenset({run_id})), f"ring {run_id} came out as {heard}"
+    finally:
+        listener.close()
+    # the first ring also opens the bell's connection
+    assert statistics.median(latencies[1:]) < 0.05, f"ring-to-wake latencies: {latencies}"
+
+
+def test_two_listeners_both_hear_every_ring(broker: str, exchange: str) -> None:
+    first, second = _listener(broker, exchange), _listener(broker, exchange)
+    bell = OutcomeBell(Settings(broker_url=broker), exchange=exchange)
+    try:
+        for run_id in (3, 5):
+            bell.ring(run_id)
+            assert _wait_heard(first) == RunsChanged(frozenset({run_id})), "first listener"
+            assert _wait_heard(second) == RunsChanged(frozenset({run_id})), "second listener"
+        bell.ring()  # no run named: every run is re-planned
+        assert _wait_heard(first) == _wait_heard(second) == RunsChanged(all_runs=True)
+    finally:
+        bell.close()
+        first.close()
+        second.close()
+
+
+def test_a_burst_of_rings_leaves_as_a_few_messages(exchange: str) -> None:
+    _reachable(REDIS_URL)
+    listener = _listener(REDIS_URL, exchange)
+    bell = OutcomeBell(Settings(broker_url=REDIS_URL), exchange=exchange)
+    try:
+        for run_id in range(500):
+            bell.ring(run_id)
+        heard: set[int] = set()
+        while len(heard) < 500:
+            heard |= _wait_heard(listener).run_ids
+        assert heard == set(range(500))
+        bell.close()  # its count is bumped after the publish returns
+        assert bell.published <= 5 and listener.messages == bell.published, (
+            f"500 rings left as {bell.published} messages"
+        )
+    finally:
+        bell.close()
+        listener.close()
+
+
+def test_a_bell_without_a_broker_never_blocks_nor_raises() -> None:
+    bell = OutcomeBell(Settings(broker_url=f"redis://127.0.0.1:{free_port()}/0"))
+    started = time.perf_counter()
+    for run_id in range(1000):
+        bell.ring(run_id)
+    assert time.perf_counter() - started < 0.5, "ring() must not wait for the broker"
+    started = time.perf_counter()
+    bell.close(timeout_s=1.0)
+    assert time.perf_counter() - started < 1.5, "close() overran its timeout"
+
+
+def test_a_listener_without_a_broker_asks_for_a_poll_each_fallback_interval() -> None:
+    listener = OutcomeListener(
+        Settings(broker_url=f"redis://127.0.0.1:{free_port()}/0"), fallback_s=0.1
+    )
+    listener.start()
+    try:
+        polls = 0
+        deadline = time.monotonic() + 0.75
+        while time.monotonic() < deadline:
+            if select.select([listener.fileno()], [], [], 0.2)[0]:
+                assert listener.take() == RunsChanged(all_runs=True)
+                polls += 1
+        assert not listener.connected
+        assert polls >= 4, f"{polls} fallback polls in 0.75 s, expected one per 0.1 s"
+    finally:
+        listener.close()
+
+
+@pytest.mark.slow
+def test_bell_and_listener_survive_a_redis_restart(
+    throwaway_redis: Redis,  # noqa: F811 (the fixture imported above)
+    exchange: str,
+) -> None:
+    settings = Settings(broker_url=throwaway_redis.url)
+    listener = _listener(throwaway_redis.url, exchange, fallback_s=0.2)
+    bell = OutcomeBell(settings, exchange=exchange)
+    try:
+        bell.ring(1)
+        assert _wait_heard(listener) == RunsChanged(frozenset({1}))
+        throwaway_redis.kill()
+        started = time.perf_counter()
+        bell.ring(2)  # the broker is gone: kept, sent when it is back
+        assert time.perf_counter() - started < 0.05, "ring() blocked on a dead broker"
+        # while away, the listener asks for the fallback poll
+        assert _wait_heard(listener, 5) == RunsChanged(all_runs=True)
+        throwaway_redis.start()
+        assert listener.wait_connected(10) or pytest.fail("the listener never reconnected")
+        heard: set[int] = set()
+        deadline = time.monotonic() + 10
+        while 3 not in heard:
+            bell.ring(3)
+            heard |= _wait_heard(listener, max(0.1, deadline - time.monotonic())).run_ids
+            time.sleep(0.1)
+        assert 3 in heard, "the bell never rang again after the restart"
+    finally:
+        bell.close(timeout_s=1.0)
+        listener.close()
+
+
+CHAIN = 5
+CHAIN_DAG = f"""
+from drayman import DAG, task
+
+with DAG("chain", schedule=None):
+
+    @task
+    def noop():
+        pass
+
+    previous = noop()
+    for _ in range({CHAIN} - 1):
+        current = noop()
+        previous >> current
+        previous = current
+"""
+
+
+@pytest.fixture
+def wakeup_redis() -> Iterator[str]:
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        client.flushdb()
+    except Exception as exc:
+        _unavailable(f"Redis at {REDIS_URL}", exc)
+    yield REDIS_URL
+    client.flushdb()
+    client.close()
+
+
+@pytest.mark.slow
+def test_a_chain_on_a_real_worker_hops_at_once_not_at_the_poll(
+    database: str,  # noqa: F811 (the fixture imported above)
+    wakeup_redis: str,
+    tmp_path: Path,
+) -> None:
+    poll_s = 5.0  # without the wake-up, each hop would wait for this poll
+    settings = Settings(
+        home=tmp_path / "scheduler",
+        dags_folder=tmp_path / "dags",
+        database_url=database,
+        executor="celery",
+        broker_url=wakeup_redis,
+        heartbeat_interval_s=1.0,
+        heartbeat_timeout_s=30,
+        scheduler_poll_s=poll_s,
+        remote_poll_s=poll_s,
+        parse_timeout_s=30,
+    )
+    settings.dags_folder.mkdir(parents=True)
+    (settings.dags_folder / "chain.py").write_text(textwrap.dedent(CHAIN_DAG))
+    store = Store(database)
+    DagProcessor(settings, store).tick()
+    worker = start_worker(database, wakeup_redis, tmp_path / "worker")
+    scheduler = Scheduler(settings, store, CeleryExecutor(settings), executor_name="celery")
+    scheduler.start()
+    stop = threading.Event()
+    loop = threading.Thread(target=scheduler.run, args=(stop,), daemon=True)
+    try:
+        with store.begin() as conn:
+            run_creation.trigger(
+                conn, "chain", conf=None, triggered_by="test", now=store.now(), run_id="hops"
+            )
+        loop.start()
+        state = _wait_run(store, "chain", "hops", timeout_s=CHAIN * poll_s)
+        assert state == RunState.SUCCESS, worker.log()[-3000:]
+    finally:
+        stop.set()
+        scheduler.wake()
+        loop.join(timeout=10)
+        scheduler.stop(grace_s=1)
+        worker.stop()
+    hops = _hops(store, "chain", "hops")
+    store.dispose()
+    print(f"hops (ms): {[round(h * 1000, 1) for h in hops]}")  # shown with -s
+    assert len(hops) == CHAIN - 1
+    # a hop that waited for the poll would take seconds; on a busy 2-core machine a woken
+    # one takes a few ms to a few tens of ms
+    assert max(hops) < 1.0 and statistics.median(hops) < 0.25, f"hops (s): {hops}"
+
+
+def _wait_run(store: Store, dag_id: str, run_id: str, timeout_s: float) -> RunState | None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with store.read() as conn:
+            state = conn.execute(
+                sql_select(dag_run.c.state).where(
+                    dag_run.c.dag_id == dag_id, dag_run.c.run_id == run_id
+                )
+            ).scalar_one_or_none()
+        if state is not None and RunState(state) in RUN_FINISHED:
+            return RunState(state)
+        time.sleep(0.05)
+    return None
+
+
+def _hops(store: Store, dag_id: str, run_id: str) -> list[float]:
+    """Seconds from each try's end to the next one's start, in chain order."""
+    with store.read() as conn:
+        tries = conn.execute(
+            sql_select(task_try.c.start_date, task_try.c.end_date)
+            .join(task_instance, task_instance.c.id == task_try.c.task_instance_id)
+            .join(dag_run, dag_run.c.id == task_instance.c.dag_run_id)
+            .where(dag_run.c.dag_id == dag_id, dag_run.c.run_id == run_id)
+            .order_by(task_try.c.start_date)
+        ).all()
+    return [
+        (later.start_date - earlier.end_date).total_seconds()
+        for earlier, later in itertools.pairwise(tries)
+    ]
