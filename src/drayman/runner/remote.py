@@ -326,7 +326,8 @@ class RemoteRunner:
             if not isinstance(event, TryOutcome) or event.try_id not in self._running:
                 continue  # a start: the claim recorded it
             if self._handed_back and not event.succeeded:
-                event = replace(event, handed_back=True)
+                error = f"handed back: the worker stopped after its grace period ({event.error})"
+                event = replace(event, handed_back=True, error=error)
             self._outcomes.append(event)
         for item in self._executor.relayed():
             if isinstance(item, LogChunks):
