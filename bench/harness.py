@@ -542,7 +542,8 @@ def _measure(
         _wait_finished(store, [server, *pool], dag_ids, len(triggers), timeout_s)
         roles_after = _cpu_by_role(server, pool)
         by_role = {role: round(roles_after[role] - roles_before[role], 3) for role in roles_after}
-        cpu_s = sum(by_role.values())
+        # celery_workers is the sum of the worker_* roles that break it down
+        cpu_s = sum(v for k, v in by_role.items() if not k.startswith("worker_"))
         db_cpu_s = db_server_cpu_s() - db_before if db == "postgresql" else None
         busy_s = system_busy_cpu_s() - busy_before
         own_s = own_cpu_s() - own_before
@@ -565,6 +566,12 @@ def _cpu_by_role(server: Server, pool: list[Server]) -> dict[str, float]:
     roles = tree_cpu_by_role(server.pid)
     if pool:
         roles["celery_workers"] = sum(tree_cpu_s(member.pid) for member in pool)
+        # a worker's tree has the scheduler's shape: its main process (Celery and the
+        # engine), the forkserver, the warm processes and the try children
+        for member in pool:
+            for role, seconds in tree_cpu_by_role(member.pid).items():
+                key = "worker_" + {"scheduler": "main", "workers": "warm"}.get(role, role)
+                roles[key] = roles.get(key, 0.0) + seconds
     return roles
 
 

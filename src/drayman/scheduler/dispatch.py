@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Row, select
+from sqlalchemy import Connection, Row, bindparam, select
 
 from drayman.retry import retry_delay_s
 from drayman.spec import DagSpec, referenced_tasks
@@ -46,10 +46,13 @@ def run_context(run: Row[Any], spec: DagSpec) -> RunContextData:
     )
 
 
+_RUNS_BY_ID = select(dag_run).where(dag_run.c.id.in_(bindparam("b_ids", expanding=True)))
+
+
 def runs_by_id(conn: Connection, run_ids: Sequence[int]) -> dict[int, Row[Any]]:
     if not run_ids:
         return {}
-    rows = conn.execute(select(dag_run).where(dag_run.c.id.in_(sorted(set(run_ids)))))
+    rows = conn.execute(_RUNS_BY_ID, {"b_ids": sorted(set(run_ids))})
     return {row.id: row for row in rows}
 
 

@@ -41,6 +41,9 @@ def append_chunks(
     )
 
 
+_INSERT_CHUNK = insert(log_chunk)
+
+
 def append_many(conn: Connection, batches: Sequence[LogChunks], *, now: datetime) -> None:
     """Store the chunks of many tries in one statement; a stored (try, seq) is refused."""
     rows = [
@@ -54,7 +57,7 @@ def append_many(conn: Connection, batches: Sequence[LogChunks], *, now: datetime
         for i, chunk in enumerate(batch.chunks)
     ]
     if rows:
-        conn.execute(insert(log_chunk), rows)
+        conn.execute(_INSERT_CHUNK, rows)
 
 
 def not_yet_stored(conn: Connection, batches: Sequence[LogChunks]) -> list[LogChunks]:
