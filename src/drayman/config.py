@@ -87,6 +87,7 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "worker_grace_s": _positive_float,
     "worker_prefetch_multiplier": _positive_int,
     "log_format": _log_format,
+    "web_port": _positive_int,
 }
 
 
@@ -123,6 +124,7 @@ class Settings:
     # than 1 lets a busy worker keep tries that an idle one could have taken
     worker_prefetch_multiplier: int = 1
     log_format: str = "text"  # "text" or "json" for drayman's own log lines on stdout
+    web_port: int = 8080  # `drayman standalone` serves the web UI here, on 127.0.0.1
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @property

@@ -28,6 +28,7 @@ GROUPS = {
     "queues": ("drayman.cli.workers", "queues"),
     "users": ("drayman.cli.users", "users"),
     "tokens": ("drayman.cli.tokens", "tokens"),
+    "web": ("drayman.cli.web", "web"),
 }
 
 HELP = {
@@ -44,6 +45,7 @@ HELP = {
     "queues": "List queues: waiting and running tasks, and the workers serving each.",
     "users": "Create, list and delete users of the web UI and API; set passwords.",
     "tokens": "Create, list and revoke API tokens for scripts and CI.",
+    "web": "Serve the web UI and the REST API (/api/v1).",
 }
 
 

@@ -75,7 +75,14 @@ def standalone(examples: bool | None, grace: float) -> None:
     store = open_store(settings, check_schema=False)
     store.migrate()
     _banner(settings, store, use_examples)
-    serve(settings, store, grace_s=grace, announce_runs=True)
+    from drayman.cli.web import WebThread
+
+    web = WebThread(settings, store, host="127.0.0.1", port=settings.web_port)
+    web.start()
+    try:
+        serve(settings, store, grace_s=grace, announce_runs=True)
+    finally:
+        web.stop()
 
 
 def _banner(settings: Settings, store: Store, examples: bool) -> None:
@@ -85,6 +92,8 @@ def _banner(settings: Settings, store: Store, examples: bool) -> None:
         f"  DAGs:      {settings.dags_folder}" + ("  (the bundled examples)" if examples else ""),
         f"  logs:      {settings.logs_folder.resolve()}",
         f"  executor:  local, {settings.parallelism} tries at once",
+        f"  web:       http://127.0.0.1:{settings.web_port}/  (log in as a user made with "
+        "`drayman users create NAME --role admin`)",
         "  try:       drayman dags list   |   drayman runs list   |   Ctrl-C to stop",
     ]
     click.echo("\n".join(lines))

@@ -1,0 +1,80 @@
+"""`drayman web`: serve the web UI and the REST API with uvicorn.
+
+The web server never imports user code (it reads serialized DAGs), so it can run anywhere
+the database is reachable; run several behind a balancer with one DRAYMAN_SECRET_KEY.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import click
+
+from drayman.cli import logs
+from drayman.cli.common import load_settings, open_store
+from drayman.config import Settings
+from drayman.store.engine import Store
+
+DEFAULT_PORT = 8080
+
+
+@click.command("web")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=DEFAULT_PORT, show_default=True, type=click.IntRange(1, 65535))
+def web(host: str, port: int) -> None:
+    """Serve the web UI and the REST API (/api/v1) until stopped.
+
+    Needs a migrated database and a user: `drayman users create NAME --role admin`.
+    Listens on 127.0.0.1 by default; put it behind a TLS-terminating proxy to expose it.
+    """
+    settings = load_settings()
+    logs.setup(settings.log_format)
+    store = open_store(settings)
+    try:
+        serve_web(settings, store, host=host, port=port)
+    finally:
+        store.dispose()
+
+
+def serve_web(settings: Settings, store: Store, *, host: str, port: int) -> None:
+    """Run uvicorn on the app in this thread until SIGINT/SIGTERM (uvicorn handles them)."""
+    import uvicorn
+
+    from drayman.web.app import create_app
+
+    click.echo(f"drayman web: http://{host}:{port}/  (API: /api/v1, health: /health)")
+    uvicorn.run(
+        create_app(settings, store),
+        host=host,
+        port=port,
+        log_level="warning",
+        proxy_headers=True,  # X-Forwarded-Proto from the proxy: Secure cookies behind TLS
+        server_header=False,
+    )
+
+
+class WebThread:
+    """The web server on a background thread, for `drayman standalone`: the main thread
+    runs the scheduler and owns the signal handlers, so uvicorn installs none here."""
+
+    def __init__(self, settings: Settings, store: Store, *, host: str, port: int) -> None:
+        import uvicorn
+
+        from drayman.web.app import create_app
+
+        config = uvicorn.Config(
+            create_app(settings, store),
+            host=host,
+            port=port,
+            log_level="warning",
+            server_header=False,
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name="web", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=timeout_s)

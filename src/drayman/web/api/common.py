@@ -1,0 +1,57 @@
+"""What every API module shares: paging parameters, path constraints, documented errors."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Path, Query, Request
+
+from drayman.auth.users import User
+from drayman.scheduler.wakeup import ring
+from drayman.store.schema import ID
+from drayman.web.api.models import ErrorBody
+from drayman.web.reads import Paging
+from drayman.web.state import WebState, web_state
+
+MAX_LIMIT = 500
+MAX_OFFSET = 1_000_000_000
+
+DagId = Annotated[str, Path(min_length=1, max_length=ID)]
+RunId = Annotated[str, Path(min_length=1, max_length=ID)]
+TaskId = Annotated[str, Path(min_length=1, max_length=ID)]
+
+_ERRORS = {
+    400: "bad request (malformed JSON, bad parameter)",
+    401: "not authenticated",
+    403: "the role does not allow this, or a missing CSRF token",
+    404: "no such DAG, run, task or try",
+    409: "the change collides with the current state",
+    413: "request body too large",
+    422: "a field has a wrong type or value; `field` names it",
+}
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": text} for status, text in _ERRORS.items()
+}
+
+
+def paging(
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+) -> Paging:
+    """`limit` (1..500, default 50) and `offset` of a list."""
+    return Paging(limit, offset)
+
+
+def state_of(request: Request) -> WebState:
+    return web_state(request)
+
+
+def actor(user: User) -> str:
+    """What `triggered_by` and fenced-off tries record about who acted."""
+    return f"{user.username} (web)"
+
+
+def wake_scheduler(state: WebState) -> None:
+    """Ring the scheduler's doorbell after a change it must act on (a no-op if none runs)."""
+    ring(state.settings.home)

@@ -1,0 +1,31 @@
+"""What every request handler needs, built once by `create_app` and kept on `app.state`.
+
+No module-level singletons (STYLE.md): a test builds two apps on two stores side by side.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from starlette.requests import HTTPConnection
+
+from drayman.auth.passwords import Passwords
+from drayman.auth.throttle import LoginLimits
+from drayman.config import Settings
+from drayman.store.engine import Store
+
+
+@dataclass(frozen=True)
+class WebState:
+    settings: Settings
+    store: Store
+    secret_key: str
+    passwords: Passwords
+    login_limits: LoginLimits = field(default_factory=LoginLimits)
+    max_body_bytes: int = 1024 * 1024
+
+
+def web_state(request: HTTPConnection) -> WebState:
+    """The app's state, from any request or websocket."""
+    state: WebState = request.app.state.web
+    return state
