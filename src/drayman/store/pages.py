@@ -1,0 +1,99 @@
+"""Reads only the HTML pages make (the rest they share with the API in `store.history`).
+
+A page must answer as fast with two years of history as with two days, so nothing here reads
+a DAG's whole history: the grid's runs come through the `(dag_id, logical_date)` index newest
+first with a LIMIT, their task instances through the `(dag_run_id, task_id, map_index)` unique
+index, tries through `(task_instance_id, try_number)`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Connection, Row, func, select
+
+from drayman.exceptions import NotFoundError
+from drayman.store.schema import dag_run, task_instance, task_try
+
+
+def latest_runs(conn: Connection, dag_id: str, limit: int) -> list[Row[Any]]:
+    """The DAG's newest `limit` runs, newest first (the grid's columns)."""
+    return list(
+        conn.execute(
+            select(dag_run)
+            .where(dag_run.c.dag_id == dag_id)
+            .order_by(dag_run.c.logical_date.desc(), dag_run.c.id.desc())
+            .limit(limit)
+        )
+    )
+
+
+def newest_try_id() -> Any:
+    """A correlated subquery: the id of the newest try of the task instance in the row."""
+    return (
+        select(func.max(task_try.c.id))
+        .where(task_try.c.task_instance_id == task_instance.c.id)
+        .scalar_subquery()
+    )
+
+
+def task_instances_of(conn: Connection, run_pks: Sequence[int]) -> list[Row[Any]]:
+    """The task instances of a few runs (the grid's cells), each with its newest try's id."""
+    if not run_pks:
+        return []
+    return list(
+        conn.execute(
+            select(
+                task_instance.c.id,
+                task_instance.c.dag_run_id,
+                task_instance.c.task_id,
+                task_instance.c.map_index,
+                task_instance.c.state,
+                task_instance.c.try_number,
+                task_instance.c.queued_at,
+                task_instance.c.start_date,
+                task_instance.c.end_date,
+                newest_try_id().label("try_id"),
+            )
+            .where(task_instance.c.dag_run_id.in_(list(run_pks)))
+            .order_by(
+                task_instance.c.dag_run_id, task_instance.c.task_id, task_instance.c.map_index
+            )
+        )
+    )
+
+
+def try_detail(conn: Connection, try_id: int) -> Row[Any]:
+    """One try with its task instance and run: what the try page shows."""
+    row = conn.execute(
+        select(
+            task_try,
+            task_instance.c.task_id,
+            task_instance.c.map_index,
+            task_instance.c.state.label("ti_state"),
+            task_instance.c.try_number.label("ti_try_number"),
+            task_instance.c.max_tries,
+            dag_run.c.dag_id,
+            dag_run.c.run_id,
+            dag_run.c.state.label("run_state"),
+            dag_run.c.bundle_version,
+        )
+        .join(task_instance, task_instance.c.id == task_try.c.task_instance_id)
+        .join(dag_run, dag_run.c.id == task_instance.c.dag_run_id)
+        .where(task_try.c.id == try_id)
+    ).first()
+    if row is None:
+        raise NotFoundError(f"no try with id {try_id}")
+    return row
+
+
+def sibling_tries(conn: Connection, task_instance_id: int) -> list[Row[Any]]:
+    """Every try of one task instance, by try number: links between a task's tries."""
+    return list(
+        conn.execute(
+            select(task_try.c.id, task_try.c.try_number, task_try.c.state)
+            .where(task_try.c.task_instance_id == task_instance_id)
+            .order_by(task_try.c.try_number)
+        )
+    )
