@@ -4,6 +4,7 @@
                                           [--parallelism N] [--timeout S] [--json]
                                           [--executor local|celery] [--workers N]
                                           [--worker-concurrency N] [--remote-poll S]
+    python -m bench run UI --db postgresql [--requests N] [--rebuild] [--scale S] [--json]
     python -m bench memory [--json]
     python -m bench version [--runs N] [--json]
 
@@ -50,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run a workload against a fresh scheduler")
-    run.add_argument("workload", choices=[*WORKLOADS, "all"])
+    run.add_argument("workload", choices=[*WORKLOADS, "UI", "all"])
     run.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
     run.add_argument("--repeat", type=int, default=1, help="runs per workload; reports the median")
     run.add_argument(
@@ -97,6 +98,9 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="record each run with py-spy (collapsed stacks) into DIR; slows the run down",
     )
+    run.add_argument("--requests", type=int, default=20, help="UI: timed requests per page")
+    run.add_argument("--rebuild", action="store_true", help="UI: build its database again")
+    run.add_argument("--scale", type=float, default=1.0, help="UI: history size (1.0: 1M tries)")
     memory = commands.add_parser("memory", help="PSS of an idle `drayman standalone`")
     memory.add_argument("--json", action="store_true")
     version = commands.add_parser("version", help="time `drayman --version`")
@@ -106,6 +110,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.workload == "UI":
+        from bench.ui import run_ui
+
+        report = run_ui(db=args.db, requests=args.requests, rebuild=args.rebuild, scale=args.scale)
+        print(json.dumps(report) if args.json else json.dumps(report, indent=2))
+        return 0
     if args.executor == "celery" and args.db != "postgresql":
         raise BenchError(
             f"--executor celery needs --db postgresql (not {args.db}): the scheduler and the "
