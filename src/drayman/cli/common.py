@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from drayman import fleet
 from drayman.config import Settings
 from drayman.exceptions import ConfigError
 from drayman.store.engine import Store
@@ -59,8 +60,7 @@ def who() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
-def iso(value: datetime | None) -> str | None:
-    return None if value is None else value.astimezone(UTC).isoformat()
+iso = fleet.iso
 
 
 def print_json(document: Any) -> None:

@@ -16,9 +16,10 @@ from sqlalchemy import Connection, Row, bindparam, select
 
 from drayman.retry import retry_delay_s
 from drayman.spec import DagSpec, referenced_tasks
-from drayman.states import RunState, TIState, TryState
+from drayman.states import RunState
 from drayman.store import task_instances as ti_store
-from drayman.store.schema import dag_run, task_instance, task_try
+from drayman.store import tries as try_store
+from drayman.store.schema import dag_run
 from drayman.store.tries import NewTry
 from drayman.workloads import CallbackWorkload, RunContextData, TryWorkload, log_relpath
 
@@ -141,37 +142,8 @@ def workload_for_try(conn: Connection, try_id: int, spec_of: SpecLookup) -> TryW
     QUEUED (already started, finished or lost): a remote worker then runs nothing. This read
     is a filter, not the fence: `tries.record_started` is, in the worker's own transaction.
     """
-    row = conn.execute(
-        select(
-            task_instance.c.id.label("ti_id"),
-            task_instance.c.dag_run_id,
-            task_instance.c.task_id,
-            task_instance.c.map_index,
-            task_instance.c.max_tries,
-            task_try.c.try_number,
-            task_try.c.log_path,
-        )
-        .join(task_instance, task_instance.c.id == task_try.c.task_instance_id)
-        .where(
-            task_try.c.id == try_id,
-            task_try.c.state == TryState.QUEUED,
-            task_instance.c.current_try_id == task_try.c.id,
-            task_instance.c.state == TIState.QUEUED,
-        )
-    ).first()
-    if row is None:
-        return None
-    new = NewTry(
-        try_id=try_id,
-        ti_id=row.ti_id,
-        dag_run_id=row.dag_run_id,
-        task_id=row.task_id,
-        map_index=row.map_index,
-        try_number=row.try_number,
-        max_tries=row.max_tries,
-        log_path=row.log_path,
-    )
-    return try_workloads(conn, [new], spec_of)[0]
+    tries = try_store.queued_current(conn, [try_id])
+    return try_workloads(conn, tries, spec_of)[0] if tries else None
 
 
 def callback_log_path(run: Row[Any], callback: str) -> str:

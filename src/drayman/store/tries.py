@@ -134,7 +134,7 @@ def create_tries(
 
 # Hot statements, built once: SQLAlchemy then computes their cache keys once too, instead of
 # on every call (a measurable share of a worker's CPU per try).
-_LOCK_CLAIMABLE = (
+_QUEUED_CURRENT = (
     select(
         task_try.c.id,
         task_instance.c.id.label("ti_id"),
@@ -153,8 +153,8 @@ _LOCK_CLAIMABLE = (
         task_instance.c.state == TIState.QUEUED,
     )
     .order_by(task_try.c.id)
-    .with_for_update()
 )
+_LOCK_CLAIMABLE = _QUEUED_CURRENT.with_for_update()
 _START_TI = (
     update(task_instance)
     .where(
@@ -189,9 +189,18 @@ def lock_claimable(conn: Connection, try_ids: Sequence[int]) -> list[NewTry]:
     transaction: a second worker asking for one of them waits for the lock, then finds it
     RUNNING and gets nothing. Locks are taken in id order, so two batches never deadlock.
     """
+    return _queued_current(conn, try_ids, _LOCK_CLAIMABLE)
+
+
+def queued_current(conn: Connection, try_ids: Sequence[int]) -> list[NewTry]:
+    """The tries among `try_ids` that are QUEUED and current, read without a lock."""
+    return _queued_current(conn, try_ids, _QUEUED_CURRENT)
+
+
+def _queued_current(conn: Connection, try_ids: Sequence[int], statement: Any) -> list[NewTry]:
     if not try_ids:
         return []
-    rows = conn.execute(_LOCK_CLAIMABLE, {"b_ids": sorted(set(try_ids))})
+    rows = conn.execute(statement, {"b_ids": sorted(set(try_ids))})
     return [
         NewTry(
             try_id=row.id,

@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Row, text
 
+from drayman import fleet
 from drayman.config import Settings
 from drayman.spec import DagSpec
 from drayman.store import bundles as bundle_store
@@ -25,7 +26,6 @@ from drayman.store import components, history
 from drayman.store import dags as dag_store
 from drayman.store import logs as log_store
 from drayman.store import runs as run_store
-from drayman.store import task_instances as ti_store
 from drayman.store.engine import Store
 from drayman.store.tries import UNFINISHED
 from drayman.timetables import dst_change, parse_schedule
@@ -44,8 +44,7 @@ def page(items: list[dict[str, Any]], total: int, paging: Paging) -> dict[str, A
     return {"items": items, "total": total, "limit": paging.limit, "offset": paging.offset}
 
 
-def iso(value: datetime | None) -> str | None:
-    return None if value is None else value.astimezone(UTC).isoformat()
+iso = fleet.iso
 
 
 # -- health ----------------------------------------------------------------------------------
@@ -388,57 +387,14 @@ def _log_file(settings: Settings, log_path: str) -> Path | None:
 
 def workers(store: Store, paging: Paging) -> dict[str, Any]:
     """Workers as `drayman workers list --json` shows them, newest first."""
-    with store.read() as conn:
-        now = store.db_now(conn)
-        rows = components.workers(conn)
-    items = [
-        {
-            "id": row.id,
-            "hostname": row.hostname,
-            "pid": row.pid,
-            "executor": row.executor,
-            "queues": json.loads(row.queues or "[]"),
-            "concurrency": row.concurrency,
-            "running": int(row.running or 0),
-            "heartbeat_age_s": round((now - row.heartbeat_at).total_seconds(), 1),
-            "heartbeat_at": iso(row.heartbeat_at),
-            "started_at": iso(row.started_at),
-            "stopped_at": iso(row.stopped_at),
-            "state": row.state,
-        }
-        for row in rows
-    ]
+    items = fleet.workers(store)
     return page(items[paging.offset : paging.offset + paging.limit], len(items), paging)
 
 
 def queues(store: Store, heartbeat_timeout_s: float, paging: Paging) -> dict[str, Any]:
     """Queues as `drayman queues list --json` shows them: waiting, running, serving workers."""
-    with store.read() as conn:
-        cutoff = store.db_now(conn) - timedelta(seconds=heartbeat_timeout_s)
-        live = components.live(conn, "worker", cutoff)
-        counts = ti_store.per_queue(conn)
-    named = {q for w in live for q in json.loads(w.queues or "[]") if q != "*"}
-    names = sorted(named | set(counts))
-    items = [_queue_item(name, counts.get(name, {}), live) for name in names]
+    items = fleet.queues(store, heartbeat_timeout_s)
     return page(items[paging.offset : paging.offset + paging.limit], len(items), paging)
-
-
-def _queue_item(name: str, counts: dict[str, int], live: list[Any]) -> dict[str, Any]:
-    waiting = counts.get("scheduled", 0) + counts.get("queued", 0)
-    serving = [w for w in live if _serves(w, name)]
-    return {
-        "queue": name,
-        "waiting": waiting,
-        "running": counts.get("running", 0),
-        "workers": len(serving),
-        "concurrency": sum(int(w.concurrency) for w in serving),
-        "note": "no live worker serves this queue" if waiting and not serving else "",
-    }
-
-
-def _serves(worker: Any, queue: str) -> bool:
-    served = json.loads(worker.queues or "[]")
-    return "*" in served or queue in served  # "*": a local executor runs every queue
 
 
 # -- helpers ---------------------------------------------------------------------------------
