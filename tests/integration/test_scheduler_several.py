@@ -45,7 +45,9 @@ WIDE = """
 CATCHING_UP = f"""
     from drayman import DAG, task
 
+    # end_date: exactly 6 intervals, even when the test runs past the next hour
     with DAG("catching_up", schedule="@hourly", start_date="{START.isoformat()}",
+             end_date="{(START + timedelta(hours=5)).isoformat()}",
              catchup=True, max_active_runs=32):
 
         @task
