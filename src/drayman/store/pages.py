@@ -30,11 +30,13 @@ def latest_runs(conn: Connection, dag_id: str, limit: int) -> list[Row[Any]]:
 
 
 def newest_try_id() -> Any:
-    """A correlated subquery: the id of the newest try of the task instance in the row."""
-    return (
+    """The id of the newest try of the task instance in the row: its current try (the fence,
+    always the newest), else, for one cleared or marked by hand, the highest try id."""
+    return func.coalesce(
+        task_instance.c.current_try_id,
         select(func.max(task_try.c.id))
         .where(task_try.c.task_instance_id == task_instance.c.id)
-        .scalar_subquery()
+        .scalar_subquery(),
     )
 
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from markupsafe import Markup
+
 from drayman.spec import DagSpec
 
 # most urgent first: the state a mapped task's cell shows
@@ -76,6 +78,21 @@ class Grid:
 
     def cell(self, column: Column, task_id: str) -> Cell | None:
         return self.cells.get((column.pk, task_id))
+
+    def row_html(self, task_id: str) -> Markup:
+        """One task's cells, as the template would draw them, made here: 5,000 cells through
+        Jinja calls cost a third of the page's time. Safe without escaping: a one-letter
+        class from STATE_CODES and an integer try id are all that vary."""
+        parts = []
+        for column in self.columns:
+            cell = self.cells.get((column.pk, task_id))
+            if cell is None:
+                parts.append("<i></i>")
+            elif cell.try_id:
+                parts.append(f"<a class={code(cell.state)} href=/tries/{int(cell.try_id)}></a>")
+            else:
+                parts.append(f"<i class={code(cell.state)}></i>")
+        return Markup("".join(parts))
 
     @property
     def unfinished(self) -> bool:
