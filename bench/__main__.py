@@ -131,7 +131,8 @@ def _run(args: argparse.Namespace) -> int:
         if parallelism is None:
             parallelism = Settings().parallelism
             if args.executor == "celery":
-                parallelism = max(parallelism, workers * args.worker_concurrency)
+                # with Celery, the cap on tries queued or running: a waiting message per slot
+                parallelism = max(parallelism, 2 * workers * args.worker_concurrency)
         results: list[dict[str, Any]] = []
         for _ in range(max(args.repeat, 1)):
             result = run_workload(

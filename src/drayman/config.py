@@ -99,7 +99,9 @@ class Settings:
     dags_folder: Path = Path("dags")
     database_url: str = ""  # empty: SQLite file under home
     executor: str = "local"
-    parallelism: int = 16  # tries one local executor runs at once (ETL tasks mostly wait on I/O)
+    # local executor: tries it runs at once (ETL tasks mostly wait on I/O); celery: tries queued
+    # or running at once across all workers (about twice their total --concurrency)
+    parallelism: int = 16
     broker_url: str = ""
     # Redis only: an unacknowledged message is delivered again after this long (late acks)
     broker_visibility_timeout_s: float = 3600.0

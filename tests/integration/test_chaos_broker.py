@@ -105,7 +105,7 @@ def test_broker_killed_with_tries_queued_all_run_once(
         broker.url,
         tmp_path,
         {"many.py": DAG_SOURCE},
-        parallelism=64,  # a tick may send parallelism * 8: all 500 at once
+        parallelism=TASKS,  # the cap on tries in flight: all 500 are queued at once
         default_pool_slots=2 * TASKS,
         queued_timeout_s=QUEUED_TIMEOUT_S,
         heartbeat_timeout_s=10,

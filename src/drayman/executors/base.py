@@ -15,7 +15,15 @@ from drayman.workloads import ExecutorEvent, Workload
 
 
 class Executor(Protocol):
-    """Runs workloads somewhere and reports what happened to them."""
+    """Runs workloads somewhere and reports what happened to them.
+
+    `in_flight_from_store`: False when `open_slots()` is exact (the executor knows what it
+    runs). True when its workers are elsewhere (Celery): `open_slots()` is then the cap on
+    tries queued or running across the deployment, and the scheduler subtracts what the
+    store counts as queued or running.
+    """
+
+    in_flight_from_store: bool
 
     def start(self) -> None:
         """Acquire processes or connections; called once before the first submit."""

@@ -45,10 +45,6 @@ log = logging.getLogger("drayman.executors.celery")
 RUN_TRY = "drayman.run_try"
 RUN_CALLBACK = "drayman.run_callback"
 CALLBACK_QUEUE = "default"
-# One tick hands at most parallelism * BATCH_FACTOR workloads to the broker. The executor
-# cannot see how many tries run on the workers: what runs at once is bounded by the workers'
-# concurrency, pools and max_active_tasks; this only bounds one tick's transaction and burst.
-BATCH_FACTOR = 8
 CONNECT_TIMEOUT_S = 5.0
 
 
@@ -155,7 +151,16 @@ def run_worker(
 
 
 class CeleryExecutor:
-    """Sends workloads as ids to Celery workers; see the module docstring."""
+    """Sends workloads as ids to Celery workers; see the module docstring.
+
+    It cannot see what runs on the workers: `open_slots()` is `parallelism`, the most tries
+    queued or running at once across the deployment, and the scheduler subtracts what the
+    store counts (`in_flight_from_store`). About twice the workers' total concurrency keeps
+    every slot fed (a message waits for each running try) without a long queue in the broker:
+    a try is queued shortly before a worker can start it, not minutes before.
+    """
+
+    in_flight_from_store = True
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -184,7 +189,7 @@ class CeleryExecutor:
     def open_slots(self) -> int:
         if self._app is None or self._stopping:
             return 0
-        return self.settings.parallelism * BATCH_FACTOR
+        return self.settings.parallelism
 
     def submit(self, workloads: Sequence[Workload]) -> None:
         if self._app is None or self._stopping:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gc
 import multiprocessing
+import os
 import signal
 import sys
 import traceback
@@ -31,7 +32,7 @@ from drayman.bundles.cache import BundleCache  # at the top: the forkserver prel
 from drayman.config import Settings
 from drayman.runner.execute import fail_try, run_callback_workload, run_try
 from drayman.runner.logship import PipeLogSink
-from drayman.runner.process import Interrupt, StopTry, prepare_process
+from drayman.runner.process import Interrupt, StopTry, die_with_parent, prepare_process
 from drayman.workloads import CallbackWorkload, TryOutcome, TryWorkload
 
 MAX_BUNDLE_VERSIONS = 4  # past this many, a worker exits after its workload to free memory
@@ -59,6 +60,11 @@ def main(conn: Connection, settings: Settings, echo_logs: bool, relay: bool = Fa
     # The executor starts workers as daemons (so they never outlive it), but a task forked from
     # here may use multiprocessing itself, which daemonic processes are not allowed to do.
     multiprocessing.current_process().daemon = False
+    # Our parent is the forkserver, which exits when the executor's process dies: with this,
+    # a SIGKILLed scheduler or `drayman worker` takes its warm processes (and, through the
+    # same request in each try, their tries) with it at once, instead of when each notices
+    # its pipe closed; a retry elsewhere never overlaps a try still running here.
+    die_with_parent(os.getppid())
     prepare_process()
     Worker(conn, settings, echo=sys.stdout if echo_logs else None, relay=relay).serve()
 

@@ -469,13 +469,19 @@ class Scheduler:
         if self.store.supports_skip_locked and not pools.lock_for_queueing(conn):
             self._schedulable_left = True  # another scheduler is queueing: look again next tick
             return []
+        usage = ti_store.slot_usage(conn)
+        if self.executor.in_flight_from_store:
+            # remote workers: the cap is on what is queued or running everywhere
+            slots -= sum(usage.per_dag.values())
+            if slots <= 0:
+                self._schedulable_left = True  # look again when an outcome frees one
+                return []
         limit = max(slots * 4, 64)
         rows = ti_store.schedulable(conn, limit=limit, lock=self.store.supports_skip_locked)
         # more may wait than we took (slots, pools, limits): look again when a slot frees
         self._schedulable_left = len(rows) > slots
         if not rows:
             return []
-        usage = ti_store.slot_usage(conn)
         limits = planner.Limits(
             open_slots=slots,
             pool_sizes=self._pool_sizes(conn),
