@@ -100,7 +100,7 @@ class Settings:
     database_url: str = ""  # empty: SQLite file under home
     executor: str = "local"
     # local executor: tries it runs at once (ETL tasks mostly wait on I/O); celery: tries queued
-    # or running at once across all workers (about twice their total --concurrency)
+    # or running at once per queue across all workers (about twice their total --concurrency)
     parallelism: int = 16
     broker_url: str = ""
     # Redis only: an unacknowledged message is delivered again after this long (late acks)

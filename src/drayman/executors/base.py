@@ -19,8 +19,8 @@ class Executor(Protocol):
 
     `in_flight_from_store`: False when `open_slots()` is exact (the executor knows what it
     runs). True when its workers are elsewhere (Celery): `open_slots()` is then the cap on
-    tries queued or running across the deployment, and the scheduler subtracts what the
-    store counts as queued or running.
+    each queue's tries queued or running across the deployment, and the scheduler subtracts
+    what the store counts as queued or running in that queue.
     """
 
     in_flight_from_store: bool

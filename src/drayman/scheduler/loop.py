@@ -470,16 +470,13 @@ class Scheduler:
             self._schedulable_left = True  # another scheduler is queueing: look again next tick
             return []
         usage = ti_store.slot_usage(conn)
-        if self.executor.in_flight_from_store:
-            # remote workers: the cap is on what is queued or running everywhere
-            slots -= sum(usage.per_dag.values())
-            if slots <= 0:
-                self._schedulable_left = True  # look again when an outcome frees one
-                return []
         limit = max(slots * 4, 64)
         rows = ti_store.schedulable(conn, limit=limit, lock=self.store.supports_skip_locked)
         # more may wait than we took (slots, pools, limits): look again when a slot frees
         self._schedulable_left = len(rows) > slots
+        if self.executor.in_flight_from_store:
+            rows = self._within_queue_caps(conn, rows, cap=slots)
+            slots = len(rows)
         if not rows:
             return []
         limits = planner.Limits(
@@ -513,6 +510,24 @@ class Scheduler:
         )
         report.queued += len(new)
         return list(dispatch.try_workloads(conn, new, self._spec, runs))
+
+    def _within_queue_caps(self, conn: Connection, rows: list[Any], cap: int) -> list[Any]:
+        """Remote workers: the rows that keep each queue's tries queued or running (counted in
+        the store, on every host) within `cap`. Per queue, so tries waiting for a queue no
+        worker serves never hold up the queues that have workers."""
+        counts = ti_store.per_queue(conn)
+        room = {
+            q: cap - c.get(TIState.QUEUED, 0) - c.get(TIState.RUNNING, 0) for q, c in counts.items()
+        }
+        kept = []
+        for row in rows:
+            left = room.get(row.queue, cap)
+            if left > 0:
+                kept.append(row)
+            else:
+                self._schedulable_left = True  # look again when an outcome frees one
+            room[row.queue] = left - 1
+        return kept
 
     def _due_times(self) -> list[datetime | None]:
         """The next scheduled run and the next retry, read again only when they may have
