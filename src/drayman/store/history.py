@@ -132,14 +132,19 @@ def tries_of_task(
 
 
 def get_try(conn: Connection, try_id: int) -> Row[Any]:
-    """One try with the DAG, run and task it belongs to."""
+    """One try with its task instance and run: what the API and the try page show."""
     row = conn.execute(
         select(
             task_try,
             task_instance.c.task_id,
             task_instance.c.map_index,
+            task_instance.c.state.label("ti_state"),
+            task_instance.c.try_number.label("ti_try_number"),
+            task_instance.c.max_tries,
             dag_run.c.dag_id,
             dag_run.c.run_id,
+            dag_run.c.state.label("run_state"),
+            dag_run.c.bundle_version,
         )
         .join(task_instance, task_instance.c.id == task_try.c.task_instance_id)
         .join(dag_run, dag_run.c.id == task_instance.c.dag_run_id)

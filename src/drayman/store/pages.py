@@ -13,7 +13,6 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, func, select
 
-from drayman.exceptions import NotFoundError
 from drayman.store.schema import dag_run, task_instance, task_try
 
 
@@ -64,30 +63,6 @@ def task_instances_of(conn: Connection, run_pks: Sequence[int]) -> list[Row[Any]
             )
         )
     )
-
-
-def try_detail(conn: Connection, try_id: int) -> Row[Any]:
-    """One try with its task instance and run: what the try page shows."""
-    row = conn.execute(
-        select(
-            task_try,
-            task_instance.c.task_id,
-            task_instance.c.map_index,
-            task_instance.c.state.label("ti_state"),
-            task_instance.c.try_number.label("ti_try_number"),
-            task_instance.c.max_tries,
-            dag_run.c.dag_id,
-            dag_run.c.run_id,
-            dag_run.c.state.label("run_state"),
-            dag_run.c.bundle_version,
-        )
-        .join(task_instance, task_instance.c.id == task_try.c.task_instance_id)
-        .join(dag_run, dag_run.c.id == task_instance.c.dag_run_id)
-        .where(task_try.c.id == try_id)
-    ).first()
-    if row is None:
-        raise NotFoundError(f"no try with id {try_id}")
-    return row
 
 
 def sibling_tries(conn: Connection, task_instance_id: int) -> list[Row[Any]]:

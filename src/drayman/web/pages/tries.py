@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 
 from drayman.auth.users import User
 from drayman.config import Settings
+from drayman.store import history
 from drayman.store import pages as page_store
 from drayman.store.tries import UNFINISHED
 from drayman.web.pages import logview
@@ -42,7 +43,7 @@ def try_page(
 ) -> HTMLResponse:
     state = web_state(request)
     with state.store.read() as conn:
-        row = page_store.try_detail(conn, try_id)
+        row = history.get_try(conn, try_id)
         siblings = page_store.sibling_tries(conn, row.task_instance_id)
         path = log_file(state.settings, row.log_path)
         source = logview.source_of(conn, try_id, path)
@@ -73,7 +74,7 @@ def log_json(
     """What follows `pos` in the log, and whether the try has ended (then stop asking)."""
     state = web_state(request)
     with state.store.read() as conn:
-        row = page_store.try_detail(conn, try_id)  # state first: then the log holds its end
+        row = history.get_try(conn, try_id)  # state first: then the log holds its end
         path = log_file(state.settings, row.log_path)
         found = logview.source_of(conn, try_id, path)
         if source != found:  # the log moved (first chunk shipped): start over from there
