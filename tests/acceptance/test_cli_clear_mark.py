@@ -1,6 +1,7 @@
 """Clearing and marking through the real CLI, with `drayman scheduler` running: a failed task
 cleared with its downstream reruns to success, a run cleared reruns whole, a task marked
-failed fails its run; bad names are exit code 3, and a dry run changes nothing."""
+failed fails its run, a running task cancelled is killed and fails; bad names are exit code 3,
+and a dry run changes nothing."""
 
 from __future__ import annotations
 
@@ -38,10 +39,29 @@ FLAKY = """
 """
 
 
+HANGING = """
+    import os
+    import time
+    from pathlib import Path
+
+    from drayman import DAG, task
+
+    with DAG("hanging", schedule=None):
+
+        @task(retries=3)
+        def hang(ctx) -> None:
+            Path(ctx.conf["pid_file"]).write_text(str(os.getpid()))
+            time.sleep(120)
+
+        hang()
+"""
+
+
 @pytest.fixture(scope="module")
 def drayman_running(make_drayman: Callable[..., Drayman]) -> Iterator[Drayman]:
     d = make_drayman("clear-mark")
     d.write_dag("flaky.py", FLAKY)
+    d.write_dag("hanging.py", HANGING)
     d.ok("db", "migrate")
     with d.serve("scheduler"):
         yield d
@@ -92,6 +112,26 @@ def test_clear_a_run_and_mark_a_task_failed(drayman_running: Drayman, tmp_path: 
     shown = d.wait_run("flaky", run_id, state="failed", timeout=30)
     load = next(ti for ti in shown["task_instances"] if ti["task_id"] == "load")
     assert load["state"] == "failed" and len(load["tries"]) == 2, load
+
+
+def test_cancel_a_running_task_kills_it_and_fails_it(
+    drayman_running: Drayman, tmp_path: Path
+) -> None:
+    d = drayman_running
+    pid_file = tmp_path / "pid"
+    run_id = d.trigger("hanging", {"pid_file": str(pid_file)})
+    d.wait_for(lambda: pid_file.exists() and pid_file.read_text(), 30, "the task running")
+    pid = int(pid_file.read_text())
+
+    out = d.ok("tasks", "cancel", "hanging", run_id, "hang", "--yes")
+    assert "cancelled 1 task instance(s)" in out, d.last
+    shown = d.wait_run("hanging", run_id, state="failed", timeout=30)
+    (hang,) = shown["task_instances"]
+    assert [t["state"] for t in hang["tries"]] == ["failed"], "a cancelled task is not retried"
+    d.wait_for(lambda: not Path(f"/proc/{pid}").exists(), 10, "the try's process gone")
+
+    again = d.cli("tasks", "cancel", "hanging", run_id, "hang", "--yes")
+    assert again.returncode != 0 and "not queued or running" in again.stderr, d.last
 
 
 def test_unknown_names_are_not_found(drayman_running: Drayman) -> None:

@@ -3,7 +3,7 @@ MariaDB: first on the store alone, then with a real scheduler rerunning what was
 
 from __future__ import annotations
 
-import logging
+import os
 import time
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -16,7 +16,7 @@ from drayman.spec import DagSpec, ParsedDag, TaskSpec, result_ref
 from drayman.states import RunState, RunType, StateChange, TIState, TryState
 from drayman.store import actions, dags, runs, task_instances, tries
 from drayman.store.engine import Store
-from drayman.store.schema import dag_run, task_instance, task_try
+from drayman.store.schema import task_instance, task_try
 from drayman.workloads import TryOutcome, TryStarted
 
 if TYPE_CHECKING:
@@ -378,6 +378,63 @@ def test_a_mark_to_another_state_is_refused(store: Store) -> None:
         mark(store, "a", TIState.SKIPPED)
 
 
+# -- cancelling ------------------------------------------------------------------------------
+
+
+def cancel(store: Store, task_id: str, **options: Any) -> set[str]:
+    with store.begin() as conn:
+        keys = actions.cancel_task_instance(
+            conn, "diamond", "r1", task_id, now=LATER, by="ann@host", **options
+        )
+    return {k.task_id for k in keys}
+
+
+def test_cancelling_a_running_task_ends_its_try_and_fails_it_without_retries(
+    store: Store,
+) -> None:
+    pk = started_run(store, DIAMOND)
+    finish(store, pk, "a", ok=True)
+    with store.begin() as conn:
+        running = start_try(conn, pk, "b")  # b has retries=2 left
+
+    with store.begin() as conn:
+        assert tries.ended_among(conn, [running]) == []
+    assert cancel(store, "b") == {"b"}
+
+    with store.begin() as conn:
+        late = tries.record_outcome(conn, outcome(running, True), retry_delay_s=lambda _: 0.0)
+        ended = tries.ended_among(conn, [running])
+        b = ti(conn, pk, "b")
+        fenced = conn.execute(select(task_try).where(task_try.c.id == running)).one()
+    assert ended == [running], "whoever runs the try must learn that the store ended it"
+    assert late is None, "the cancelled try's outcome must be refused"
+    assert (b.state, b.current_try_id, b.end_date) == (TIState.FAILED, None, LATER)
+    assert fenced.state == TryState.FAILED and "cancelled by ann@host" in (fenced.error or "")
+
+
+def test_a_dry_cancel_changes_nothing(store: Store) -> None:
+    pk = started_run(store, DIAMOND)
+    with store.begin() as conn:
+        running = start_try(conn, pk, "a")
+    assert cancel(store, "a", dry_run=True) == {"a"}
+    with store.begin() as conn:
+        assert tries.try_state(conn, running) == TryState.RUNNING
+        assert ti(conn, pk, "a").state == TIState.RUNNING
+
+
+def test_only_a_queued_or_running_task_can_be_cancelled(store: Store) -> None:
+    pk = started_run(store, DIAMOND)
+    finish(store, pk, "a", ok=True)
+    with pytest.raises(ConflictError, match="'a' of run 'r1' is success, not queued or running"):
+        cancel(store, "a")
+    with pytest.raises(ConflictError, match="is pending"):
+        cancel(store, "e")
+    with pytest.raises(NotFoundError, match="no task 'z'"):
+        cancel(store, "z")
+    with pytest.raises(NotFoundError, match="map index 3"):
+        cancel(store, "a", map_index=3)
+
+
 # -- bad input -------------------------------------------------------------------------------
 
 
@@ -474,20 +531,20 @@ def test_marking_a_failed_task_success_lets_its_run_succeed(
 
 
 SLOW_FIRST_TRY = """
+    import os
     import time
     from pathlib import Path
 
     from drayman import DAG, task
 
-    with DAG("slow_first"):
+    with DAG("slow_first", default_args={"retries": 2}):
 
         @task
         def work(ctx) -> str:
             if ctx.try_number == 1:
-                Path("@MARKERS@/first_started").touch()
-                deadline = time.monotonic() + 20
-                while not Path("@MARKERS@/release").exists() and time.monotonic() < deadline:
-                    time.sleep(0.05)
+                Path("@MARKERS@/first_pid").write_text(str(os.getpid()))
+                time.sleep(60)
+                Path("@MARKERS@/first_returned").touch()
                 return "first"
             return "second"
 
@@ -495,34 +552,62 @@ SLOW_FIRST_TRY = """
 """
 
 
-def test_a_task_cleared_while_running_runs_again_and_its_late_outcome_is_refused(
-    scheduler_harness: MakeHarness, caplog: pytest.LogCaptureFixture
+def pid_ends(pid: int, h: Any, within_s: float = 10.0) -> bool:
+    """Whether process `pid` is gone within `within_s`, ticking the scheduler meanwhile."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        h.tick()
+        time.sleep(0.05)
+    return False
+
+
+def running_first_try(h: Any) -> int:
+    """Trigger slow_first and wait until its first try runs; that try's pid."""
+    h.trigger("slow_first", "r1")
+    h.drive(lambda conn: (h.markers / "first_pid").exists())
+    h.drive(lambda conn: h.states("slow_first", "r1")["work"] == TIState.RUNNING)
+    return int((h.markers / "first_pid").read_text())
+
+
+def test_a_task_cleared_while_running_is_killed_and_runs_again(
+    scheduler_harness: MakeHarness,
 ) -> None:
     h = scheduler_harness({"slow.py": SLOW_FIRST_TRY})
-    h.trigger("slow_first", "r1")
-    h.drive(lambda conn: (h.markers / "first_started").exists())
-    h.drive(lambda conn: h.states("slow_first", "r1")["work"] == TIState.RUNNING)
+    pid = running_first_try(h)
     with h.store.begin() as conn:
         cleared = actions.clear_task_instances(
             conn, "slow_first", "r1", ["work"], now=h.store.now(), by="ops"
         )
     assert [tuple(k) for k in cleared] == [("work", -1)]
-    h.scheduler.mark_all_dirty()
+    h.scheduler.mark_all_dirty()  # what the doorbell does
+    assert pid_ends(pid, h), "the cleared try's process was not killed"
     assert h.drive_runs("slow_first", "r1")["r1"].state == RunState.SUCCESS, h.describe()
-
-    caplog.set_level(logging.WARNING, logger="drayman.scheduler")
-    (h.markers / "release").touch()
-    deadline = time.monotonic() + 10
-    while "try.fenced" not in caplog.text:
-        assert time.monotonic() < deadline, "the first try's outcome never came back"
-        h.tick()
-        time.sleep(0.05)
 
     work = h.tis("slow_first", "r1")[("work", -1)]
     assert (work.state, work.result) == (TIState.SUCCESS, '"second"'), h.describe()
     first, second = h.tries("slow_first", "r1", "work")
     assert first.state == TryState.FAILED and "cleared by ops" in first.error
     assert second.state == TryState.SUCCESS
-    with h.store.read() as conn:
-        run = conn.execute(select(dag_run).where(dag_run.c.run_id == "r1")).one()
-    assert run.state == RunState.SUCCESS
+    assert not (h.markers / "first_returned").exists()
+
+
+def test_a_cancelled_try_is_killed_and_its_task_fails_without_retries(
+    scheduler_harness: MakeHarness,
+) -> None:
+    h = scheduler_harness({"slow.py": SLOW_FIRST_TRY})
+    pid = running_first_try(h)
+    with h.store.begin() as conn:
+        cancelled = actions.cancel_task_instance(
+            conn, "slow_first", "r1", "work", now=h.store.now(), by="ops"
+        )
+    assert [tuple(k) for k in cancelled] == [("work", -1)]
+    h.scheduler.mark_all_dirty()
+    assert pid_ends(pid, h), "the cancelled try's process was not killed"
+    assert h.drive_runs("slow_first", "r1")["r1"].state == RunState.FAILED, h.describe()
+    (only,) = h.tries("slow_first", "r1", "work")
+    assert only.state == TryState.FAILED and "cancelled by ops" in only.error
+    assert h.states("slow_first", "r1")["work"] == TIState.FAILED

@@ -230,8 +230,9 @@ def mark_cmd(
 ) -> None:
     """Mark task instances of one run success or failed, without running them.
 
-    A queued or running try no longer counts: what its worker reports later is refused. A
-    finished run runs again so the scheduler decides its state anew.
+    A queued or running try no longer counts: its process is killed and what its worker
+    reports later is refused. A finished run runs again so the scheduler decides its state
+    anew.
     """
     from drayman.states import TIState
     from drayman.store import actions
@@ -259,5 +260,46 @@ def mark_cmd(
         run_id=run_id,
         dry_run=dry_run,
         confirm=False,
+        as_json=as_json,
+    )
+
+
+@tasks.command("cancel")
+@click.argument("dag_id")
+@click.argument("run_id")
+@click.argument("task_id")
+@click.option("--map-index", type=int, default=-1, help="The element of a mapped task.")
+@click.option("--dry-run", is_flag=True, help="Print what would be cancelled; change nothing.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@json_option
+def cancel_cmd(
+    dag_id: str,
+    run_id: str,
+    task_id: str,
+    map_index: int,
+    dry_run: bool,
+    yes: bool,
+    as_json: bool,
+) -> None:
+    """Stop the queued or running try of one task: it fails, without further retries.
+
+    Whoever runs the try kills its process group: the scheduler's local executor at once,
+    a remote worker within a second. Clear the task to run it again.
+    """
+    from drayman.store import actions
+
+    def cancel(conn: Connection, now: datetime, dry: bool) -> list[TIKey]:
+        return actions.cancel_task_instance(
+            conn, dag_id, run_id, task_id, map_index=map_index, dry_run=dry, now=now, by=who()
+        )
+
+    run_action(
+        cancel,
+        verb="cancel",
+        past="cancelled",
+        dag_id=dag_id,
+        run_id=run_id,
+        dry_run=dry_run,
+        confirm=not yes,
         as_json=as_json,
     )

@@ -40,6 +40,10 @@ class Executor(Protocol):
     def fileno(self) -> int | None:
         """A file descriptor that becomes readable when events wait, or None."""
 
+    def running_try_ids(self) -> list[int]:
+        """The tries this executor runs (or holds to run) in this process; [] when its workers
+        are elsewhere and watch their own tries (Celery)."""
+
     def cancel(self, try_id: int) -> None:
         """Stop a running try (its process group is killed); its outcome is reported as failed."""
 

@@ -217,6 +217,10 @@ class CeleryExecutor:
     def fileno(self) -> int | None:
         return self._listener.fileno() if self._listener is not None else None
 
+    def running_try_ids(self) -> list[int]:
+        """None here: each worker stops its own tries that the store ended (ADR 12)."""
+        return []
+
     def cancel(self, try_id: int) -> None:
         """Revoke the try's message so that no worker starts it; a running try runs on."""
         if self._app is not None:

@@ -149,6 +149,11 @@ class LocalExecutor:
         relayed, self._relayed = self._relayed, []
         return relayed
 
+    def running_try_ids(self) -> list[int]:
+        running = [_try_id(w.workload) for w in self._workers.values() if not w.outcome_sent]
+        waiting = [_try_id(workload) for workload in self._waiting]
+        return [try_id for try_id in (*running, *waiting) if try_id is not None]
+
     def cancel(self, try_id: int) -> None:
         for worker in self._workers.values():
             if _try_id(worker.workload) == try_id and not worker.outcome_sent:

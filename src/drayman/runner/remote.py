@@ -19,6 +19,9 @@ instead of three per try; when idle, a round carries one and costs no latency. A
 that is away is retried every `RETRY_S` without losing a claim, an outcome or a chunk; after
 a commit that may or may not have happened, the retry first asks what was stored.
 
+Every second the engine asks which of its running tries the store has ended (cancelled,
+cleared or marked by a person, or declared lost) and kills their process groups (ADR 12).
+
 On shutdown (`hand_back`, when the worker's grace period is over) the tries still running
 are killed and recorded as handed back: they are retried without using up a retry.
 """
@@ -222,6 +225,7 @@ class RemoteRunner:
             self._collect()
             self._record()
             if time.monotonic() >= next_beat:
+                self._stop_ended_tries()
                 self._executor.heartbeat()
                 next_beat = time.monotonic() + EXECUTOR_BEAT_S
         self._shut_down()
@@ -381,6 +385,23 @@ class RemoteRunner:
         workload = self._running[ti.fence].workload  # type: ignore[attr-defined]
         spec = self.specs(workload.run.dag_id, workload.run.bundle_version)
         return dispatch.task_retry_delay_s(spec, ti)  # type: ignore[arg-type]
+
+    def _stop_ended_tries(self) -> None:
+        """Kill the tries running here that the store ended: a person cancelled, cleared or
+        marked them, or they were declared lost (ADR 12). Their outcomes will be refused."""
+        reported = {o.try_id for o in self._outcomes}
+        running = [try_id for try_id in self._running if try_id not in reported]
+        if not running or self._failing:
+            return
+        try:
+            with self.store.read() as conn:
+                ended = try_store.ended_among(conn, running)
+        except Exception as exc:  # the database is away: the next beat asks again
+            log.debug("worker.ended_check_failed: %s", exc)
+            return
+        for try_id in ended:
+            log.warning("try.stopping try_id=%s: the store ended it; killing its process", try_id)
+            self._executor.cancel(try_id)
 
     def _give_back_running(self) -> None:
         """The grace is over: kill every try and take no more (their outcomes are collected)."""

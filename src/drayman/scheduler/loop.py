@@ -92,6 +92,7 @@ class Scheduler:
         self._runs_check_at = 0.0
         self._retries_check_at = 0.0  # when to look for retries whose wait is over
         self._housekeeping_at = 0.0
+        self._check_ended = False  # a doorbell rang: ask which of our tries the store ended
         self.run_listeners: list[Callable[[Row[Any]], None]] = []  # called as runs finish
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._unrecorded: list[TryStarted | TryOutcome] = []
@@ -172,6 +173,8 @@ class Scheduler:
         if not self._may_have_work(report):
             return report
         with self.store.begin() as conn:
+            if self._check_ended:
+                self._stop_ended_tries(conn)
             self._housekeeping(conn, now, report)
             self._find_due_retries(conn, now)
             if time.monotonic() >= self._runs_check_at:
@@ -222,6 +225,7 @@ class Scheduler:
         self._full_scan_at = 0.0
         self._runs_check_at = 0.0
         self._wake_times = None
+        self._check_ended = True  # it may have been a cancel
 
     # -- recording ---------------------------------------------------------------------------
 
@@ -287,9 +291,18 @@ class Scheduler:
         for kind in ("scheduler", "worker"):
             components.mark_dead(conn, kind, cutoff, now)
         self._retries_check_at = 0.0  # and look for due retries, as a fallback
+        self._stop_ended_tries(conn)
         if self.worker_id is None:  # tries travel through a broker: find what it lost
             self._to_resend = self._unclaimed_workloads(conn, db_now)
         self.executor.heartbeat()
+
+    def _stop_ended_tries(self, conn: Connection) -> None:
+        """Kill the tries this scheduler's own executor runs that the store ended: cancelled,
+        cleared or marked by a person, or declared lost (ADR 12). Their outcomes are refused."""
+        self._check_ended = False
+        for try_id in try_store.ended_among(conn, self.executor.running_try_ids()):
+            log.warning("try.stopping try_id=%s: the store ended it; killing its process", try_id)
+            self.executor.cancel(try_id)
 
     def _unclaimed_workloads(self, conn: Connection, db_now: datetime) -> list[Workload]:
         """The database is the truth, the broker only transport: a try no worker claimed within

@@ -17,9 +17,12 @@ them back (clear: to PENDING, so a new try follows) or across (mark: to SUCCESS 
   different length on its rerun keeps the old element count.
 - Marking sets the state and the end date. Already-marked task instances are left alone.
 - A QUEUED or RUNNING task instance is fenced off (ADR 4) in the same transaction: its try is
-  recorded FAILED with who cleared or marked it, and `current_try_id` becomes NULL, so the
-  worker's late start or outcome is refused. The process is not stopped by this: it runs on
-  until it ends, and what it reports no longer counts.
+  recorded FAILED with who cleared, marked or cancelled it, and `current_try_id` becomes NULL,
+  so the worker's late start or outcome is refused. Whoever runs the try's process sees that
+  the store ended it and kills its process group (ADR 12): the scheduler's local executor at
+  once when the doorbell rings (else at its next heartbeat), a remote worker within a second.
+- Cancelling stops one QUEUED or RUNNING task instance's try: the task instance FAILS at once,
+  without the retries it has left (a person asked it to stop; clearing it runs it again).
 - A finished run goes back to RUNNING without an end date (`states.RUN_MANUAL_TRANSITIONS`),
   so the scheduler plans it again and decides its outcome anew: at its next full scan, or at
   once when the caller rings its doorbell (`scheduler.wakeup.ring`) after committing. The run
@@ -184,6 +187,53 @@ def mark_task_instances(
             )
         _reopen(conn, run)
     return _keys(chosen)
+
+
+def cancel_task_instance(
+    conn: Connection,
+    dag_id: str,
+    run_id: str,
+    task_id: str,
+    *,
+    map_index: int = -1,
+    dry_run: bool = False,
+    now: datetime,
+    by: str = "",
+) -> list[TIKey]:
+    """Stop the try of one QUEUED or RUNNING task instance; it fails without further retries.
+
+    ConflictError when the task instance is not queued or running: there is nothing to stop.
+    """
+    run, spec = _started_run(conn, dag_id, run_id)
+    if task_id not in spec.tasks:
+        raise NotFoundError(f"DAG {dag_id!r} has no task {task_id!r} in run {run_id!r}")
+    rows = [
+        r for r in _task_instances(conn, run.id, {task_id}, set(), None) if r.map_index == map_index
+    ]
+    if not rows:
+        hint = " (a mapped task: give the element's map index)" if map_index == -1 else ""
+        raise NotFoundError(
+            f"task {task_id!r} has no task instance with map index {map_index}{hint}"
+        )
+    row = rows[0]
+    if row.state not in TI_ACTIVE:
+        raise ConflictError(
+            f"task {task_id!r} of run {run_id!r} is {row.state}, not queued or running: there "
+            "is no try to cancel (clear it to run it again)"
+        )
+    if not dry_run:
+        _fence(conn, rows, now, f"cancelled by {by or 'hand'}")
+        _guarded_update(
+            conn,
+            [row.id],
+            row.state,
+            TIState.FAILED,
+            end_date=now,
+            start_date=func.coalesce(task_instance.c.start_date, now),
+            next_retry_at=None,
+            current_try_id=None,
+        )
+    return _keys(rows)
 
 
 # -- steps -----------------------------------------------------------------------------------

@@ -192,6 +192,23 @@ def lock_claimable(conn: Connection, try_ids: Sequence[int]) -> list[NewTry]:
     return _queued_current(conn, try_ids, _LOCK_CLAIMABLE)
 
 
+def ended_among(conn: Connection, try_ids: Sequence[int]) -> list[int]:
+    """The tries among `try_ids` that the store says are over, though they may still run.
+
+    A try a person cancelled, cleared or marked, or that was declared lost, is ended in the
+    store first (ADR 4); whoever runs its process asks this and stops it (ADR 12).
+    """
+    if not try_ids:
+        return []
+    rows = conn.execute(_ENDED_AMONG, {"b_ids": sorted(set(try_ids))})
+    return [row.id for row in rows]
+
+
+_ENDED_AMONG = select(task_try.c.id).where(
+    task_try.c.id.in_(bindparam("b_ids", expanding=True)), task_try.c.state.not_in(UNFINISHED)
+)
+
+
 def queued_current(conn: Connection, try_ids: Sequence[int]) -> list[NewTry]:
     """The tries among `try_ids` that are QUEUED and current, read without a lock."""
     return _queued_current(conn, try_ids, _QUEUED_CURRENT)

@@ -244,6 +244,11 @@ class MarkTaskBody(Strict):
     dry_run: bool = False
 
 
+class CancelTaskBody(Strict):
+    map_index: int = Field(default=-1, ge=-1, le=1_000_000)
+    dry_run: bool = False
+
+
 # -- logs ------------------------------------------------------------------------------------
 
 

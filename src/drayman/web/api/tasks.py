@@ -1,4 +1,4 @@
-"""/api/v1/dags/{dag_id}/runs/{run_id}/tasks: task instances, tries, clear, mark."""
+"""/api/v1/dags/{dag_id}/runs/{run_id}/tasks: task instances, tries, clear, mark, cancel."""
 
 from __future__ import annotations
 
@@ -113,3 +113,35 @@ def mark_task(
 
     keys = apply(state_of(request), mark, dry_run=body.dry_run)
     return action_result(dag_id, run_id, body.dry_run, keys)
+
+
+@router.post(
+    "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/cancel", response_model=models.ActionResult
+)
+def cancel_task(
+    request: Request,
+    user: Annotated[User, Depends(require(Action.CANCEL))],
+    dag_id: DagId,
+    run_id: RunId,
+    task_id: TaskId,
+    body: models.CancelTaskBody | None = None,
+) -> dict[str, object]:
+    """Stop the task's queued or running try: its process is killed and the task instance
+    fails without further retries (clear it to run it again). 409 when it is not queued or
+    running."""
+    options = body or models.CancelTaskBody()
+
+    def cancel(conn: Connection, now: datetime, dry: bool) -> list[actions.TIKey]:
+        return actions.cancel_task_instance(
+            conn,
+            dag_id,
+            run_id,
+            task_id,
+            map_index=options.map_index,
+            dry_run=dry,
+            now=now,
+            by=actor(user),
+        )
+
+    keys = apply(state_of(request), cancel, dry_run=options.dry_run)
+    return action_result(dag_id, run_id, options.dry_run, keys)

@@ -1,11 +1,12 @@
-"""What a person does from the pages: trigger, pause/unpause, clear, mark. POST forms only.
+"""What a person does from the pages: trigger, pause/unpause, clear, mark, cancel. POST only.
 
 Each route names its action with `require(Action.X)`, so a viewer is refused (403) whatever
 the page showed, and `security.caller` checks the form's CSRF token before the handler runs.
 The object acted on comes from the URL; the form only says how (which task, which options).
-Clearing and marking change state for good, so the first POST changes nothing: it shows what
-would change (a dry run) with a button that posts again with `confirmed=1`. After any change
-the scheduler's doorbell rings, so it acts at once instead of at its next poll.
+Clearing, marking and cancelling change state for good, so the first POST changes nothing:
+it shows what would change (a dry run) with a button that posts again with `confirmed=1`.
+After any change the scheduler's doorbell rings, so it acts at once instead of at its next
+poll.
 """
 
 from __future__ import annotations
@@ -211,6 +212,39 @@ async def mark(
 
     what = f"task {task_id!r}" if task_id else "every task of the run"
     return await _confirmed(request, user, form, dag_id, run_id, change, f"Mark {what} {wanted}")
+
+
+@router.post("/dags/{dag_id}/runs/{run_id}/cancel")
+async def cancel(
+    request: Request,
+    dag_id: str,
+    run_id: str,
+    user: Annotated[User, Depends(require(Action.CANCEL))],
+) -> Response:
+    """Stop the queued or running try of one task (`task_id`, `map_index`); it fails."""
+    form = await request.form()
+    task_id = str(form.get("task_id", "") or "")[:MAX_TASK_ID]
+    map_index = _map_index(form)
+
+    def change(conn: Connection, now: datetime, dry: bool) -> list[TIKey]:
+        return store_actions.cancel_task_instance(
+            conn, dag_id, run_id, task_id, map_index=map_index, dry_run=dry, now=now, by=_by(user)
+        )
+
+    element = f"[{map_index}]" if map_index >= 0 else ""
+    title = f"Cancel the running try of task {task_id + element!r}; it fails"
+    return await _confirmed(request, user, form, dag_id, run_id, change, title)
+
+
+def _map_index(form: FormData) -> int:
+    text = str(form.get("map_index", "") or "-1")
+    try:
+        value = int(text)
+    except ValueError:
+        raise ParamsError(f"map_index: a whole number, not {text[:40]!r}") from None
+    if not -1 <= value <= 1_000_000:
+        raise ParamsError(f"map_index: between -1 and 1000000, not {value}")
+    return value
 
 
 def _all_tasks(conn: Connection, dag_id: str, run_id: str) -> list[str]:

@@ -23,7 +23,7 @@ from drayman.auth.users import User
 from drayman.web.pages import grid
 from drayman.web.templating import templates
 
-ACTIONS = (Action.TRIGGER, Action.CLEAR, Action.MARK, Action.PAUSE)
+ACTIONS = (Action.TRIGGER, Action.CLEAR, Action.MARK, Action.PAUSE, Action.CANCEL)
 
 
 def page(
