@@ -308,7 +308,45 @@ def test_clearing_a_mapped_task_clears_its_expansion_not_its_placeholder(store: 
         "square[2]",
         "total",
     }
-    assert states(store, pk)["square"] == TIState.REMOVED, "the placeholder stays replaced"
+    assert states(store, pk) == {
+        "numbers": TIState.PENDING,
+        "square": TIState.PENDING,  # expands again: numbers may return another length
+        "square[0]": TIState.REMOVED,
+        "square[1]": TIState.REMOVED,
+        "square[2]": TIState.REMOVED,
+        "total": TIState.PENDING,
+    }
+
+
+def test_a_mapped_task_expands_again_to_its_new_width_keeping_its_tries(store: Store) -> None:
+    pk = started_run(store, MAPPED)
+    finish(store, pk, "numbers", ok=True)
+    with store.begin() as conn:
+        task_instances.expand(conn, ti(conn, pk, "square").id, 3, NOW)
+    for index in range(3):
+        finish(store, pk, "square", ok=True, map_index=index)
+    clear(store, "numbers", downstream=True, dag_id="mapped")
+
+    with store.begin() as conn:  # numbers' rerun returned two elements, not three
+        task_instances.expand(conn, ti(conn, pk, "square").id, 2, LATER)
+        rows = {r: ti(conn, pk, "square", r) for r in range(3)}
+    assert [rows[i].state for i in range(3)] == [
+        TIState.SCHEDULED,
+        TIState.SCHEDULED,
+        TIState.REMOVED,
+    ]
+    assert (rows[0].try_number, rows[0].max_tries, rows[0].result) == (1, 2, None)
+
+    finish(store, pk, "numbers", ok=True)
+    clear(store, "numbers", downstream=True, dag_id="mapped")
+    with store.begin() as conn:  # and then four
+        task_instances.expand(conn, ti(conn, pk, "square").id, 4, LATER)
+    assert {k: v for k, v in states(store, pk).items() if k.startswith("square[")} == {
+        "square[0]": TIState.SCHEDULED,
+        "square[1]": TIState.SCHEDULED,
+        "square[2]": TIState.SCHEDULED,
+        "square[3]": TIState.SCHEDULED,
+    }
 
 
 def test_a_placeholder_that_never_expanded_is_cleared_to_expand_later(store: Store) -> None:
@@ -528,6 +566,56 @@ def test_marking_a_failed_task_success_lets_its_run_succeed(
     assert h.drive_runs("flaky", "r1")["r1"].state == RunState.SUCCESS, h.describe()
     assert h.tis("flaky", "r1")[("load", -1)].result == "-1", "marked call_api has no result"
     assert len(h.tries("flaky", "r1", "call_api")) == 1, "marking runs nothing"
+
+
+WIDTH_FROM_FILE = """
+    from pathlib import Path
+
+    from drayman import DAG, task
+
+    with DAG("widths"):
+
+        @task
+        def numbers() -> list[int]:
+            return list(range(int(Path("@MARKERS@/width").read_text())))
+
+        @task
+        def square(n: int) -> int:
+            return n * n
+
+        @task
+        def total(values: list[int]) -> int:
+            return sum(values)
+
+        total(square.expand(n=numbers()))
+"""
+
+
+@pytest.mark.parametrize("widths", [(3, 2), (2, 4)], ids=["narrower", "wider"])
+def test_a_mapped_task_cleared_with_its_input_reruns_at_the_new_width(
+    scheduler_harness: MakeHarness, widths: tuple[int, int]
+) -> None:
+    first, second = widths
+    h = scheduler_harness({"widths.py": WIDTH_FROM_FILE})
+    (h.markers / "width").write_text(str(first))
+    h.trigger("widths", "r1")
+    assert h.drive_runs("widths", "r1")["r1"].state == RunState.SUCCESS, h.describe()
+
+    (h.markers / "width").write_text(str(second))
+    with h.store.begin() as conn:
+        actions.clear_task_instances(
+            conn, "widths", "r1", ["numbers"], downstream=True, now=h.store.now()
+        )
+    h.scheduler.mark_all_dirty()
+    assert h.drive_runs("widths", "r1")["r1"].state == RunState.SUCCESS, h.describe()
+
+    tis = h.tis("widths", "r1")
+    assert tis[("total", -1)].result == str(sum(n * n for n in range(second))), h.describe()
+    elements = {i: tis[("square", i)] for i in range(max(widths))}
+    for index, element in elements.items():
+        expected = TIState.SUCCESS if index < second else TIState.REMOVED
+        assert element.state == expected, f"square[{index}]: {element.state}"
+        assert element.try_number == (index < first) + (index < second), f"square[{index}]"
 
 
 SLOW_FIRST_TRY = """

@@ -10,11 +10,14 @@ them back (clear: to PENDING, so a new try follows) or across (mark: to SUCCESS 
   expansion (or, with `map_index`, one element of the named tasks).
 - Clearing keeps the old tries as history: the next try continues the numbering, and
   max_tries becomes try_number + retries + 1, so a cleared task gets all its retries again
-  (as in Airflow). Its result, dates and retry time are reset. A mapped task keeps its
-  expansion and its elements are cleared; a placeholder that never expanded (skipped,
-  upstream_failed) goes back to PENDING and expands when its upstream is done. The width
-  of an existing expansion is not computed again, so an upstream that returns a list of a
-  different length on its rerun keeps the old element count.
+  (as in Airflow). Its result, dates and retry time are reset.
+- A mapped task cleared on its own keeps its expansion: its elements are cleared. Cleared
+  together with a task its input comes from, it expands again, since that input may now
+  have another length: its elements become REMOVED (their tries kept as history) and its
+  placeholder PENDING; when the input is there, `task_instances.expand` brings back the
+  elements that still exist (their try numbering continues) and adds the new ones. A
+  placeholder that never expanded (skipped, upstream_failed) goes back to PENDING and
+  expands when its upstream is done.
 - Marking sets the state and the end date. Already-marked task instances are left alone.
 - A QUEUED or RUNNING task instance is fenced off (ADR 4) in the same transaction: its try is
   recorded FAILED with who cleared, marked or cancelled it, and `current_try_id` becomes NULL,
@@ -42,7 +45,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection, Row, func, select, update
 
 from drayman.exceptions import ConflictError, NotFoundError
-from drayman.spec import DagSpec
+from drayman.spec import DagSpec, referenced_tasks
 from drayman.states import (
     RUN_MANUAL_TRANSITIONS,
     TI_ACTIVE,
@@ -299,7 +302,11 @@ def _clear(
     chosen = [r for r in rows if r.state in wanted]
     if chosen and not dry_run:
         _fence(conn, chosen, now, f"cleared by {by or 'hand'}")
-        groups = _group(chosen, lambda r: (r.state, spec.tasks[r.task_id].retries))
+        again = _expanding_again(spec, chosen)
+        if again:
+            _unexpand(conn, spec, [r for r in rows if r.task_id in again], now)
+        to_pending = [r for r in chosen if r.task_id not in again or r.map_index < 0]
+        groups = _group(to_pending, lambda r: (r.state, spec.tasks[r.task_id].retries))
         for (old, retries), ids in groups.items():
             _guarded_update(
                 conn,
@@ -316,6 +323,39 @@ def _clear(
             )
         _reopen(conn, run)
     return _keys(chosen)
+
+
+def _expanding_again(spec: DagSpec, chosen: Sequence[Row[Any]]) -> set[str]:
+    """The mapped tasks among `chosen` whose input comes from a task cleared with them."""
+    cleared = {r.task_id for r in chosen}
+    return {
+        task_id
+        for task_id in cleared
+        if spec.tasks[task_id].is_mapped and referenced_tasks(spec.tasks[task_id].expand) & cleared
+    }
+
+
+def _unexpand(conn: Connection, spec: DagSpec, rows: Sequence[Row[Any]], now: datetime) -> None:
+    """Undo mapped tasks' expansions: elements REMOVED, each expanded placeholder PENDING.
+
+    Not a person's transition (`states.TI_MANUAL_TRANSITIONS`): the store's own bookkeeping
+    so that the scheduler expands these tasks again, to the width of their new input.
+    """
+    elements = [r for r in rows if r.map_index >= 0 and r.state != TIState.REMOVED]
+    for old, ids in _group(elements, lambda r: r.state).items():
+        _update_if_still(
+            conn, ids, old, TIState.REMOVED, end_date=now, current_try_id=None, next_retry_at=None
+        )
+    placeholders = [r for r in rows if r.map_index < 0 and r.state == TIState.REMOVED]
+    for row in placeholders:
+        _update_if_still(
+            conn,
+            [row.id],
+            TIState.REMOVED,
+            TIState.PENDING,
+            max_tries=spec.tasks[row.task_id].retries + 1,
+            end_date=None,
+        )
 
 
 def _fence(conn: Connection, rows: Sequence[Row[Any]], now: datetime, reason: str) -> None:
@@ -354,6 +394,13 @@ def _guarded_update(
             f"{old} -> {new} is not a transition a person may make "
             "(see drayman.states.TI_MANUAL_TRANSITIONS)"
         )
+    _update_if_still(conn, ids, old, new, **values)
+
+
+def _update_if_still(
+    conn: Connection, ids: Sequence[int], old: str, new: TIState, **values: Any
+) -> None:
+    """Move task instances from `old` to `new`; ConflictError if one was no longer `old`."""
     changed = conn.execute(
         update(task_instance)
         .where(task_instance.c.id.in_(ids), task_instance.c.state == old)

@@ -62,7 +62,12 @@ def apply_changes(conn: Connection, changes: Sequence[StateChange], now: datetim
 
 
 def expand(conn: Connection, placeholder_id: int, count: int, now: datetime) -> None:
-    """Replace a mapped task's placeholder by `count` task instances (or skip it if none)."""
+    """Replace a mapped task's placeholder by `count` task instances (or skip it if none).
+
+    A task expanded before and cleared since (`actions._unexpand`) has REMOVED elements: those
+    below `count` come back SCHEDULED with their tries kept (numbering goes on, all retries
+    again); the others stay REMOVED, and only missing elements are inserted.
+    """
     if count == 0:
         apply_changes(conn, [StateChange(placeholder_id, TIState.PENDING, TIState.SKIPPED)], now)
         return
@@ -74,24 +79,53 @@ def expand(conn: Connection, placeholder_id: int, count: int, now: datetime) -> 
     if result.rowcount != 1:
         return
     full = conn.execute(select(task_instance).where(task_instance.c.id == placeholder_id)).one()
-    conn.execute(
-        insert(task_instance),
-        [
-            {
-                "dag_run_id": full.dag_run_id,
-                "task_id": full.task_id,
-                "map_index": index,
-                "state": TIState.SCHEDULED,
-                "try_number": 0,
-                "max_tries": full.max_tries,
-                "priority": full.priority,
-                "pool": full.pool,
-                "pool_slots": full.pool_slots,
-                "queue": full.queue,
-            }
-            for index in range(count)
-        ],
+    earlier = dict(
+        conn.execute(
+            select(task_instance.c.map_index, task_instance.c.id).where(
+                task_instance.c.dag_run_id == full.dag_run_id,
+                task_instance.c.task_id == full.task_id,
+                task_instance.c.map_index >= 0,
+            )
+        ).all()
     )
+    _revive(conn, [ti_id for index, ti_id in earlier.items() if index < count], full.max_tries)
+    missing = [index for index in range(count) if index not in earlier]
+    if missing:
+        conn.execute(insert(task_instance), [_element(full, index) for index in missing])
+
+
+def _revive(conn: Connection, ids: list[int], tries_allowed: int) -> None:
+    if not ids:
+        return
+    conn.execute(
+        update(task_instance)
+        .where(task_instance.c.id.in_(ids), task_instance.c.state == TIState.REMOVED)
+        .values(
+            state=TIState.SCHEDULED,
+            max_tries=task_instance.c.try_number + tries_allowed,
+            current_try_id=None,
+            queued_at=None,
+            start_date=None,
+            end_date=None,
+            next_retry_at=None,
+            result=None,
+        )
+    )
+
+
+def _element(placeholder: Row[Any], index: int) -> dict[str, Any]:
+    return {
+        "dag_run_id": placeholder.dag_run_id,
+        "task_id": placeholder.task_id,
+        "map_index": index,
+        "state": TIState.SCHEDULED,
+        "try_number": 0,
+        "max_tries": placeholder.max_tries,
+        "priority": placeholder.priority,
+        "pool": placeholder.pool,
+        "pool_slots": placeholder.pool_slots,
+        "queue": placeholder.queue,
+    }
 
 
 def schedulable(conn: Connection, limit: int, *, lock: bool = False) -> list[Row[Any]]:
