@@ -10,7 +10,8 @@ then requests each page of `PAGES` `requests` times after one warm-up request.
 
 Per page it reports the median time at the server (the `Server-Timing` header's `total`
 metric, or its largest `dur` when there is no `total`; the time measured here when the
-header is missing: `timing` says which) and the body's size in bytes, plus `max_median_s`.
+header is missing: `timing` says which), the median time in SQL (its `db` metric, None
+without one) and the body's size in bytes, plus `max_median_s`.
 """
 
 from __future__ import annotations
@@ -221,7 +222,7 @@ def _measure(client: Client, url: str, requests: int) -> dict[str, Any]:
     status, body, _, _ = client.get(url)
     if status != 200:
         raise BenchError(f"GET {url} answered {status}: {body[:300]!r}")
-    times, sources, sizes = [], set(), []
+    times, sources, sizes, db_times = [], set(), [], []
     for _ in range(max(requests, 1)):
         status, body, headers, elapsed = client.get(url)
         if status != 200:
@@ -230,27 +231,35 @@ def _measure(client: Client, url: str, requests: int) -> dict[str, Any]:
         times.append(elapsed if server is None else server)
         sources.add("client" if server is None else "server")
         sizes.append(len(body))
+        if "db" in (metrics := server_timings(headers)):
+            db_times.append(metrics["db"])
     return {
         "path": urllib.parse.urlsplit(url).path,
         "median_s": round(statistics.median(times), 4),
         "min_s": round(min(times), 4),
         "max_s": round(max(times), 4),
+        "db_median_s": round(statistics.median(db_times), 4) if db_times else None,
         "bytes": max(sizes),
         "timing": "/".join(sorted(sources)),
     }
 
 
-def server_time_s(headers: dict[str, str]) -> float | None:
-    """Seconds from a `Server-Timing` header (`total;dur=12.5, db;dur=3` is 0.0125), or None."""
+def server_timings(headers: dict[str, str]) -> dict[str, float]:
+    """Each metric of a `Server-Timing` header in seconds (`total;dur=12.5, db;dur=3` is
+    {"total": 0.0125, "db": 0.003}); empty when there is no header or no `dur`."""
     value = next((v for k, v in headers.items() if k.lower() == "server-timing"), None)
-    if not value:
-        return None
     durations: dict[str, float] = {}
-    for metric in value.split(","):
+    for metric in (value or "").split(","):
         name, _, params = metric.strip().partition(";")
         found = re.search(r"dur=([0-9.]+)", params)
         if found:
             durations[name.strip()] = float(found.group(1)) / 1000
+    return durations
+
+
+def server_time_s(headers: dict[str, str]) -> float | None:
+    """Seconds from a `Server-Timing` header (`total;dur=12.5, db;dur=3` is 0.0125), or None."""
+    durations = server_timings(headers)
     if not durations:
         return None
     return durations.get("total", max(durations.values()))

@@ -6,7 +6,11 @@ the database is reachable; run several behind a balancer with one DRAYMAN_SECRET
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import threading
+from collections.abc import Iterator
+from typing import Any
 
 import click
 
@@ -43,7 +47,7 @@ def serve_web(settings: Settings, store: Store, *, host: str, port: int) -> None
     from drayman.web.app import create_app
 
     click.echo(f"drayman web: http://{host}:{port}/  (API: /api/v1, health: /health)")
-    uvicorn.run(
+    config = uvicorn.Config(
         create_app(settings, store),
         host=host,
         port=port,
@@ -51,6 +55,32 @@ def serve_web(settings: Settings, store: Store, *, host: str, port: int) -> None
         proxy_headers=True,  # X-Forwarded-Proto from the proxy: Secure cookies behind TLS
         server_header=False,
     )
+    _server_exiting_0(config).run()
+
+
+def _server_exiting_0(config: Any) -> Any:
+    """A uvicorn server that stops gracefully on SIGINT/SIGTERM and then returns.
+
+    uvicorn (>= 0.29) raises the signal it caught again after its graceful shutdown, so the
+    process ended killed by SIGTERM (-15), which a service manager reports as a failure.
+    """
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            handled = (signal.SIGINT, signal.SIGTERM)
+            previous = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+    return Server(config)
 
 
 class WebThread:

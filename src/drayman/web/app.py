@@ -1,9 +1,9 @@
 """`create_app(settings, store)`: the one ASGI app behind `drayman web` and `standalone`.
 
-It wires the parts and decides nothing itself: middleware (security headers, body cap),
-error handlers (a stable JSON body under /api, a page otherwise: a 401 on a page sends the
-browser to /login), static files, the login routes, the JSON API and, when installed, the
-HTML pages (`drayman.web.pages.router`).
+It wires the parts and decides nothing itself: middleware (server timing, security headers,
+body cap), error handlers (a stable JSON body under /api, a page otherwise: a 401 on a page
+sends the browser to /login), static files, the login routes, the JSON API and, when
+installed, the HTML pages (`drayman.web.pages.router`).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from drayman.exceptions import DraymanError
 from drayman.store.engine import Store
 from drayman.web import errors
 from drayman.web.errors import ApiError
-from drayman.web.middleware import BodyLimit, SecurityHeaders
+from drayman.web.middleware import BodyLimit, CatchUnexpected, SecurityHeaders, ServerTiming
 from drayman.web.state import WebState
 from drayman.web.templating import STATIC_DIR, templates
 
@@ -65,8 +65,10 @@ def create_app(
     )
     app.state.web = state
     _install_error_handlers(app)
+    app.add_middleware(CatchUnexpected, respond=_unexpected)  # innermost
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
-    app.add_middleware(SecurityHeaders)  # outermost: also on 413s and errors
+    app.add_middleware(SecurityHeaders)  # also on 413s and errors
+    app.add_middleware(ServerTiming, engine=store.engine)  # outermost: times the others too
     STATIC_DIR.mkdir(exist_ok=True)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.include_router(login.router, include_in_schema=False)
@@ -102,7 +104,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DraymanError, _drayman_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(Exception, _unexpected)
+    # any other exception: `CatchUnexpected`, so its 500 still gets the security headers
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:

@@ -1,13 +1,22 @@
-"""Two ASGI middlewares that every response goes through: security headers and a body cap.
+"""The ASGI middlewares that every response goes through: server timing, security headers,
+a body cap, and the last resort for an unexpected error.
 
-Written as plain ASGI (not BaseHTTPMiddleware) so streaming responses stay streaming and the
-body cap holds before any handler buffers a byte.
+Written as plain ASGI (not BaseHTTPMiddleware) so streaming responses stay streaming, the
+body cap holds before any handler buffers a byte, and a context variable set here is seen by
+the handler (FastAPI runs sync handlers in its thread pool with a copy of this context).
 """
 
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from typing import Any
 
+from sqlalchemy import Engine, event
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # Everything is served from this origin (no CDN): scripts and styles only from files here,
@@ -26,6 +35,86 @@ SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"cross-origin-opener-policy", b"same-origin"),
     (b"permissions-policy", b"camera=(), microphone=(), geolocation=()"),
 )
+
+
+class SqlClock:
+    """Seconds one request spent in SQL so far: in the driver's execute calls. PostgreSQL and
+    MySQL drivers wait there for the whole answer; SQLite makes its rows while they are
+    fetched, which is not counted, so `db` reads low on SQLite."""
+
+    __slots__ = ("seconds",)
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+
+# The clock of the request being served. The middleware sets it in the request's task; the
+# thread-pool copy of that context holds the same SqlClock, so the handler's queries add to it.
+# Work outside a request (the scheduler thread of `standalone`) sees None and is not counted.
+_sql_clock: ContextVar[SqlClock | None] = ContextVar("drayman_sql_clock", default=None)
+_STARTED = "drayman.sql_started"
+
+
+def time_sql(engine: Engine) -> None:
+    """Count this engine's statements towards the request that runs them. Idempotent: tests
+    build several apps on one store, and a second pair of listeners would count twice."""
+    if not event.contains(engine, "before_cursor_execute", _sql_started):
+        event.listen(engine, "before_cursor_execute", _sql_started)
+        event.listen(engine, "after_cursor_execute", _sql_ended)
+
+
+def _sql_started(conn: Any, *_args: Any) -> None:
+    # one slot per connection: its statements run one after another; a statement that
+    # raised leaves a stale start that the next statement overwrites
+    if _sql_clock.get() is not None:
+        conn.info[_STARTED] = time.perf_counter()
+
+
+def _sql_ended(conn: Any, *_args: Any) -> None:
+    clock = _sql_clock.get()
+    started = conn.info.pop(_STARTED, None)
+    if clock is not None and started is not None:
+        clock.seconds += time.perf_counter() - started
+
+
+class ServerTiming:
+    """`Server-Timing: total;dur=12.3, db;dur=4.5` on every HTTP response: milliseconds at
+    the server from the request's arrival here to the response's start, and of that the time
+    in SQL (`db`, when `engine` is given). Register it outermost so it covers the others.
+
+    The browser's dev tools and `bench/ui.py` read it: the time the server took, without the
+    network's. A streamed body's later SQL is not counted: the header is sent before it."""
+
+    def __init__(self, app: ASGIApp, engine: Engine | None = None) -> None:
+        self.app = app
+        self.count_sql = engine is not None
+        if engine is not None:
+            time_sql(engine)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        began = time.perf_counter()
+        clock = SqlClock()
+        token = _sql_clock.set(clock)
+
+        async def send_timed(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                value = self._value(time.perf_counter() - began, clock)
+                message["headers"] = [*message.get("headers", []), (b"server-timing", value)]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_timed)
+        finally:
+            _sql_clock.reset(token)
+
+    def _value(self, total_s: float, clock: SqlClock) -> bytes:
+        metrics = [f"total;dur={total_s * 1000:.1f}"]
+        if self.count_sql:
+            metrics.append(f"db;dur={clock.seconds * 1000:.1f}")
+        return ", ".join(metrics).encode()
 
 
 class SecurityHeaders:
@@ -112,6 +201,38 @@ class BodyLimit:
             }
         )
         await send({"type": "http.response.body", "body": content})
+
+
+class CatchUnexpected:
+    """Answer an exception no handler knew with `respond` (a logged 500 with the usual error
+    body), innermost, so that response still goes through the security headers and the
+    server timing. Starlette's own last resort sits outside every middleware: its 500s had
+    neither. An error after the response started can only end the connection: re-raised."""
+
+    def __init__(
+        self, app: ASGIApp, respond: Callable[[Request, Exception], Awaitable[Response]]
+    ) -> None:
+        self.app = app
+        self.respond = respond
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watch(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        except Exception as exc:
+            if started:
+                raise
+            response = await self.respond(Request(scope), exc)
+            await response(scope, receive, send)
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -1,4 +1,5 @@
-"""The DAGs page ("/") and a DAG's page ("/dags/{dag_id}"), with the grid's live-update JSON.
+"""The DAGs page ("/") and a DAG's page ("/dags/{dag_id}"), with the live-update JSON of its
+grid (grid.json) and of its graph's states (graph.json).
 
 The DAG page shows, for the latest N runs only (25 by default, 50 at most, never the whole
 history): the grid, the task-duration chart; for one chosen run (the newest by default): the
@@ -19,6 +20,7 @@ from sqlalchemy import Connection
 from drayman.auth.users import User
 from drayman.exceptions import DraymanError, NotFoundError
 from drayman.spec import DagSpec
+from drayman.states import RUN_FINISHED
 from drayman.store import bundles as bundle_store
 from drayman.store import dags as dag_store
 from drayman.store import history
@@ -156,6 +158,7 @@ def dag_page(
         chosen=chosen,
         graph=graph.layout(chosen_spec),
         graph_states=states,
+        graph_src=_graph_src(dag_id, chosen),
         code=code,
         code_version=chosen.bundle_version if chosen else row.bundle_version,
         next_runs=_next_runs(spec),
@@ -207,6 +210,13 @@ def _states_of(run: Any, tis: list[Any]) -> dict[str, str]:
     return {task_id: cell.state for (_, task_id), cell in cells.items()}
 
 
+def _graph_src(dag_id: str, run: Any) -> str:
+    """Where the page's script polls the chosen run's states; "" when they cannot change."""
+    if run is None or run.state in RUN_FINISHED:
+        return ""
+    return f"/dags/{u(dag_id)}/graph.json?run_id={u(run.run_id)}"
+
+
 def _next_runs(spec: DagSpec) -> list[dict[str, Any]]:
     try:
         return reads.next_runs(spec, datetime.now(UTC), NEXT_RUNS)
@@ -230,4 +240,22 @@ def grid_json(request: Request, dag_id: str, user: CurrentUser, runs: int = GRID
         lambda rid: f"/dags/{u(dag_id)}/runs/{u(rid)}",
         lambda try_id: f"/tries/{try_id}",
     )
+    return JSONResponse(body, headers={"Cache-Control": "no-store"})
+
+
+@router.get("/dags/{dag_id}/graph.json")
+def graph_json(request: Request, dag_id: str, run_id: str, user: CurrentUser) -> Any:
+    """One run's task states, for the page's script to recolour the graph while the run
+    progresses; `finished` tells it to stop polling. A task without an instance yet is absent
+    (the graph draws it as "none"); a mapped task has the state that most needs attention."""
+    store = web_state(request).store
+    with store.read() as conn:
+        run = run_store.get_run(conn, dag_id, run_id)
+        tis = page_store.task_instances_of(conn, [run.id])
+    body = {
+        "run_id": run.run_id,
+        "state": run.state,
+        "finished": run.state in RUN_FINISHED,
+        "states": _states_of(run, tis),
+    }
     return JSONResponse(body, headers={"Cache-Control": "no-store"})

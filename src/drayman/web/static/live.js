@@ -1,6 +1,7 @@
 // drayman's pages work without this script; it only keeps them current without a reload.
-// Three things, each switched on by a data attribute that the server rendered:
+// Four things, each switched on by a data attribute that the server rendered:
 //   #grid[data-grid-src]     redraw the grid from grid.json every 1.5 s
+//   #graph[data-graph-src]   recolour the graph's nodes from graph.json until the run ends
 //   [data-live-src]          swap in the server-rendered part of a page while it may change
 //   #log[data-follow="1"]    append what a running try writes to its log
 // Text from the server is set with textContent (never parsed as HTML), except the
@@ -68,6 +69,31 @@ function followGrid(box) {
   });
 }
 
+// -- the graph --------------------------------------------------------------------------------
+
+const STATE_NAME = /^[a-z_]{1,32}$/;  // a state goes into a class name: nothing else may
+
+function paintGraph(box, data) {
+  box.querySelectorAll("g.node[data-task]").forEach((node) => {
+    const task = node.dataset.task;
+    const found = Object.prototype.hasOwnProperty.call(data.states, task) ? data.states[task] : "none";
+    const state = STATE_NAME.test(found) ? found : "none";
+    node.setAttribute("class", `node s-${state}`);
+    const title = node.querySelector("title");
+    if (title) title.textContent = `${task}${node.dataset.mapped ? " (mapped)" : ""}: ${state}`;
+  });
+}
+
+function followGraph(box) {
+  let last = "";
+  every(POLL_MS, async () => {
+    const data = await getJSON(box.dataset.graphSrc);
+    const text = JSON.stringify(data.states);
+    if (text !== last) { last = text; paintGraph(box, data); }
+    return !data.finished;
+  });
+}
+
 // -- live regions -----------------------------------------------------------------------------
 
 function followRegion(box) {
@@ -114,6 +140,8 @@ function followLog(pre) {
 document.addEventListener("DOMContentLoaded", () => {
   const grid = document.querySelector("#grid[data-grid-src]");
   if (grid) followGrid(grid);
+  const graph = document.querySelector("#graph[data-graph-src]");
+  if (graph) followGraph(graph);
   document.querySelectorAll("[data-live-src]").forEach(followRegion);
   const log = document.querySelector('#log[data-follow="1"]');
   if (log) followLog(log);
