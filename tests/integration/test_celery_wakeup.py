@@ -37,6 +37,7 @@ from drayman.executors.celery import CeleryExecutor
 from drayman.executors.celery_wakeup import OutcomeBell, OutcomeListener
 from drayman.scheduler import runs as run_creation
 from drayman.scheduler.loop import Scheduler
+from drayman.scheduler.wakeup import SchedulerWaker
 from drayman.states import RUN_FINISHED, RunState
 from drayman.store.engine import Store
 from drayman.store.schema import dag_run, task_instance, task_try
@@ -320,6 +321,74 @@ def test_a_chain_on_a_real_worker_hops_at_once_not_at_the_poll(
     # a hop that waited for the poll would take seconds; on a busy 2-core machine a woken
     # one takes a few ms to a few tens of ms
     assert max(hops) < 1.0 and statistics.median(hops) < 0.25, f"hops (s): {hops}"
+
+
+@pytest.mark.slow
+def test_a_trigger_from_another_host_wakes_the_scheduler_through_the_broker(
+    database: str,  # noqa: F811 (the fixture imported above)
+    wakeup_redis: str,
+    tmp_path: Path,
+) -> None:
+    """What the CLI and the web do after a change (`SchedulerWaker`): with another DRAYMAN_HOME
+    no doorbell of this host is reached, so only the broker's bell can wake the scheduler."""
+    poll_s = 30.0
+    settings = Settings(
+        home=tmp_path / "scheduler",
+        dags_folder=tmp_path / "dags",
+        database_url=database,
+        executor="celery",
+        broker_url=wakeup_redis,
+        scheduler_poll_s=poll_s,
+        remote_poll_s=poll_s,
+        parse_timeout_s=30,
+    )
+    settings.dags_folder.mkdir(parents=True)
+    (settings.dags_folder / "chain.py").write_text(textwrap.dedent(CHAIN_DAG))
+    store = Store(database)
+    DagProcessor(settings, store).tick()
+    scheduler = Scheduler(settings, store, CeleryExecutor(settings), executor_name="celery")
+    scheduler.start()
+    stop = threading.Event()
+    loop = threading.Thread(target=scheduler.run, args=(stop,), daemon=True)
+    loop.start()
+    try:
+        time.sleep(1.0)  # its first ticks are done: it sleeps until the poll
+        with store.begin() as conn:
+            run_creation.trigger(
+                conn, "chain", conf=None, triggered_by="test", now=store.now(), run_id="remote"
+            )
+        elsewhere = Settings(
+            home=tmp_path / "another-host", executor="celery", broker_url=wakeup_redis
+        )
+        waker = SchedulerWaker(elsewhere)
+        rang = time.monotonic()
+        waker.wake()
+        waker.close()
+        state = _wait_state(store, "chain", "remote", RunState.RUNNING, timeout_s=poll_s / 2)
+        took = time.monotonic() - rang
+    finally:
+        stop.set()
+        scheduler.wake()
+        loop.join(timeout=10)
+        scheduler.stop(grace_s=1)
+        store.dispose()
+    assert state, f"the triggered run did not start before half the {poll_s:g} s poll"
+    assert took < 5.0, f"the run started {took:.1f} s after the ring"
+
+
+def _wait_state(store: Store, dag_id: str, run_id: str, wanted: RunState, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with store.read() as conn:
+            state = conn.execute(
+                sql_select(dag_run.c.state).where(
+                    dag_run.c.dag_id == dag_id, dag_run.c.run_id == run_id
+                )
+            ).scalar_one_or_none()
+        if state == wanted:
+            return True
+        time.sleep(0.05)
+    return False
 
 
 def _wait_run(store: Store, dag_id: str, run_id: str, timeout_s: float) -> RunState | None:

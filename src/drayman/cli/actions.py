@@ -40,7 +40,7 @@ def run_action(
     With `confirm` (no --yes) and a terminal on stdin, the person sees the task instances
     first and answers; a script (stdin not a terminal) is never held up by a question.
     """
-    from drayman.scheduler.wakeup import ring
+    from drayman.scheduler.wakeup import wake_schedulers
 
     settings = load_settings()
     store = open_store(settings)
@@ -59,7 +59,7 @@ def run_action(
         with store.begin() as conn:
             keys = action(conn, store.now(), False)
         if keys:
-            ring(settings.home)
+            wake_schedulers(settings)
     _report(keys, (verb, past), dag_id, run_id, dry_run=dry_run, as_json=as_json)
 
 

@@ -119,7 +119,7 @@ def errors_cmd(as_json: bool) -> None:
 def parse_cmd() -> None:
     """Pack and parse the DAG folder now, publishing a new bundle version if it changed."""
     from drayman.bundles.processor import DagProcessor
-    from drayman.scheduler.wakeup import ring
+    from drayman.scheduler.wakeup import wake_schedulers
 
     settings = load_settings()
     store = open_store(settings)
@@ -131,7 +131,7 @@ def parse_cmd() -> None:
     if version is None:
         click.echo("DAG folder unchanged: nothing to publish")
         return
-    ring(settings.home)
+    wake_schedulers(settings)
     click.echo(f"published bundle {version[:12]}")
 
 
@@ -146,7 +146,7 @@ def trigger_cmd(
 ) -> None:
     """Create a manual run of DAG_ID; a running scheduler starts it at once."""
     from drayman.scheduler import runs as run_creation
-    from drayman.scheduler.wakeup import ring
+    from drayman.scheduler.wakeup import wake_schedulers
 
     settings = load_settings()
     store = open_store(settings)
@@ -161,7 +161,7 @@ def trigger_cmd(
             run_id=run_id,
             logical_date=when,
         )
-    ring(settings.home)
+    wake_schedulers(settings)
     if as_json:
         print_json({"dag_id": dag_id, "run_id": new_id})
     else:
@@ -183,14 +183,14 @@ def unpause_cmd(dag_id: str) -> None:
 
 
 def _set_paused(dag_id: str, paused: bool) -> None:
-    from drayman.scheduler.wakeup import ring
+    from drayman.scheduler.wakeup import wake_schedulers
     from drayman.store import dags as dag_store
 
     settings = load_settings()
     store = open_store(settings)
     with store.begin() as conn:
         dag_store.set_paused(conn, dag_id, paused, store.now())
-    ring(settings.home)
+    wake_schedulers(settings)
     click.echo(f"{dag_id} {'paused' if paused else 'unpaused'}")
 
 
@@ -255,7 +255,7 @@ def next_runs_cmd(dag_id: str, count: int, after: str | None, as_json: bool) -> 
 def backfill_cmd(dag_id: str, start_text: str, end_text: str) -> None:
     """Create runs for every scheduled interval whose logical date is in [start, end]."""
     from drayman.scheduler import runs as run_creation
-    from drayman.scheduler.wakeup import ring
+    from drayman.scheduler.wakeup import wake_schedulers
 
     settings = load_settings()
     store = open_store(settings)
@@ -266,7 +266,7 @@ def backfill_cmd(dag_id: str, start_text: str, end_text: str) -> None:
         created = run_creation.backfill(
             conn, dag_id, start=start, end=end, triggered_by=who(), now=store.now()
         )
-    ring(settings.home)
+    wake_schedulers(settings)
     click.echo(
         f"created {len(created)} backfill runs of {dag_id}"
         + (f": {created[0]} .. {created[-1]}" if created else "")

@@ -200,8 +200,8 @@ class Scheduler:
                 self._unrecorded.append(event)
                 continue
             self._dirty.update(event.run_ids)
-            if event.all_runs:
-                self._full_scan_at = 0.0
+            if event.all_runs:  # e.g. a trigger, clear or cancel made on another host
+                self.mark_all_dirty()
             self._wake_times = None  # a failed try's retry may now be the next thing due
 
     def _may_have_work(self, report: TickReport) -> bool:

@@ -3,6 +3,10 @@
 Each scheduler binds a Unix datagram socket in DRAYMAN_HOME; anything on the same machine
 (a CLI trigger, the DAG processor) rings every bound socket with one byte. A ring that nobody
 hears costs nothing and loses nothing: the scheduler's fallback poll still finds the work.
+
+With Celery, schedulers on other hosts listen to the broker's bell too (ADR 9): a
+`SchedulerWaker` rings both, so a trigger, clear, mark or cancel from any host is acted on
+at once, not at the poll.
 """
 
 from __future__ import annotations
@@ -11,6 +15,10 @@ import contextlib
 import os
 import socket
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from drayman.config import Settings
 
 SOCKET_GLOB = "scheduler-*.sock"
 
@@ -66,3 +74,36 @@ def ring(home: Path) -> int:
             except OSError:
                 pass
     return heard
+
+
+class SchedulerWaker:
+    """Wakes every scheduler after a change made outside them: this host's doorbells and,
+    with the Celery executor, the broker's bell that schedulers on every host hear (ADR 9).
+
+    Ringing never blocks and never raises; `close()` waits (up to `timeout_s`) until the
+    broker's ring is sent, for a short-lived process such as the CLI.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._home = settings.home
+        self._bell: Any = None
+        if settings.executor == "celery" and settings.broker_url:
+            from drayman.executors.celery_wakeup import OutcomeBell
+
+            self._bell = OutcomeBell(settings)
+
+    def wake(self) -> None:
+        ring(self._home)
+        if self._bell is not None:
+            self._bell.ring()  # no run ids: every scheduler looks at everything
+
+    def close(self, timeout_s: float = 2.0) -> None:
+        if self._bell is not None:
+            self._bell.close(timeout_s)
+
+
+def wake_schedulers(settings: Settings) -> None:
+    """Wake every scheduler once and wait until the ring is out (the CLI's commands)."""
+    waker = SchedulerWaker(settings)
+    waker.wake()
+    waker.close()

@@ -25,6 +25,7 @@ from drayman.auth.passwords import Passwords
 from drayman.auth.secret import load_secret_key
 from drayman.config import Settings
 from drayman.exceptions import DraymanError
+from drayman.scheduler.wakeup import SchedulerWaker
 from drayman.store.engine import Store
 from drayman.web import errors
 from drayman.web.errors import ApiError
@@ -54,6 +55,7 @@ def create_app(
         store=store,
         secret_key=secret_key or load_secret_key(settings.home, os.environ),
         passwords=passwords or Passwords(),
+        waker=SchedulerWaker(settings),
         max_body_bytes=max_body_bytes,
     )
     app = FastAPI(

@@ -12,6 +12,7 @@ from starlette.requests import HTTPConnection
 from drayman.auth.passwords import Passwords
 from drayman.auth.throttle import LoginLimits
 from drayman.config import Settings
+from drayman.scheduler.wakeup import SchedulerWaker
 from drayman.store.engine import Store
 
 
@@ -21,6 +22,7 @@ class WebState:
     store: Store
     secret_key: str
     passwords: Passwords
+    waker: SchedulerWaker  # after every change: this host's schedulers and, with Celery, all
     login_limits: LoginLimits = field(default_factory=LoginLimits)
     max_body_bytes: int = 1024 * 1024
 

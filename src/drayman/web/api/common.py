@@ -7,7 +7,6 @@ from typing import Annotated, Any
 from fastapi import Path, Query, Request
 
 from drayman.auth.users import User
-from drayman.scheduler.wakeup import ring
 from drayman.store.schema import ID
 from drayman.web.api.models import ErrorBody
 from drayman.web.reads import Paging
@@ -53,5 +52,5 @@ def actor(user: User) -> str:
 
 
 def wake_scheduler(state: WebState) -> None:
-    """Ring the scheduler's doorbell after a change it must act on (a no-op if none runs)."""
-    ring(state.settings.home)
+    """Wake the schedulers after a change they must act on (a no-op if none runs)."""
+    state.waker.wake()

@@ -26,7 +26,6 @@ from drayman.auth.roles import Action
 from drayman.auth.users import User
 from drayman.exceptions import ParamsError
 from drayman.scheduler import runs as run_creation
-from drayman.scheduler.wakeup import ring
 from drayman.states import TIState
 from drayman.store import actions as store_actions
 from drayman.store import dags as dag_store
@@ -113,7 +112,7 @@ def _trigger(state: WebState, dag_id: str, conf: dict[str, Any], by: str) -> str
         run_id = run_creation.trigger(
             conn, dag_id, conf=conf, triggered_by=by, now=state.store.now()
         )
-    ring(state.settings.home)
+    state.waker.wake()
     return run_id
 
 
@@ -135,7 +134,7 @@ async def pause(
 def _set_paused(state: WebState, dag_id: str, paused: bool) -> None:
     with state.store.begin() as conn:
         dag_store.set_paused(conn, dag_id, paused, state.store.now())
-    ring(state.settings.home)
+    state.waker.wake()
 
 
 # -- clear and mark --------------------------------------------------------------------------
@@ -289,5 +288,5 @@ def _apply(state: WebState, change: Change, dry: bool) -> list[TIKey]:
             return change(conn, state.store.now(), True)
     with state.store.begin() as conn:
         keys = change(conn, state.store.now(), False)
-    ring(state.settings.home)
+    state.waker.wake()
     return keys
