@@ -59,6 +59,7 @@ from drayman.states import (
 )
 from drayman.store import dags as dag_store
 from drayman.store.schema import dag_run, task_instance, task_try
+from drayman.store.task_instances import NOT_YET_TRIED
 from drayman.store.tries import UNFINISHED
 
 
@@ -314,12 +315,7 @@ def _clear(
                 old,
                 TIState.PENDING,
                 max_tries=task_instance.c.try_number + retries + 1,
-                current_try_id=None,
-                queued_at=None,
-                start_date=None,
-                end_date=None,
-                next_retry_at=None,
-                result=None,
+                **NOT_YET_TRIED,
             )
         _reopen(conn, run)
     return _keys(chosen)

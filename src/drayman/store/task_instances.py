@@ -61,6 +61,18 @@ def apply_changes(conn: Connection, changes: Sequence[StateChange], now: datetim
     return changed
 
 
+NOT_YET_TRIED: dict[str, Any] = {
+    "current_try_id": None,
+    "queued_at": None,
+    "start_date": None,
+    "end_date": None,
+    "next_retry_at": None,
+    "result": None,
+}
+"""What a task instance that runs again starts from: no try in flight, no dates, no result
+(its old tries stay as history; `try_number` goes on)."""
+
+
 def expand(conn: Connection, placeholder_id: int, count: int, now: datetime) -> None:
     """Replace a mapped task's placeholder by `count` task instances (or skip it if none).
 
@@ -103,12 +115,7 @@ def _revive(conn: Connection, ids: list[int], tries_allowed: int) -> None:
         .values(
             state=TIState.SCHEDULED,
             max_tries=task_instance.c.try_number + tries_allowed,
-            current_try_id=None,
-            queued_at=None,
-            start_date=None,
-            end_date=None,
-            next_retry_at=None,
-            result=None,
+            **NOT_YET_TRIED,
         )
     )
 
