@@ -302,7 +302,7 @@ class LocalExecutor:
                 return
             workload = self._waiting.popleft()
             worker.workload = workload
-            if not self._send(worker, workload.to_dict()):
+            if not self._send(worker, workload):
                 worker.workload = None
                 self._waiting.appendleft(workload)
 

@@ -4,8 +4,8 @@ The process is itself a fork of the executor's forkserver, which has drayman, th
 API and Jinja imported; it imports each DAG file once (see `loader`) and forks a child per
 try, so a try costs a fork, not an interpreter start.
 
-Messages from the executor: a workload as a dict (`TryWorkload.to_dict()` or
-`CallbackWorkload.to_dict()`), "cancel <try_id>" (SIGTERM, then SIGKILL after a grace),
+Messages from the executor: a workload (`TryWorkload` or `CallbackWorkload`, pickled whole:
+cheaper than `asdict` and back), "cancel <try_id>" (SIGTERM, then SIGKILL after a grace),
 "kill" (SIGKILL at once to whatever runs, callbacks too: the executor is stopping) and "stop".
 Messages back: `TryStarted`, then `WorkerDone` (with the try's `TryOutcome`) once the
 workload and its callbacks are over; a try whose callbacks run sends its outcome before them.
@@ -33,7 +33,7 @@ from drayman.config import Settings
 from drayman.runner.execute import fail_try, run_callback_workload, run_try
 from drayman.runner.logship import PipeLogSink
 from drayman.runner.process import Interrupt, StopTry, die_with_parent, prepare_process
-from drayman.workloads import CallbackWorkload, TryOutcome, TryWorkload
+from drayman.workloads import CallbackWorkload, TryOutcome, TryWorkload, Workload
 
 MAX_BUNDLE_VERSIONS = 4  # past this many, a worker exits after its workload to free memory
 
@@ -80,32 +80,32 @@ class Worker:
         self.echo = echo
         self.relay = relay
         self.bundle_dirs: dict[str, Path] = {}
-        self.pending: deque[dict[str, Any]] = deque()  # workloads that came in while busy
+        self.pending: deque[Workload] = deque()  # workloads that came in while busy
         self.stopping = False
         self.running: int | None = None  # the try whose task (not callbacks) runs now
 
     def serve(self) -> None:
         """Run workloads until told to stop, the executor goes away, or memory asks to."""
         while True:
-            data = self._next_workload()
-            if data is None:
+            workload = self._next_workload()
+            if workload is None:
                 return
-            done = self.handle(data)
+            done = self.handle(workload)
             self.conn.send(done)
             if done.retiring:
                 return
 
-    def handle(self, data: dict[str, Any]) -> WorkerDone:
+    def handle(self, workload: Workload) -> WorkerDone:
         """Run one workload; say whether this process exits afterwards."""
         outcome = None
-        if data.get("kind") == "callback":
-            self._run_callback(CallbackWorkload.from_dict(data))
+        if isinstance(workload, CallbackWorkload):
+            self._run_callback(workload)
         else:
-            outcome = self._run_try(TryWorkload.from_dict(data))
+            outcome = self._run_try(workload)
         retiring = self.stopping or len(self.bundle_dirs) > MAX_BUNDLE_VERSIONS
         return WorkerDone(retiring, outcome)
 
-    def _next_workload(self) -> dict[str, Any] | None:
+    def _next_workload(self) -> Workload | None:
         while not self.stopping:
             if self.pending:
                 return self.pending.popleft()
@@ -113,7 +113,7 @@ class Worker:
                 message = self.conn.recv()
             except EOFError:
                 return None
-            if isinstance(message, dict):
+            if isinstance(message, TryWorkload | CallbackWorkload):
                 return message
             if message == "stop":
                 return None
@@ -199,7 +199,7 @@ class Worker:
             return StopTry("killed: the executor is stopping", at_once=True)
         if message == "stop":
             self.stopping = True
-        elif isinstance(message, dict):
+        elif isinstance(message, TryWorkload | CallbackWorkload):
             self.pending.append(message)
         return None
 
