@@ -22,6 +22,7 @@ import contextlib
 import enum
 import multiprocessing
 import os
+import pickle
 import queue
 import select
 import signal
@@ -216,6 +217,8 @@ class LocalExecutor:
         elif isinstance(message, LogChunks):
             self._relayed.append(message)
         elif isinstance(message, WorkerDone):
+            if message.chunks is not None:
+                self._relayed.append(message.chunks)
             if message.outcome is not None:
                 self._events.append(message.outcome)
             self._callback_done(worker.workload)
@@ -362,8 +365,8 @@ class LocalExecutor:
         self._send(worker, "kill")
 
     def _send(self, worker: _Worker, message: object) -> bool:
-        try:
-            worker.conn.send(message)
+        try:  # a plain pickle, as the worker sends them (see drayman.runner.worker)
+            worker.conn.send_bytes(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
         except OSError:  # it died; the reader thread reports that on its own
             worker.retiring = True
             return False

@@ -9,7 +9,10 @@ cheaper than `asdict` and back), "cancel <try_id>" (SIGTERM, then SIGKILL after 
 "kill" (SIGKILL at once to whatever runs, callbacks too: the executor is stopping) and "stop".
 Messages back: `TryStarted`, then `WorkerDone` (with the try's `TryOutcome`) once the
 workload and its callbacks are over; a try whose callbacks run sends its outcome before them.
-With `relay` (a remote worker's engine), the try's log also goes back as `LogChunks`.
+With `relay` (a remote worker's engine), the try's log also goes back as `LogChunks`, its
+last ones inside the `WorkerDone`. Messages are plain pickles (`send_bytes`), which the
+other end's `recv()` reads: multiprocessing's own `send` builds a `ForkingPickler`, copying
+its reducer table, for every message.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import gc
 import multiprocessing
 import os
+import pickle
 import signal
 import sys
 import traceback
@@ -33,7 +37,7 @@ from drayman.config import Settings
 from drayman.runner.execute import fail_try, run_callback_workload, run_try
 from drayman.runner.logship import PipeLogSink
 from drayman.runner.process import Interrupt, StopTry, die_with_parent, prepare_process
-from drayman.workloads import CallbackWorkload, TryOutcome, TryWorkload, Workload
+from drayman.workloads import CallbackWorkload, LogChunks, TryOutcome, TryWorkload, Workload
 
 MAX_BUNDLE_VERSIONS = 4  # past this many, a worker exits after its workload to free memory
 
@@ -48,6 +52,7 @@ class WorkerDone:
 
     retiring: bool = False
     outcome: TryOutcome | None = None
+    chunks: LogChunks | None = None  # with relay: the try's last log chunks
 
 
 def main(conn: Connection, settings: Settings, echo_logs: bool, relay: bool = False) -> None:
@@ -79,10 +84,12 @@ class Worker:
         self.settings = settings
         self.echo = echo
         self.relay = relay
+        self.logs_folder = settings.logs_folder  # a Path built once, not per try
         self.bundle_dirs: dict[str, Path] = {}
         self.pending: deque[Workload] = deque()  # workloads that came in while busy
         self.stopping = False
         self.running: int | None = None  # the try whose task (not callbacks) runs now
+        self.last_chunks: LogChunks | None = None  # held for the next WorkerDone
 
     def serve(self) -> None:
         """Run workloads until told to stop, the executor goes away, or memory asks to."""
@@ -91,7 +98,7 @@ class Worker:
             if workload is None:
                 return
             done = self.handle(workload)
-            self.conn.send(done)
+            self.send(done)
             if done.retiring:
                 return
 
@@ -103,7 +110,15 @@ class Worker:
         else:
             outcome = self._run_try(workload)
         retiring = self.stopping or len(self.bundle_dirs) > MAX_BUNDLE_VERSIONS
-        return WorkerDone(retiring, outcome)
+        chunks, self.last_chunks = self.last_chunks, None
+        return WorkerDone(retiring, outcome, chunks)
+
+    def send(self, message: object) -> None:
+        """One message to the executor, pickled here (see the module docstring)."""
+        self.conn.send_bytes(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
+
+    def _hold_last_chunks(self, chunks: LogChunks) -> None:
+        self.last_chunks = chunks
 
     def _next_workload(self) -> Workload | None:
         while not self.stopping:
@@ -127,7 +142,7 @@ class Worker:
         def before_callbacks(outcome: TryOutcome) -> None:
             early.append(outcome)
             self.running = None  # a cancel from now on finds nothing to cancel
-            self.conn.send(outcome)
+            self.send(outcome)
 
         self.running = workload.try_id
         try:
@@ -145,24 +160,26 @@ class Worker:
     def _execute(
         self, workload: TryWorkload, before_callbacks: Callable[[TryOutcome], None]
     ) -> TryOutcome:
-        sink = PipeLogSink(workload.try_id, self.conn.send) if self.relay else None
+        sink = None
+        if self.relay:
+            sink = PipeLogSink(workload.try_id, self.send, self._hold_last_chunks)
         try:
             bundle_dir = self._bundle_dir(workload.run.bundle_version)
         except Exception as exc:
             return fail_try(
                 workload,
-                self.settings.logs_folder,
+                self.logs_folder,
                 exc,
-                on_started=self.conn.send,
+                on_started=self.send,
                 echo=self.echo,
                 log_sink=sink,
             )
         return run_try(
             workload,
             bundle_dir,
-            self.settings.logs_folder,
+            self.logs_folder,
             max_result_bytes=self.settings.max_result_bytes,
-            on_started=self.conn.send,
+            on_started=self.send,
             echo=self.echo,
             interrupt=self._interrupt(),
             before_callbacks=before_callbacks,
