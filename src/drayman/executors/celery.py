@@ -77,9 +77,8 @@ def make_app(settings: Settings, *, runner: RemoteRunner | None = None) -> Celer
         worker_send_task_events=False,
         enable_utc=True,
     )
-    if settings.broker_url.startswith("redis://"):
-        # kombu's Redis transport, minus a new client per message (see the module)
-        app.conf.broker_transport = kombu_redis.Transport
+    # kombu's Redis transport, minus a new client per message (see the module)
+    app.conf.broker_transport = kombu_redis.transport_for(settings.broker_url)
     if settings.broker_url.startswith(("redis://", "rediss://")):
         # A message unacknowledged this long is delivered again; the fence makes that a no-op
         # for a try that started, so this only decides how soon a lost message is retried.

@@ -8,8 +8,8 @@ key upper-cased: a quarter of a busy worker's main thread went there. The client
 connection of its own (every command borrows one from the pool), so one client per pool
 serves every caller, from any thread; a new pool (after a reconnect) gets a new client.
 
-Used for `redis://` broker URLs (`drayman.executors.celery.make_app`); everything else is
-kombu's own transport, unchanged.
+Used for `redis://` broker URLs (`transport_for`: Celery's app, the outcome bell); every
+other URL keeps kombu's own transport.
 """
 
 from __future__ import annotations
@@ -37,3 +37,8 @@ class Transport(kombu_redis.Transport):
     """kombu's Redis transport with `Channel` above."""
 
     Channel = Channel
+
+
+def transport_for(url: str) -> type[Transport] | None:
+    """The transport to use for broker `url`; None: the one its scheme names."""
+    return Transport if url.startswith("redis://") else None
