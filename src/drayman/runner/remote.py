@@ -33,12 +33,13 @@ import queue
 import select
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Row
 
 from drayman.bundles.cache import BundleCache
 from drayman.config import Settings
@@ -64,6 +65,7 @@ log = logging.getLogger("drayman.worker")
 RETRY_S = 1.0  # after a database error: the next attempt of a claim or a record
 EXECUTOR_BEAT_S = 1.0  # how often the warm processes are checked (dead ones replaced)
 FINAL_RECORD_S = 30.0  # on stop: how long unrecorded outcomes are retried before giving up
+RUN_CACHE_SIZE = 1024  # run rows kept by id (see RunCache)
 
 
 class SpecCache:
@@ -82,6 +84,29 @@ class SpecCache:
         return spec
 
 
+class RunCache:
+    """Run rows by id, for building workloads: a query per claim fewer.
+
+    What a workload takes from a run (ids, dates, bundle version, params, conf) is written
+    once, when the run is created; only its state and start and end dates change, which no
+    workload reads. Ids are never reused, so a cached row is never stale for that use.
+    """
+
+    def __init__(self, size: int = RUN_CACHE_SIZE) -> None:
+        self.size = size
+        self._rows: dict[int, Row[Any]] = {}
+
+    def rows(self, conn: Connection, run_ids: Iterable[int]) -> dict[int, Row[Any]]:
+        """The rows of `run_ids`, reading from the store only those not cached."""
+        wanted = set(run_ids)
+        missing = wanted - self._rows.keys()
+        if missing:
+            if len(self._rows) + len(missing) > self.size:
+                self._rows.clear()  # simpler than LRU; a refill is one query
+            self._rows.update(dispatch.runs_by_id(conn, list(missing)))
+        return {run_id: self._rows[run_id] for run_id in wanted if run_id in self._rows}
+
+
 def claim_tries(
     conn: Connection,
     try_ids: Sequence[int],
@@ -89,9 +114,12 @@ def claim_tries(
     *,
     worker_id: int | None,
     now: datetime,
+    runs: RunCache | None = None,
 ) -> list[TryWorkload]:
     """Claim the tries among `try_ids` that are QUEUED and current; their workloads."""
-    workloads = dispatch.try_workloads(conn, try_store.lock_claimable(conn, try_ids), spec_of)
+    tries = try_store.lock_claimable(conn, try_ids)
+    rows = None if runs is None else runs.rows(conn, [t.dag_run_id for t in tries])
+    workloads = dispatch.try_workloads(conn, tries, spec_of, rows)
     taken = try_store.record_claimed(
         conn,
         [w.try_id for w in workloads],
@@ -143,6 +171,7 @@ class RemoteRunner:
         self.store = store
         self.worker_id = worker_id
         self.specs = SpecCache(store)
+        self.runs = RunCache()
         self._bell = bell
         self._executor = LocalExecutor(self.settings, min_warm=concurrency, relay=True)
         self._bundle_cache = BundleCache(settings.bundle_cache)
@@ -317,6 +346,7 @@ class RemoteRunner:
             self.specs,
             worker_id=self.worker_id,
             now=datetime.now(UTC),
+            runs=self.runs,
         )
 
     def _claimed(self, requests: list[_TryRequest], workloads: list[TryWorkload]) -> None:
