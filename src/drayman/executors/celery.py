@@ -34,6 +34,7 @@ from celery import Celery
 
 from drayman.config import Settings
 from drayman.exceptions import ConfigError, ExecutorError
+from drayman.executors import kombu_redis
 from drayman.executors.celery_wakeup import OutcomeListener
 from drayman.workloads import CallbackWorkload, ExecutorEvent, TryWorkload, Workload
 
@@ -41,6 +42,10 @@ if TYPE_CHECKING:
     from drayman.runner.remote import RemoteRunner
 
 log = logging.getLogger("drayman.executors.celery")
+
+# Celery's INFO line per message received and per task succeeded: drayman logs task.started
+# and task.finished with the try id already, and building each record costs CPU per try.
+PER_MESSAGE_LOGGERS = ("celery.worker.strategy", "celery.app.trace")
 
 RUN_TRY = "drayman.run_try"
 RUN_CALLBACK = "drayman.run_callback"
@@ -72,6 +77,8 @@ def make_app(settings: Settings, *, runner: RemoteRunner | None = None) -> Celer
         worker_send_task_events=False,
         enable_utc=True,
     )
+    # kombu's Redis transport, minus a new client per message (see the module)
+    app.conf.broker_transport = kombu_redis.transport_for(settings.broker_url)
     if settings.broker_url.startswith(("redis://", "rediss://")):
         # A message unacknowledged this long is delivered again; the fence makes that a no-op
         # for a try that started, so this only decides how soon a lost message is retried.
@@ -129,6 +136,8 @@ def run_worker(
         timer.start()
 
     worker_shutting_down.connect(start_grace, weak=False)
+    for name in PER_MESSAGE_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
     worker = app.Worker(
         hostname=nodename,
         queues=list(queues),

@@ -41,6 +41,7 @@ from typing import Any
 from kombu import Connection, Consumer, Exchange, Producer, Queue
 
 from drayman.config import Settings
+from drayman.executors import kombu_redis
 from drayman.workloads import RunsChanged
 
 log = logging.getLogger("drayman.executors.wakeup")
@@ -118,7 +119,11 @@ class OutcomeBell:
         while True:
             last_try = self._stop.is_set()  # closing: one attempt at what is left, no more
             try:
-                with Connection(self._url, connect_timeout=CONNECT_TIMEOUT_S) as conn:
+                with Connection(
+                    self._url,
+                    connect_timeout=CONNECT_TIMEOUT_S,
+                    transport=kombu_redis.transport_for(self._url),
+                ) as conn:
                     conn.ensure_connection(max_retries=0)  # our loop retries, not kombu
                     channel = conn.default_channel
                     self._exchange(channel).declare()

@@ -22,6 +22,7 @@ import contextlib
 import enum
 import multiprocessing
 import os
+import pickle
 import queue
 import select
 import signal
@@ -32,7 +33,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
 from drayman.config import Settings
@@ -221,6 +222,8 @@ class LocalExecutor:
         elif isinstance(message, LogChunks):
             self._relayed.append(message)
         elif isinstance(message, WorkerDone):
+            if message.chunks is not None:
+                self._relayed.append(message.chunks)
             if message.outcome is not None:
                 self._events.append(message.outcome)
             self._callback_done(worker.workload)
@@ -307,7 +310,7 @@ class LocalExecutor:
                 return
             workload = self._waiting.popleft()
             worker.workload = workload
-            if not self._send(worker, workload.to_dict()):
+            if not self._send(worker, workload):
                 worker.workload = None
                 self._waiting.appendleft(workload)
 
@@ -367,8 +370,8 @@ class LocalExecutor:
         self._send(worker, "kill")
 
     def _send(self, worker: _Worker, message: object) -> bool:
-        try:
-            worker.conn.send(message)
+        try:  # a plain pickle, as the worker sends them (see drayman.runner.worker)
+            worker.conn.send_bytes(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
         except OSError:  # it died; the reader thread reports that on its own
             worker.retiring = True
             return False
@@ -471,6 +474,7 @@ class _Reader:
             os.set_blocking(fd, False)
         self._lock = threading.Lock()
         self._watched: dict[int, tuple[Connection | None, int]] = {}
+        self._version = 0  # bumped whenever _watched changes: the poller then follows it
         self._closing = False
         self.failure: BaseException | None = None
         self._wake_at: float | None = None  # a deferred wake-up for starts (reader thread only)
@@ -486,6 +490,7 @@ class _Reader:
     def watch(self, key: int, conn: Connection, sentinel: int) -> None:
         with self._lock:
             self._watched[key] = (conn, sentinel)
+            self._version += 1
         os.write(self._control_w, b"w")
 
     def wake(self) -> None:
@@ -513,22 +518,40 @@ class _Reader:
             self.wake()
 
     def _loop(self) -> None:
+        """Wait on every worker's connection and sentinel with one `poll` object.
+
+        It is kept across waits and changed only when the watched set does:
+        `multiprocessing.connection.wait` builds a selector and registers every object again
+        on each call, a cost paid per message.
+        """
+        poller = select.poll()
+        polled: dict[int, object] = {self._control_r: self._control_r}
+        poller.register(self._control_r, select.POLLIN)
+        version = -1
+        watched: dict[int, tuple[Connection | None, int]] = {}
         while True:
             with self._lock:
                 if self._closing:
                     return
-                watched = dict(self._watched)
-            objects: list[object] = [self._control_r]
-            for conn, sentinel in watched.values():
-                objects.append(sentinel)
-                if conn is not None:
-                    objects.append(conn)
-            timeout = None if self._wake_at is None else max(0.0, self._wake_at - time.monotonic())
-            ready: set[object] = set(wait(objects, timeout))  # type: ignore[arg-type]
+                if version != self._version:
+                    watched, version = dict(self._watched), self._version
+                    polled = _repoll(poller, polled, watched, self._control_r)
+            ready: set[object] = set()
+            for fd, event in poller.poll(self._timeout_ms()):
+                if event & select.POLLNVAL:  # closed under us: the next re-poll drops it
+                    poller.unregister(fd)
+                    polled.pop(fd, None)
+                elif fd in polled:
+                    ready.add(polled[fd])
             if self._control_r in ready:
                 with contextlib.suppress(BlockingIOError):
                     os.read(self._control_r, 4096)
             self._wake_for(self._collect(watched, ready))
+
+    def _timeout_ms(self) -> int | None:
+        if self._wake_at is None:
+            return None
+        return max(0, int((self._wake_at - time.monotonic()) * 1000) + 1)
 
     def _wake_for(self, news: _News) -> None:
         """Wake the scheduler now for what ends work, a little later for mere starts.
@@ -554,6 +577,7 @@ class _Reader:
             if sentinel in ready:
                 with self._lock:
                     del self._watched[key]
+                    self._version += 1
                 self.inbox.put((key, _DIED))
                 news = _News.URGENT
         return news
@@ -562,7 +586,7 @@ class _Reader:
         """Every message waiting on `conn` into the inbox; on EOF stop reading it."""
         news = _News.NONE
         try:
-            while conn.poll():
+            while _has_data(conn):
                 message = conn.recv()
                 self.inbox.put((key, message))
                 news = max(news, _News.STARTED if _is_progress(message) else _News.URGENT)
@@ -570,4 +594,37 @@ class _Reader:
             with self._lock:
                 if key in self._watched:
                     self._watched[key] = (None, self._watched[key][1])
+                    self._version += 1
         return news
+
+
+def _has_data(conn: Connection) -> bool:
+    """Whether `conn` can be read without blocking (data or EOF): `Connection.poll` builds a
+    selector per call."""
+    poller = select.poll()
+    poller.register(conn.fileno(), select.POLLIN)
+    return bool(poller.poll(0))
+
+
+def _repoll(
+    poller: select.poll,
+    polled: dict[int, object],
+    watched: dict[int, tuple[Connection | None, int]],
+    control_fd: int,
+) -> dict[int, object]:
+    """Make `poller` watch exactly `watched` (and the control pipe); the new fd -> object map.
+
+    A connection's or sentinel's fd number may have been reused by a newer worker's: it stays
+    registered and maps to the new object.
+    """
+    wanted: dict[int, object] = {control_fd: control_fd}
+    for conn, sentinel in watched.values():
+        wanted[sentinel] = sentinel
+        if conn is not None and not conn.closed:
+            wanted[conn.fileno()] = conn
+    for fd in polled.keys() - wanted.keys():
+        with contextlib.suppress(KeyError):
+            poller.unregister(fd)
+    for fd in wanted.keys() - polled.keys():
+        poller.register(fd, select.POLLIN)
+    return wanted

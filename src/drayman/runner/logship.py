@@ -81,11 +81,19 @@ class PipeLogSink:
 
     `send` is the warm worker's connection to its executor. A send that fails (the worker's
     engine is gone, and the try is being killed with it) is dropped: the log file has it all.
+    The last chunks, cut on `close()`, go to `send_last` when given: the warm worker sends
+    them with its `WorkerDone`, one message fewer per try (for a short try, the only one).
     """
 
-    def __init__(self, try_id: int, send: Callable[[LogChunks], None]) -> None:
+    def __init__(
+        self,
+        try_id: int,
+        send: Callable[[LogChunks], None],
+        send_last: Callable[[LogChunks], None] | None = None,
+    ) -> None:
         self._chunker = LogChunker(try_id)
         self._send = send
+        self._send_last = send_last
 
     def write(self, data: bytes) -> None:
         self._deliver(self._chunker.write(data))
@@ -97,7 +105,11 @@ class PipeLogSink:
         self._deliver(self._chunker.take())
 
     def close(self) -> None:
-        self._deliver(self._chunker.take(final=True))
+        chunks = self._chunker.take(final=True)
+        if self._send_last is not None and chunks is not None:
+            self._send_last(chunks)
+        else:
+            self._deliver(chunks)
 
     def _deliver(self, chunks: LogChunks | None) -> None:
         if chunks is None:

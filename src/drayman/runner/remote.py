@@ -36,12 +36,13 @@ import queue
 import select
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Row
 
 from drayman.bundles.cache import BundleCache
 from drayman.config import Settings
@@ -59,7 +60,6 @@ from drayman.workloads import (
     CallbackWorkload,
     LogChunks,
     TryOutcome,
-    TryStarted,
     TryWorkload,
 )
 
@@ -68,6 +68,7 @@ log = logging.getLogger("drayman.worker")
 RETRY_S = 1.0  # after a database error: the next attempt of a claim or a record
 EXECUTOR_BEAT_S = 1.0  # how often the warm processes are checked (dead ones replaced)
 FINAL_RECORD_S = 30.0  # on stop: how long unrecorded outcomes are retried before giving up
+RUN_CACHE_SIZE = 1024  # run rows kept by id (see RunCache)
 
 
 class SpecCache:
@@ -86,6 +87,29 @@ class SpecCache:
         return spec
 
 
+class RunCache:
+    """Run rows by id, for building workloads: a query per claim fewer.
+
+    What a workload takes from a run (ids, dates, bundle version, params, conf) is written
+    once, when the run is created; only its state and start and end dates change, which no
+    workload reads. Ids are never reused, so a cached row is never stale for that use.
+    """
+
+    def __init__(self, size: int = RUN_CACHE_SIZE) -> None:
+        self.size = size
+        self._rows: dict[int, Row[Any]] = {}
+
+    def rows(self, conn: Connection, run_ids: Iterable[int]) -> dict[int, Row[Any]]:
+        """The rows of `run_ids`, reading from the store only those not cached."""
+        wanted = set(run_ids)
+        missing = wanted - self._rows.keys()
+        if missing:
+            if len(self._rows) + len(missing) > self.size:
+                self._rows.clear()  # simpler than LRU; a refill is one query
+            self._rows.update(dispatch.runs_by_id(conn, list(missing)))
+        return {run_id: self._rows[run_id] for run_id in wanted if run_id in self._rows}
+
+
 def claim_tries(
     conn: Connection,
     try_ids: Sequence[int],
@@ -93,11 +117,20 @@ def claim_tries(
     *,
     worker_id: int | None,
     now: datetime,
+    runs: RunCache | None = None,
 ) -> list[TryWorkload]:
     """Claim the tries among `try_ids` that are QUEUED and current; their workloads."""
-    workloads = dispatch.try_workloads(conn, try_store.lock_claimable(conn, try_ids), spec_of)
-    starts = [TryStarted(w.try_id, hostname(), os.getpid(), now) for w in workloads]
-    taken = try_store.record_started_many(conn, starts, worker_id=worker_id)
+    tries = try_store.lock_claimable(conn, try_ids)
+    rows = None if runs is None else runs.rows(conn, [t.dag_run_id for t in tries])
+    workloads = dispatch.try_workloads(conn, tries, spec_of, rows)
+    taken = try_store.record_claimed(
+        conn,
+        [w.try_id for w in workloads],
+        started_at=now,
+        hostname=hostname(),
+        pid=os.getpid(),
+        worker_id=worker_id,
+    )
     if taken != len(workloads):  # the rows are locked: only a bug of ours gets here
         raise RuntimeError(f"claimed {taken} of {len(workloads)} locked tries")
     return workloads
@@ -141,6 +174,7 @@ class RemoteRunner:
         self.store = store
         self.worker_id = worker_id
         self.specs = SpecCache(store)
+        self.runs = RunCache()
         self._bell = bell
         self._executor = LocalExecutor(self.settings, min_warm=concurrency, relay=True)
         self._bundle_cache = BundleCache(settings.bundle_cache)
@@ -223,7 +257,7 @@ class RemoteRunner:
                 self._give_back_running()
             self._take_requests()
             self._collect()
-            self._record()
+            self._store_round()
             if time.monotonic() >= next_beat:
                 self._stop_ended_tries()
                 self._executor.heartbeat()
@@ -256,29 +290,73 @@ class RemoteRunner:
                 request.done.set_result(None)
             else:
                 self._to_claim.append(request)
-        if self._to_claim and time.monotonic() >= self._retry_at:
-            self._claim()
-
-    def _claim(self) -> None:
-        requests, self._to_claim = self._to_claim, []
         if self._handed_back:  # stopping: the scheduler sends unclaimed tries again
-            for request in requests:
+            for request in self._to_claim:
                 request.done.set_result(None)
-            return
+            self._to_claim = []
+
+    def _store_round(self) -> bool:
+        """Record the round's outcomes and claim its new tries; True when nothing is left.
+
+        One transaction for both saves a commit per round; while the database is failing,
+        each goes alone (outcomes first), so a claim that keeps failing never holds up them.
+        """
+        if not (self._to_claim or self._outcomes or self._chunks):
+            return True
+        if time.monotonic() < self._retry_at:
+            return False
+        if self._failing:
+            return self._record() and self._claim()
+        requests, self._to_claim = self._to_claim, []
+        outcomes, self._outcomes = self._outcomes, []
+        chunks, self._chunks = self._chunks, []
         try:
             with self.store.begin() as conn:
-                workloads = claim_tries(
-                    conn,
-                    [r.try_id for r in requests],
-                    self.specs,
-                    worker_id=self.worker_id,
-                    now=datetime.now(UTC),
-                )
+                recorded = self._write_outcomes(conn, outcomes, chunks)
+                workloads = self._claim_in(conn, requests)
+        except Exception as exc:
+            self._to_claim = requests + self._to_claim
+            self._outcomes, self._chunks = outcomes + self._outcomes, chunks + self._chunks
+            self._unsure = bool(outcomes or chunks)
+            self._failed("record" if outcomes or chunks else "claim", exc)
+            return False
+        self._succeeded()
+        self._recorded(outcomes, recorded, unsure=False)
+        self._claimed(requests, workloads)
+        return True
+
+    def _claim(self) -> bool:
+        """Claim the waiting tries in a transaction of their own; False when it failed."""
+        requests, self._to_claim = self._to_claim, []
+        if not requests:
+            return True
+        try:
+            with self.store.begin() as conn:
+                workloads = self._claim_in(conn, requests)
         except Exception as exc:
             self._to_claim = requests + self._to_claim
             self._failed("claim", exc)
-            return
+            return False
         self._succeeded()
+        self._claimed(requests, workloads)
+        return True
+
+    def _claim_in(self, conn: Connection, requests: list[_TryRequest]) -> list[TryWorkload]:
+        if not requests:
+            return []
+        return claim_tries(
+            conn,
+            [r.try_id for r in requests],
+            self.specs,
+            worker_id=self.worker_id,
+            now=datetime.now(UTC),
+            runs=self.runs,
+        )
+
+    def _claimed(self, requests: list[_TryRequest], workloads: list[TryWorkload]) -> None:
+        """Start what the claim took; answer "not run" to the rest."""
+        if not requests:
+            return
         by_id = {w.try_id: w for w in workloads}
         for request in requests:
             workload = by_id.get(request.try_id)
@@ -342,7 +420,7 @@ class RemoteRunner:
                     request.done.set_result(True)
 
     def _record(self) -> bool:
-        """Store the round's log chunks and outcomes; True when nothing is left to store."""
+        """Store the log chunks and outcomes alone; True when nothing is left to store."""
         if not (self._outcomes or self._chunks):
             return True
         if time.monotonic() < self._retry_at:
@@ -350,12 +428,7 @@ class RemoteRunner:
         outcomes, chunks = self._outcomes, self._chunks
         try:
             with self.store.begin() as conn:
-                if self._unsure:
-                    chunks = log_store.not_yet_stored(conn, chunks)
-                log_store.append_many(conn, chunks, now=self.store.now())
-                recorded = try_store.record_outcomes(
-                    conn, outcomes, retry_delay_s=self._retry_delay_s
-                )
+                recorded = self._write_outcomes(conn, outcomes, chunks)
         except Exception as exc:
             self._unsure = True
             self._failed("record", exc)
@@ -363,10 +436,24 @@ class RemoteRunner:
         unsure, self._unsure = self._unsure, False
         self._succeeded()
         self._outcomes, self._chunks = [], []
+        self._recorded(outcomes, recorded, unsure=unsure)
+        return True
+
+    def _write_outcomes(
+        self, conn: Connection, outcomes: list[TryOutcome], chunks: list[LogChunks]
+    ) -> list[try_store.Recorded]:
+        """After a commit that may have happened, only what the store does not hold yet."""
+        if self._unsure:
+            chunks = log_store.not_yet_stored(conn, chunks)
+        log_store.append_many(conn, chunks, now=self.store.now())
+        return try_store.record_outcomes(conn, outcomes, retry_delay_s=self._retry_delay_s)
+
+    def _recorded(
+        self, outcomes: list[TryOutcome], recorded: list[try_store.Recorded], *, unsure: bool
+    ) -> None:
         self._finish(outcomes, {r.try_id for r in recorded}, unsure)
         if outcomes and self._bell is not None:  # the runs to re-plan; none known: all of them
             self._bell(*{r.dag_run_id for r in recorded})
-        return True
 
     def _finish(self, outcomes: list[TryOutcome], recorded: set[int], unsure: bool) -> None:
         for outcome in outcomes:
@@ -416,7 +503,7 @@ class RemoteRunner:
         self._take_requests()  # nothing more is claimed: each request is answered
         self._collect()
         deadline = time.monotonic() + FINAL_RECORD_S
-        while not self._record() and time.monotonic() < deadline:
+        while not self._store_round() and time.monotonic() < deadline:
             time.sleep(max(0.0, self._retry_at - time.monotonic()))
         for running in self._running.values():  # the database never came back
             running.done.set_result(None)

@@ -4,12 +4,15 @@ The process is itself a fork of the executor's forkserver, which has drayman, th
 API and Jinja imported; it imports each DAG file once (see `loader`) and forks a child per
 try, so a try costs a fork, not an interpreter start.
 
-Messages from the executor: a workload as a dict (`TryWorkload.to_dict()` or
-`CallbackWorkload.to_dict()`), "cancel <try_id>" (SIGTERM, then SIGKILL after a grace),
+Messages from the executor: a workload (`TryWorkload` or `CallbackWorkload`, pickled whole:
+cheaper than `asdict` and back), "cancel <try_id>" (SIGTERM, then SIGKILL after a grace),
 "kill" (SIGKILL at once to whatever runs, callbacks too: the executor is stopping) and "stop".
 Messages back: `TryStarted`, then `WorkerDone` (with the try's `TryOutcome`) once the
 workload and its callbacks are over; a try whose callbacks run sends its outcome before them.
-With `relay` (a remote worker's engine), the try's log also goes back as `LogChunks`.
+With `relay` (a remote worker's engine), the try's log also goes back as `LogChunks`, its
+last ones inside the `WorkerDone`. Messages are plain pickles (`send_bytes`), which the
+other end's `recv()` reads: multiprocessing's own `send` builds a `ForkingPickler`, copying
+its reducer table, for every message.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import gc
 import multiprocessing
 import os
+import pickle
 import signal
 import sys
 import traceback
@@ -33,7 +37,7 @@ from drayman.config import Settings
 from drayman.runner.execute import fail_try, run_callback_workload, run_try
 from drayman.runner.logship import PipeLogSink
 from drayman.runner.process import Interrupt, StopTry, die_with_parent, prepare_process
-from drayman.workloads import CallbackWorkload, TryOutcome, TryWorkload
+from drayman.workloads import CallbackWorkload, LogChunks, TryOutcome, TryWorkload, Workload
 
 MAX_BUNDLE_VERSIONS = 4  # past this many, a worker exits after its workload to free memory
 
@@ -48,6 +52,7 @@ class WorkerDone:
 
     retiring: bool = False
     outcome: TryOutcome | None = None
+    chunks: LogChunks | None = None  # with relay: the try's last log chunks
 
 
 def main(conn: Connection, settings: Settings, echo_logs: bool, relay: bool = False) -> None:
@@ -79,33 +84,43 @@ class Worker:
         self.settings = settings
         self.echo = echo
         self.relay = relay
+        self.logs_folder = settings.logs_folder  # a Path built once, not per try
         self.bundle_dirs: dict[str, Path] = {}
-        self.pending: deque[dict[str, Any]] = deque()  # workloads that came in while busy
+        self.pending: deque[Workload] = deque()  # workloads that came in while busy
         self.stopping = False
         self.running: int | None = None  # the try whose task (not callbacks) runs now
+        self.last_chunks: LogChunks | None = None  # held for the next WorkerDone
 
     def serve(self) -> None:
         """Run workloads until told to stop, the executor goes away, or memory asks to."""
         while True:
-            data = self._next_workload()
-            if data is None:
+            workload = self._next_workload()
+            if workload is None:
                 return
-            done = self.handle(data)
-            self.conn.send(done)
+            done = self.handle(workload)
+            self.send(done)
             if done.retiring:
                 return
 
-    def handle(self, data: dict[str, Any]) -> WorkerDone:
+    def handle(self, workload: Workload) -> WorkerDone:
         """Run one workload; say whether this process exits afterwards."""
         outcome = None
-        if data.get("kind") == "callback":
-            self._run_callback(CallbackWorkload.from_dict(data))
+        if isinstance(workload, CallbackWorkload):
+            self._run_callback(workload)
         else:
-            outcome = self._run_try(TryWorkload.from_dict(data))
+            outcome = self._run_try(workload)
         retiring = self.stopping or len(self.bundle_dirs) > MAX_BUNDLE_VERSIONS
-        return WorkerDone(retiring, outcome)
+        chunks, self.last_chunks = self.last_chunks, None
+        return WorkerDone(retiring, outcome, chunks)
 
-    def _next_workload(self) -> dict[str, Any] | None:
+    def send(self, message: object) -> None:
+        """One message to the executor, pickled here (see the module docstring)."""
+        self.conn.send_bytes(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
+
+    def _hold_last_chunks(self, chunks: LogChunks) -> None:
+        self.last_chunks = chunks
+
+    def _next_workload(self) -> Workload | None:
         while not self.stopping:
             if self.pending:
                 return self.pending.popleft()
@@ -113,7 +128,7 @@ class Worker:
                 message = self.conn.recv()
             except EOFError:
                 return None
-            if isinstance(message, dict):
+            if isinstance(message, TryWorkload | CallbackWorkload):
                 return message
             if message == "stop":
                 return None
@@ -127,7 +142,7 @@ class Worker:
         def before_callbacks(outcome: TryOutcome) -> None:
             early.append(outcome)
             self.running = None  # a cancel from now on finds nothing to cancel
-            self.conn.send(outcome)
+            self.send(outcome)
 
         self.running = workload.try_id
         try:
@@ -145,24 +160,26 @@ class Worker:
     def _execute(
         self, workload: TryWorkload, before_callbacks: Callable[[TryOutcome], None]
     ) -> TryOutcome:
-        sink = PipeLogSink(workload.try_id, self.conn.send) if self.relay else None
+        sink = None
+        if self.relay:
+            sink = PipeLogSink(workload.try_id, self.send, self._hold_last_chunks)
         try:
             bundle_dir = self._bundle_dir(workload.run.bundle_version)
         except Exception as exc:
             return fail_try(
                 workload,
-                self.settings.logs_folder,
+                self.logs_folder,
                 exc,
-                on_started=self.conn.send,
+                on_started=self.send,
                 echo=self.echo,
                 log_sink=sink,
             )
         return run_try(
             workload,
             bundle_dir,
-            self.settings.logs_folder,
+            self.logs_folder,
             max_result_bytes=self.settings.max_result_bytes,
-            on_started=self.conn.send,
+            on_started=self.send,
             echo=self.echo,
             interrupt=self._interrupt(),
             before_callbacks=before_callbacks,
@@ -199,7 +216,7 @@ class Worker:
             return StopTry("killed: the executor is stopping", at_once=True)
         if message == "stop":
             self.stopping = True
-        elif isinstance(message, dict):
+        elif isinstance(message, TryWorkload | CallbackWorkload):
             self.pending.append(message)
         return None
 
