@@ -82,6 +82,21 @@ with DAG("browser_flaky", schedule=None, tags=["e2e"]):
     prepare() >> check()
 """
 
+STUCK = """
+import time
+
+from drayman import DAG, task
+
+with DAG("browser_stuck", schedule=None, tags=["e2e"]):
+
+    @task(retries=2)
+    def wait_forever():
+        print("waiting for an API that never answers", flush=True)
+        time.sleep(600)
+
+    wait_forever()
+"""
+
 
 def _free_port() -> int:
     with socket.socket() as sock:
@@ -136,6 +151,7 @@ def standalone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Standalone]
     (root / "dags").mkdir()
     (root / "dags" / "demo.py").write_text(textwrap.dedent(DEMO))
     (root / "dags" / "flaky.py").write_text(textwrap.dedent(FLAKY))
+    (root / "dags" / "stuck.py").write_text(textwrap.dedent(STUCK))
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("DRAYMAN_")}
     env.update(
@@ -269,3 +285,24 @@ def test_trigger_watch_gantt_log_and_clear_in_a_browser(page: Page, standalone: 
     page.goto("/workers")
     expect(page.locator("h1")).to_have_text("Workers")
     _shoot(page, "workers")
+
+
+def test_cancel_a_running_try_in_a_browser(page: Page, standalone: Standalone) -> None:
+    _login(page)
+    run_id = standalone.cli("dags", "trigger", "browser_stuck").split()[-1]
+    page.goto(f"/dags/browser_stuck/runs/{run_id}")
+    bar = page.locator("svg.gantt a.bar")
+    expect(bar).to_have_count(1, timeout=60_000)
+    bar.first.click()
+    expect(page.locator("#log")).to_contain_text("never answers", timeout=30_000)
+
+    page.click("#cancel-try button")
+    expect(page.locator("ul.keys li")).to_have_text(["wait_forever"])
+    page.click("button:text('Yes, do it')")
+    expect(page.locator("#try-state")).to_contain_text("failed")
+    expect(page.locator("table.facts")).to_contain_text("cancelled by ada (web)")
+    expect(page.locator("#cancel-try")).to_have_count(0)
+
+    page.goto(f"/dags/browser_stuck/runs/{run_id}")
+    expect(page.locator("#run-live .meta .state")).to_have_text("failed", timeout=30_000)
+    expect(page.locator("svg.gantt a.bar")).to_have_count(1)  # no retry after a cancel
