@@ -99,8 +99,8 @@ class Settings:
     dags_folder: Path = Path("dags")
     database_url: str = ""  # empty: SQLite file under home
     executor: str = "local"
-    # local executor: tries it runs at once (ETL tasks mostly wait on I/O); celery: tries queued
-    # or running at once per queue across all workers (about twice their total --concurrency)
+    # local executor: tries it runs at once (ETL tasks mostly wait on I/O); celery: the least
+    # each queue may hold queued or running (else twice its live workers' total --concurrency)
     parallelism: int = 16
     broker_url: str = ""
     # Redis only: an unacknowledged message is delivered again after this long (late acks)

@@ -1,7 +1,9 @@
-"""With Celery, `parallelism` caps each queue's tries queued or running, counted in the store.
+"""With Celery, each queue's tries queued or running are capped, counted in the store: twice
+the live workers' --concurrency serving it, and at least `parallelism`.
 
 Per queue: tries routed to a queue no worker serves wait in the broker up to the cap, and
-never hold up the other queues. No worker runs here; the scheduler only queues.
+never hold up the other queues. No worker process runs here; the scheduler only queues, and
+a live worker is a component row with a fresh heartbeat, as a real one would write.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from sqlalchemy import func, select
 from throwaway import Redis, chaos_database, throwaway_redis  # noqa: F401
 
 from drayman.states import TIState
+from drayman.store import components
 from drayman.store.schema import task_instance
 
 pytestmark = pytest.mark.slow
@@ -25,7 +28,7 @@ DAGS = {
         from drayman import DAG, task
 
         with DAG("two_queues", max_active_tasks=100):
-            for i in range(5):
+            for i in range(12):
                 @task(task_id=f"gpu_{i}", queue="gpu")
                 def on_gpu() -> None: ...
 
@@ -54,12 +57,34 @@ def test_each_queue_is_capped_on_its_own(chaos: Chaos) -> None:
     for _ in range(5):
         chaos.tick()
 
+    assert queued_by_queue(chaos) == {"gpu": 3, "default": 3}, chaos.describe()
+
+
+def queued_by_queue(chaos: Chaos) -> dict[str, int]:
     with chaos.store.read() as conn:
-        queued = dict(
+        return dict(
             conn.execute(
                 select(task_instance.c.queue, func.count())
                 .where(task_instance.c.state == TIState.QUEUED)
                 .group_by(task_instance.c.queue)
             ).all()
         )
-    assert queued == {"gpu": 3, "default": 3}, chaos.describe()
+
+
+def test_a_live_worker_raises_the_cap_of_the_queues_it_serves(chaos: Chaos) -> None:
+    with chaos.store.begin() as conn:
+        components.register(
+            conn,
+            kind="worker",
+            hostname="big-host",
+            pid=1,
+            executor="celery",
+            queues=["default"],
+            concurrency=4,
+            now=chaos.store.db_now(conn),
+        )
+    chaos.trigger("two_queues", "r1")
+    for _ in range(5):
+        chaos.tick()
+    # default: 2 x 4 slots of the live worker; gpu: nobody serves it, the floor of 3
+    assert queued_by_queue(chaos) == {"gpu": 3, "default": 8}, chaos.describe()

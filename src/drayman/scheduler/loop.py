@@ -43,6 +43,10 @@ from drayman.workloads import RunsChanged, TryOutcome, TryStarted, Workload, log
 
 log = logging.getLogger("drayman.scheduler")
 
+# With remote workers, each queue may hold this many tries queued or running per slot of the
+# live workers serving it: a worker finds its next try waiting in the broker as one ends.
+IN_FLIGHT_PER_SLOT = 2
+
 
 @dataclass
 class TickReport:
@@ -93,6 +97,7 @@ class Scheduler:
         self._retries_check_at = 0.0  # when to look for retries whose wait is over
         self._housekeeping_at = 0.0
         self._check_ended = False  # a doorbell rang: ask which of our tries the store ended
+        self._live_concurrency: dict[str, int] = {}  # queue -> live workers' --concurrency
         self.run_listeners: list[Callable[[Row[Any]], None]] = []  # called as runs finish
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._unrecorded: list[TryStarted | TryOutcome] = []
@@ -290,6 +295,8 @@ class Scheduler:
                 log.warning("task.lost ti=%s try_id=%s", recorded.ti_id, lost.id)
         for kind in ("scheduler", "worker"):
             components.mark_dead(conn, kind, cutoff, now)
+        if self.executor.in_flight_from_store:
+            self._live_concurrency = components.live_concurrency(conn, "worker", cutoff)
         self._retries_check_at = 0.0  # and look for due retries, as a fallback
         self._stop_ended_tries(conn)
         if self.worker_id is None:  # tries travel through a broker: find what it lost
@@ -482,13 +489,17 @@ class Scheduler:
         if self.store.supports_skip_locked and not pools.lock_for_queueing(conn):
             self._schedulable_left = True  # another scheduler is queueing: look again next tick
             return []
+        floor = slots
+        caps = self._queue_caps(floor) if self.executor.in_flight_from_store else None
+        if caps:
+            slots = max(slots, sum(caps.values()))
         usage = ti_store.slot_usage(conn)
         limit = max(slots * 4, 64)
         rows = ti_store.schedulable(conn, limit=limit, lock=self.store.supports_skip_locked)
         # more may wait than we took (slots, pools, limits): look again when a slot frees
         self._schedulable_left = len(rows) > slots
-        if self.executor.in_flight_from_store:
-            rows = self._within_queue_caps(conn, rows, cap=slots)
+        if caps is not None:
+            rows = self._within_queue_caps(conn, rows, caps, floor)
             slots = len(rows)
         if not rows:
             return []
@@ -524,17 +535,30 @@ class Scheduler:
         report.queued += len(new)
         return list(dispatch.try_workloads(conn, new, self._spec, runs))
 
-    def _within_queue_caps(self, conn: Connection, rows: list[Any], cap: int) -> list[Any]:
+    def _queue_caps(self, floor: int) -> dict[str, int]:
+        """Remote workers: each served queue's cap on tries queued or running, sized from the
+        live workers that serve it (`IN_FLIGHT_PER_SLOT` per slot of their --concurrency), and
+        never below `floor` (parallelism). Adding a worker raises its queues' caps with no
+        setting to change; a queue nobody serves keeps `floor`, so its tries wait visibly."""
+        return {
+            queue: max(floor, IN_FLIGHT_PER_SLOT * concurrency)
+            for queue, concurrency in self._live_concurrency.items()
+        }
+
+    def _within_queue_caps(
+        self, conn: Connection, rows: list[Any], caps: dict[str, int], floor: int
+    ) -> list[Any]:
         """Remote workers: the rows that keep each queue's tries queued or running (counted in
-        the store, on every host) within `cap`. Per queue, so tries waiting for a queue no
+        the store, on every host) within its cap. Per queue, so tries waiting for a queue no
         worker serves never hold up the queues that have workers."""
         counts = ti_store.per_queue(conn)
         room = {
-            q: cap - c.get(TIState.QUEUED, 0) - c.get(TIState.RUNNING, 0) for q, c in counts.items()
+            q: caps.get(q, floor) - c.get(TIState.QUEUED, 0) - c.get(TIState.RUNNING, 0)
+            for q, c in counts.items()
         }
         kept = []
         for row in rows:
-            left = room.get(row.queue, cap)
+            left = room.get(row.queue, caps.get(row.queue, floor))
             if left > 0:
                 kept.append(row)
             else:

@@ -79,6 +79,17 @@ def live(conn: Connection, kind: str, cutoff: datetime) -> list[Row[Any]]:
     )
 
 
+def live_concurrency(conn: Connection, kind: str, cutoff: datetime) -> dict[str, int]:
+    """Queue -> the total --concurrency of the live components of `kind` serving it ("*",
+    the local executor's everything, is left out: it is not a queue of its own)."""
+    total: dict[str, int] = {}
+    for row in live(conn, kind, cutoff):
+        for queue in json.loads(row.queues or "[]"):
+            if queue != "*":
+                total[queue] = total.get(queue, 0) + int(row.concurrency or 0)
+    return total
+
+
 def mark_dead(conn: Connection, kind: str, cutoff: datetime, now: datetime) -> int:
     """Components that stopped heartbeating are recorded as stopped.
 
