@@ -64,8 +64,8 @@ def _parser() -> argparse.ArgumentParser:
         "--parallelism",
         type=int,
         default=None,
-        help="DRAYMAN_PARALLELISM (default: drayman's own default; with celery at least the "
-        "workers' total concurrency)",
+        help="DRAYMAN_PARALLELISM (default: drayman's own; with celery, the least each queue may "
+        "hold queued or running: the cap is twice the live workers' total concurrency)",
     )
     run.add_argument(
         "--executor",
@@ -127,12 +127,8 @@ def _run(args: argparse.Namespace) -> int:
         workload = WORKLOADS[name]
         size = args.size or workload.default_size
         workers = args.workers or (4 if name == "W4" else 1)
-        parallelism = args.parallelism
-        if parallelism is None:
-            parallelism = Settings().parallelism
-            if args.executor == "celery":
-                # with Celery, the cap on tries queued or running: a waiting message per slot
-                parallelism = max(parallelism, 2 * workers * args.worker_concurrency)
+        # drayman's default; with Celery each queue's cap grows with the live workers' slots
+        parallelism = args.parallelism or Settings().parallelism
         results: list[dict[str, Any]] = []
         for _ in range(max(args.repeat, 1)):
             result = run_workload(
