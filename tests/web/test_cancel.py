@@ -4,12 +4,11 @@ Celery tests; here the try is made running in the store, as a worker would have.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 
 from fastapi.testclient import TestClient
 from sqlalchemy import select
-from webworld import WebWorld, new_run
+from webworld import WebWorld, csrf_of, new_run
 
 from drayman.states import StateChange, TIState, TryState
 from drayman.store import dags as dag_store
@@ -91,12 +90,6 @@ def test_cancel_refuses_bad_input_with_4xx(world: WebWorld, as_role: Client) -> 
         answer = client.post(url, json=body)
         assert answer.status_code == status, f"{url} {body}: {answer.status_code} {answer.text}"
         assert answer.json()["error"]["message"], answer.text
-
-
-def csrf_of(page: str) -> str:
-    found = re.search(r'name="csrf_token" value="([0-9a-f]+)"', page)
-    assert found, "the page has no form carrying a CSRF token"
-    return found.group(1)
 
 
 def test_the_try_page_offers_cancel_to_operators_and_asks_first(world: WebWorld) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import literal, select
-from webworld import ROLES, SECRET, WebWorld, _run_to_the_end
+from webworld import ROLES, SECRET, WebWorld, _run_to_the_end, csrf_of
 
 from drayman.auth import sessions, users
 from drayman.config import Settings
@@ -27,12 +27,6 @@ from drayman.web.app import create_app
 
 MAX_PAGE_BYTES = 300_000
 HOSTILE = "<img src=x onerror=alert(1)>"
-
-
-def csrf_of(page: str) -> str:
-    found = re.search(r'name="csrf_token" value="([0-9a-f]+)"', page)
-    assert found, "the page has no form carrying a CSRF token"
-    return found.group(1)
 
 
 def a_try_id(client: TestClient, run_url: str) -> int:

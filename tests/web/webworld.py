@@ -10,6 +10,7 @@ test_api_databases.py.
 
 from __future__ import annotations
 
+import re
 import textwrap
 import time
 from dataclasses import dataclass
@@ -160,3 +161,10 @@ def new_run(world: WebWorld, run_id: str, dag_id: str = "web_demo") -> str:
             conn, dag_id, conf={}, triggered_by="tests", now=world.store.now(), run_id=run_id
         )
     return run_id
+
+
+def csrf_of(page: str) -> str:
+    """The CSRF token of the first form on `page` (the logout form has one on every page)."""
+    found = re.search(r'name="csrf_token" value="([0-9a-f]+)"', page)
+    assert found, "the page has no form carrying a CSRF token"
+    return found.group(1)

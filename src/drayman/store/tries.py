@@ -185,7 +185,7 @@ _START_TRY_OF_WORKER = (
 def lock_claimable(conn: Connection, try_ids: Sequence[int]) -> list[NewTry]:
     """The tries among `try_ids` that are QUEUED and current, locked until the transaction ends.
 
-    A remote worker claims what this returns with `record_started_many` in the same
+    A remote worker claims what this returns with `record_claimed` in the same
     transaction: a second worker asking for one of them waits for the lock, then finds it
     RUNNING and gets nothing. Locks are taken in id order, so two batches never deadlock.
     """

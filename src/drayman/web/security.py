@@ -136,3 +136,8 @@ def cookie_is_secure(request: Request) -> bool:
 
 def _now(state: WebState) -> datetime:
     return state.store.now()
+
+
+def actor(user: User) -> str:
+    """Who acted, as a run's `triggered_by` and a fenced-off try's error record it."""
+    return f"{user.username} (web)"

@@ -6,7 +6,6 @@ from typing import Annotated, Any
 
 from fastapi import Path, Query, Request
 
-from drayman.auth.users import User
 from drayman.store.schema import ID
 from drayman.web.api.models import ErrorBody
 from drayman.web.reads import Paging
@@ -44,13 +43,3 @@ def paging(
 
 def state_of(request: Request) -> WebState:
     return web_state(request)
-
-
-def actor(user: User) -> str:
-    """What `triggered_by` and fenced-off tries record about who acted."""
-    return f"{user.username} (web)"
-
-
-def wake_scheduler(state: WebState) -> None:
-    """Wake the schedulers after a change they must act on (a no-op if none runs)."""
-    state.waker.wake()

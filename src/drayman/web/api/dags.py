@@ -12,7 +12,7 @@ from drayman.store import dags as dag_store
 from drayman.store.schema import ID
 from drayman.web import reads
 from drayman.web.api import models
-from drayman.web.api.common import ERROR_RESPONSES, DagId, paging, state_of, wake_scheduler
+from drayman.web.api.common import ERROR_RESPONSES, DagId, paging, state_of
 from drayman.web.reads import Paging
 from drayman.web.security import require
 
@@ -62,7 +62,7 @@ def patch_dag(
     with state.store.begin() as conn:
         dag_store.set_paused(conn, dag_id, body.paused, state.store.now())
         row = dag_store.get_dag(conn, dag_id)
-    wake_scheduler(state)
+    state.waker.wake()
     return reads.dag_summary(row)
 
 

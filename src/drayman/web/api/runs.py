@@ -23,14 +23,12 @@ from drayman.web.api.common import (
     ERROR_RESPONSES,
     DagId,
     RunId,
-    actor,
     paging,
     state_of,
-    wake_scheduler,
 )
 from drayman.web.errors import ApiError
 from drayman.web.reads import Paging
-from drayman.web.security import require
+from drayman.web.security import actor, require
 from drayman.web.state import WebState
 
 router = APIRouter(tags=["runs"], responses=ERROR_RESPONSES)
@@ -84,7 +82,7 @@ def trigger_run(
         raise ApiError(
             422, "invalid_conf", str(exc), _bad_param(state, dag_id, body.conf)
         ) from None
-    wake_scheduler(state)
+    state.waker.wake()
     return reads.run_detail(state.store, dag_id, run_id)
 
 
@@ -129,7 +127,7 @@ def apply(state: WebState, action: Any, *, dry_run: bool) -> list[actions.TIKey]
     with state.store.begin() as conn:
         keys = action(conn, state.store.now(), False)
     if keys:
-        wake_scheduler(state)
+        state.waker.wake()
     return keys
 
 

@@ -14,10 +14,10 @@ from drayman.states import TIState
 from drayman.store import actions
 from drayman.web import reads
 from drayman.web.api import models
-from drayman.web.api.common import ERROR_RESPONSES, DagId, RunId, TaskId, actor, paging, state_of
+from drayman.web.api.common import ERROR_RESPONSES, DagId, RunId, TaskId, paging, state_of
 from drayman.web.api.runs import action_result, apply
 from drayman.web.reads import Paging
-from drayman.web.security import require
+from drayman.web.security import actor, require
 
 router = APIRouter(tags=["tasks"], responses=ERROR_RESPONSES)
 

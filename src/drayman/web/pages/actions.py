@@ -32,16 +32,12 @@ from drayman.store import dags as dag_store
 from drayman.store.actions import TIKey
 from drayman.web.pages import conf_form
 from drayman.web.pages.render import page, u
-from drayman.web.security import require
+from drayman.web.security import actor, require
 from drayman.web.state import WebState, web_state
 
 router = APIRouter()
 
 MAX_TASK_ID = 250
-
-
-def _by(user: User) -> str:
-    return f"{user.username} (web)"
 
 
 def _run_url(dag_id: str, run_id: str) -> str:
@@ -90,7 +86,7 @@ async def trigger(
     spec = await run_in_threadpool(_newest_spec, state, dag_id)
     try:
         conf = conf_form.conf_from_form(spec.params, form)
-        run_id = await run_in_threadpool(_trigger, state, dag_id, conf, _by(user))
+        run_id = await run_in_threadpool(_trigger, state, dag_id, conf, actor(user))
     except ParamsError as exc:
         given = {name: form.get(conf_form.PREFIX + name) for name in spec.params}
         fields = conf_form.fields(spec.params, {k: v for k, v in given.items() if v is not None})
@@ -159,7 +155,7 @@ async def clear(
     def change(conn: Connection, now: datetime, dry: bool) -> list[TIKey]:
         if not task_id:
             return store_actions.clear_run(
-                conn, dag_id, run_id, only_failed=only_failed, dry_run=dry, now=now, by=_by(user)
+                conn, dag_id, run_id, only_failed=only_failed, dry_run=dry, now=now, by=actor(user)
             )
         return store_actions.clear_task_instances(
             conn,
@@ -171,7 +167,7 @@ async def clear(
             only_failed=only_failed,
             dry_run=dry,
             now=now,
-            by=_by(user),
+            by=actor(user),
         )
 
     what = f"task {task_id!r}" if task_id else "every task of the run"
@@ -206,7 +202,7 @@ async def mark(
             upstream=upstream,
             dry_run=dry,
             now=now,
-            by=_by(user),
+            by=actor(user),
         )
 
     what = f"task {task_id!r}" if task_id else "every task of the run"
@@ -227,7 +223,7 @@ async def cancel(
 
     def change(conn: Connection, now: datetime, dry: bool) -> list[TIKey]:
         return store_actions.cancel_task_instance(
-            conn, dag_id, run_id, task_id, map_index=map_index, dry_run=dry, now=now, by=_by(user)
+            conn, dag_id, run_id, task_id, map_index=map_index, dry_run=dry, now=now, by=actor(user)
         )
 
     element = f"[{map_index}]" if map_index >= 0 else ""
