@@ -9,6 +9,7 @@ a live worker is a component row with a fresh heartbeat, as a real one would wri
 from __future__ import annotations
 
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from chaos_harness import Chaos, start_chaos
 from sqlalchemy import func, select
 from throwaway import Redis, chaos_database, throwaway_redis  # noqa: F401
 
+from drayman.scheduler import loop
 from drayman.states import TIState
 from drayman.store import components
 from drayman.store.schema import task_instance
@@ -71,7 +73,8 @@ def queued_by_queue(chaos: Chaos) -> dict[str, int]:
         )
 
 
-def test_a_live_worker_raises_the_cap_of_the_queues_it_serves(chaos: Chaos) -> None:
+def register_worker(chaos: Chaos, queues: list[str], concurrency: int) -> None:
+    """A live worker as `drayman worker` registers itself (no process: this test only queues)."""
     with chaos.store.begin() as conn:
         components.register(
             conn,
@@ -79,12 +82,47 @@ def test_a_live_worker_raises_the_cap_of_the_queues_it_serves(chaos: Chaos) -> N
             hostname="big-host",
             pid=1,
             executor="celery",
-            queues=["default"],
-            concurrency=4,
+            queues=queues,
+            concurrency=concurrency,
             now=chaos.store.db_now(conn),
         )
+
+
+def test_a_live_worker_raises_the_cap_of_the_queues_it_serves(chaos: Chaos) -> None:
+    register_worker(chaos, ["default"], concurrency=4)
     chaos.trigger("two_queues", "r1")
     for _ in range(5):
         chaos.tick()
     # default: 2 x 4 slots of the live worker; gpu: nobody serves it, the floor of 3
     assert queued_by_queue(chaos) == {"gpu": 3, "default": 8}, chaos.describe()
+
+
+def test_a_worker_that_starts_later_is_counted_before_the_next_heartbeat(
+    chaos_database: str,  # noqa: F811
+    throwaway_redis: Redis,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Housekeeping (the heartbeat) is ten minutes away: only queueing's own read can see the
+    # new worker. Before, its slots counted only from the next heartbeat on.
+    monkeypatch.setattr(loop, "LIVE_WORKERS_READ_S", 0.2)
+    chaos = start_chaos(
+        chaos_database,
+        throwaway_redis.url,
+        tmp_path,
+        DAGS,
+        parallelism=3,
+        heartbeat_interval_s=600.0,
+    )
+    try:
+        chaos.trigger("two_queues", "r1")
+        chaos.tick()
+        assert queued_by_queue(chaos) == {"gpu": 3, "default": 3}, chaos.describe()
+
+        register_worker(chaos, ["default", "gpu"], concurrency=3)
+        time.sleep(0.3)
+        chaos.scheduler.mark_all_dirty()
+        chaos.tick()
+        assert queued_by_queue(chaos) == {"gpu": 6, "default": 6}, chaos.describe()
+    finally:
+        chaos.close()

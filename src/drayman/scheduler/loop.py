@@ -46,6 +46,9 @@ log = logging.getLogger("drayman.scheduler")
 # With remote workers, each queue may hold this many tries queued or running per slot of the
 # live workers serving it: a worker finds its next try waiting in the broker as one ends.
 IN_FLIGHT_PER_SLOT = 2
+# How old the live workers' concurrency may be when queueing: a worker that just started
+# raises its queues' caps within this, not at the next heartbeat.
+LIVE_WORKERS_READ_S = 1.0
 
 
 @dataclass
@@ -98,6 +101,7 @@ class Scheduler:
         self._housekeeping_at = 0.0
         self._check_ended = False  # a doorbell rang: ask which of our tries the store ended
         self._live_concurrency: dict[str, int] = {}  # queue -> live workers' --concurrency
+        self._live_read_at = -LIVE_WORKERS_READ_S  # time.monotonic() of its last read
         self.run_listeners: list[Callable[[Row[Any]], None]] = []  # called as runs finish
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._unrecorded: list[TryStarted | TryOutcome] = []
@@ -296,7 +300,7 @@ class Scheduler:
         for kind in ("scheduler", "worker"):
             components.mark_dead(conn, kind, cutoff, now)
         if self.executor.in_flight_from_store:
-            self._live_concurrency = components.live_concurrency(conn, "worker", cutoff)
+            self._read_live_workers(conn, cutoff)
         self._retries_check_at = 0.0  # and look for due retries, as a fallback
         self._stop_ended_tries(conn)
         if self.worker_id is None:  # tries travel through a broker: find what it lost
@@ -490,7 +494,14 @@ class Scheduler:
             self._schedulable_left = True  # another scheduler is queueing: look again next tick
             return []
         floor = slots
-        caps = self._queue_caps(floor) if self.executor.in_flight_from_store else None
+        caps = None
+        if self.executor.in_flight_from_store:
+            if time.monotonic() - self._live_read_at >= LIVE_WORKERS_READ_S:
+                cutoff = self.store.db_now(conn) - timedelta(
+                    seconds=self.settings.heartbeat_timeout_s
+                )
+                self._read_live_workers(conn, cutoff)
+            caps = self._queue_caps(floor)
         if caps:
             slots = max(slots, sum(caps.values()))
         usage = ti_store.slot_usage(conn)
@@ -534,6 +545,10 @@ class Scheduler:
         )
         report.queued += len(new)
         return list(dispatch.try_workloads(conn, new, self._spec, runs))
+
+    def _read_live_workers(self, conn: Connection, cutoff: datetime) -> None:
+        self._live_concurrency = components.live_concurrency(conn, "worker", cutoff)
+        self._live_read_at = time.monotonic()
 
     def _queue_caps(self, floor: int) -> dict[str, int]:
         """Remote workers: each served queue's cap on tries queued or running, sized from the
