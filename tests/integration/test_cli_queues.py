@@ -106,6 +106,7 @@ def test_a_queue_nobody_serves_shows_as_waiting(tmp_path: Path) -> None:
         "running": 1,
         "workers": 1,
         "concurrency": 8,
+        "cap": None,  # the local executor: no per-queue cap
         "note": "",
     }
     # w2 serves "heavy" but stopped heartbeating an hour ago: nobody serves it now
@@ -116,3 +117,39 @@ def test_a_queue_nobody_serves_shows_as_waiting(tmp_path: Path) -> None:
         [DRAYMAN, "queues", "list"], env=env, capture_output=True, text=True, check=True
     ).stdout
     assert "no live worker serves this queue" in text
+
+
+def test_with_celery_each_queue_shows_its_cap(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'drayman.db'}"
+    store = Store(url)
+    migrate.upgrade(store)
+    seed(store)
+    store.dispose()
+    env = {
+        **os.environ,
+        "DRAYMAN_HOME": str(tmp_path),
+        "DRAYMAN_DATABASE_URL": url,
+        "DRAYMAN_EXECUTOR": "celery",
+        "DRAYMAN_BROKER_URL": "redis://127.0.0.1:6379/0",
+        "DRAYMAN_PARALLELISM": "4",
+    }
+
+    done = subprocess.run(
+        [DRAYMAN, "queues", "list", "--json"], env=env, capture_output=True, text=True, check=True
+    )
+
+    caps = {item["queue"]: item["cap"] for item in json.loads(done.stdout)}
+    # default: twice its live worker's 8 slots; heavy: nobody serves it, parallelism
+    assert caps == {"default": 16, "heavy": 4}
+    text = subprocess.run(
+        [DRAYMAN, "queues", "list"], env=env, capture_output=True, text=True, check=True
+    ).stdout
+    assert text.splitlines()[0].split() == [
+        "queue",
+        "waiting",
+        "running",
+        "workers",
+        "concurrency",
+        "cap",
+        "note",
+    ], text

@@ -62,13 +62,24 @@ def list_queues(as_json: bool) -> None:
     settings = load_settings()
     store = open_store(settings)
     try:
-        items = fleet.queues(store, settings.heartbeat_timeout_s)
+        items = fleet.queues(store, settings)
     finally:
         store.dispose()
     if as_json:
         print_json(items)
         return
     print_table(
-        ["queue", "waiting", "running", "workers", "note"],
-        [[i["queue"], i["waiting"], i["running"], i["workers"], i["note"]] for i in items],
+        ["queue", "waiting", "running", "workers", "concurrency", "cap", "note"],
+        [
+            [
+                i["queue"],
+                i["waiting"],
+                i["running"],
+                i["workers"],
+                i["concurrency"],
+                "-" if i["cap"] is None else i["cap"],
+                i["note"],
+            ]
+            for i in items
+        ],
     )

@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import Connection, Row
 from sqlalchemy.exc import DBAPIError
 
+from drayman import fleet
 from drayman.config import Settings
 from drayman.exceptions import DraymanError
 from drayman.executors.base import Executor
@@ -43,9 +44,6 @@ from drayman.workloads import RunsChanged, TryOutcome, TryStarted, Workload, log
 
 log = logging.getLogger("drayman.scheduler")
 
-# With remote workers, each queue may hold this many tries queued or running per slot of the
-# live workers serving it: a worker finds its next try waiting in the broker as one ends.
-IN_FLIGHT_PER_SLOT = 2
 # How old the live workers' concurrency may be when queueing: a worker that just started
 # raises its queues' caps within this, not at the next heartbeat.
 LIVE_WORKERS_READ_S = 1.0
@@ -551,12 +549,10 @@ class Scheduler:
         self._live_read_at = time.monotonic()
 
     def _queue_caps(self, floor: int) -> dict[str, int]:
-        """Remote workers: each served queue's cap on tries queued or running, sized from the
-        live workers that serve it (`IN_FLIGHT_PER_SLOT` per slot of their --concurrency), and
-        never below `floor` (parallelism). Adding a worker raises its queues' caps with no
-        setting to change; a queue nobody serves keeps `floor`, so its tries wait visibly."""
+        """Remote workers: each served queue's cap on tries queued or running
+        (`fleet.queue_cap`); a queue nobody serves keeps `floor` (parallelism)."""
         return {
-            queue: max(floor, IN_FLIGHT_PER_SLOT * concurrency)
+            queue: fleet.queue_cap(concurrency, floor)
             for queue, concurrency in self._live_concurrency.items()
         }
 

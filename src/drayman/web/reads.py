@@ -391,9 +391,9 @@ def workers(store: Store, paging: Paging) -> dict[str, Any]:
     return page(items[paging.offset : paging.offset + paging.limit], len(items), paging)
 
 
-def queues(store: Store, heartbeat_timeout_s: float, paging: Paging) -> dict[str, Any]:
+def queues(store: Store, settings: Settings, paging: Paging) -> dict[str, Any]:
     """Queues as `drayman queues list --json` shows them: waiting, running, serving workers."""
-    items = fleet.queues(store, heartbeat_timeout_s)
+    items = fleet.queues(store, settings)
     return page(items[paging.offset : paging.offset + paging.limit], len(items), paging)
 
 

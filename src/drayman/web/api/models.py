@@ -296,6 +296,7 @@ class Queue(BaseModel):
     running: int
     workers: int
     concurrency: int
+    cap: int | None  # with Celery: the most tries of the queue queued or running at once
     note: str
 
 

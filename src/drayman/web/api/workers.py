@@ -33,4 +33,4 @@ def list_queues(
 ) -> dict[str, object]:
     """Queues: waiting and running task instances, live workers serving each."""
     state = state_of(request)
-    return reads.queues(state.store, state.settings.heartbeat_timeout_s, page)
+    return reads.queues(state.store, state.settings, page)

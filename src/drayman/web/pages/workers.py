@@ -23,7 +23,5 @@ QUEUES_SHOWN = 200
 def workers_page(request: Request, user: Annotated[User, Depends(current_user)]) -> HTMLResponse:
     state = web_state(request)
     workers = reads.workers(state.store, reads.Paging(WORKERS_SHOWN, 0))
-    queues = reads.queues(
-        state.store, state.settings.heartbeat_timeout_s, reads.Paging(QUEUES_SHOWN, 0)
-    )
+    queues = reads.queues(state.store, state.settings, reads.Paging(QUEUES_SHOWN, 0))
     return page(request, user, "workers.html", workers=workers, queues=queues)
