@@ -6,6 +6,7 @@
                                           [--worker-concurrency N] [--remote-poll S]
     python -m bench run UI --db postgresql [--requests N] [--rebuild] [--scale S] [--json]
     python -m bench memory [--json]
+    python -m bench floor [--tries N] [--json]
     python -m bench version [--runs N] [--json]
 
 Exit status 1 with a message on stderr when a benchmark cannot run or does not finish.
@@ -20,6 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bench.floor import floor_text, measure_floor
 from bench.harness import BenchError, machine, measure_memory, measure_version, run_workload
 from bench.workloads import WORKLOADS
 from drayman.config import Settings
@@ -39,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
             return _run(args)
         if args.command == "memory":
             _emit(measure_memory(), args.json, _memory_text)
+            return 0
+        if args.command == "floor":
+            _emit(measure_floor(args.tries), args.json, floor_text)
             return 0
         _emit(measure_version(args.runs), args.json, _version_text)
         return 0
@@ -103,6 +108,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--scale", type=float, default=1.0, help="UI: history size (1.0: 1M tries)")
     memory = commands.add_parser("memory", help="PSS of an idle `drayman standalone`")
     memory.add_argument("--json", action="store_true")
+    floor = commands.add_parser(
+        "floor", help="CPU of a try's process isolation alone: the ceiling on tries/s"
+    )
+    floor.add_argument("--tries", type=int, default=400, help="no-op tries per batch")
+    floor.add_argument("--json", action="store_true")
     version = commands.add_parser("version", help="time `drayman --version`")
     version.add_argument("--runs", type=int, default=20)
     version.add_argument("--json", action="store_true")

@@ -1,4 +1,4 @@
-"""The benchmark runs end to end: `python -m bench run W2 --json` on a short chain.
+"""The benchmark runs end to end: short W2 and W4 runs, and `python -m bench floor`.
 
 Only the shape of the report is checked. Speed goals live in the benchmark (bench/README.md),
 never in tests: a loaded CI machine must not turn a test red.
@@ -73,3 +73,21 @@ def test_bench_refuses_celery_on_sqlite() -> None:
     )
     assert done.returncode == 1
     assert "--executor celery needs --db postgresql" in done.stderr
+
+
+def test_bench_floor_reports_the_isolation_cost_and_the_ceiling_it_sets() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "floor", "--tries", "20", "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, f"bench failed:\n{done.stdout}\n{done.stderr}"
+    report = json.loads(done.stdout)
+    assert report["python_loop_s"] > 0
+    assert report["fork_exit_ms_bare"] > 0
+    assert report["fork_exit_ms_warm"] > 0
+    assert report["try_path_ms"] > 0
+    assert report["tries_per_s_ceiling"] == round(report["cpus"] * 1000 / report["try_path_ms"])
