@@ -86,6 +86,7 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "worker_idle_s": _positive_float,
     "worker_grace_s": _positive_float,
     "worker_prefetch_multiplier": _positive_int,
+    "worker_hold_s": _positive_float,
     "log_format": _log_format,
     "web_port": _positive_int,
 }
@@ -125,6 +126,9 @@ class Settings:
     # messages a Celery worker holds per try slot (Celery's worker_prefetch_multiplier): more
     # than 1 lets a busy worker keep tries that an idle one could have taken
     worker_prefetch_multiplier: int = 1
+    # how long the second try of a message may wait on its worker for a free slot before it
+    # is sent again, for another worker (ADR 11)
+    worker_hold_s: float = 2.0
     log_format: str = "text"  # "text" or "json" for drayman's own log lines on stdout
     web_port: int = 8080  # `drayman standalone` serves the web UI here, on 127.0.0.1
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)

@@ -27,7 +27,7 @@ from sqlalchemy import Connection, create_engine, func, select, text
 
 from drayman.bundles.processor import DagProcessor
 from drayman.config import Settings
-from drayman.executors.celery import RUN_TRY, CeleryExecutor, make_app
+from drayman.executors.celery import RUN_TRIES, RUN_TRY, CeleryExecutor, make_app
 from drayman.scheduler import runs as run_creation
 from drayman.scheduler.loop import Scheduler
 from drayman.states import RUN_FINISHED, RunState, TryState
@@ -375,11 +375,17 @@ def test_forged_messages_run_nothing_and_change_nothing(redis_cluster: Cluster) 
     try:
         for forged in (finished, 10_000_000, "1; DROP TABLE task_try", {"try_id": 1}):
             app.send_task(RUN_TRY, args=[forged], queue="default")
+        for many in ([finished, 20_000_000], [True], [], list(range(65)), "[1]"):
+            app.send_task(RUN_TRIES, args=[many], queue="default")
     finally:
         app.close()
     c.worker.wait_for_line(f"try.fenced try_id={finished}")
     c.worker.wait_for_line("try.fenced try_id=10000000")
     c.worker.wait_for_line("try.refused {'try_id': 1}")
+    c.worker.wait_for_line("try.fenced try_id=20000000")
+    c.worker.wait_for_line("try.refused [True]")
+    c.worker.wait_for_line("try.refused []")
+    c.worker.wait_for_line("try.refused '[1]'")
     assert _snapshot(c.store) == before
 
 

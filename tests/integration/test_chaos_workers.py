@@ -32,6 +32,7 @@ from chaos_harness import Chaos, start_chaos
 from sqlalchemy import Connection, func, select
 from throwaway import Redis, chaos_database, memory_cgroup, throwaway_redis  # noqa: F401
 
+from drayman.executors.celery import TRIES_PER_MESSAGE
 from drayman.states import RunState, TryState
 from drayman.store.schema import component, task_try
 
@@ -284,17 +285,23 @@ def test_kill_9_a_worker_holding_prefetched_tries_they_run_elsewhere(
 ) -> None:
     c = _start(chaos_database, throwaway_redis, tmp_path)
     try:
+        # a holds its second try for good (no worker_hold_s release): only the kill frees it
         a = c.start_worker(
-            "a", concurrency=1, CHAOS_HOLD="1", DRAYMAN_WORKER_PREFETCH_MULTIPLIER="4"
+            "a",
+            concurrency=1,
+            CHAOS_HOLD="1",
+            DRAYMAN_WORKER_PREFETCH_MULTIPLIER="4",
+            DRAYMAN_WORKER_HOLD_S="600",
         )
         a_id = c.component(a).id
         c.trigger(HELD, "r1")
 
         def one_running_three_held(conn: Connection) -> bool:
+            # four tries in two messages (TRIES_PER_MESSAGE), both delivered to a, unacked
             return (
                 _count_tries(conn, state=TryState.RUNNING, worker_id=a_id) == 1
                 and _count_tries(conn, state=TryState.QUEUED) == 3
-                and _redis_holds(throwaway_redis) == (0, 4)
+                and _redis_holds(throwaway_redis) == (0, 4 // TRIES_PER_MESSAGE)
             )
 
         # well within queued_timeout_s: before the scheduler would send anything again

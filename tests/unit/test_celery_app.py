@@ -7,7 +7,15 @@ import pytest
 from drayman.cli.serve import _executor
 from drayman.config import Settings
 from drayman.exceptions import ConfigError
-from drayman.executors.celery import RUN_CALLBACK, RUN_TRY, CeleryExecutor, make_app
+from drayman.executors.celery import (
+    RUN_CALLBACK,
+    RUN_TRIES,
+    RUN_TRY,
+    CeleryExecutor,
+    make_app,
+    messages_of,
+)
+from drayman.workloads import RunContextData, TryWorkload
 
 
 def test_the_app_speaks_json_only_and_acknowledges_late() -> None:
@@ -19,7 +27,7 @@ def test_the_app_speaks_json_only_and_acknowledges_late() -> None:
     assert conf.worker_prefetch_multiplier == 1
     assert conf.broker_connection_retry_on_startup
     assert conf.broker_transport_options == {"visibility_timeout": 90}
-    assert {RUN_TRY, RUN_CALLBACK} <= set(app.tasks)
+    assert {RUN_TRIES, RUN_TRY, RUN_CALLBACK} <= set(app.tasks)
 
 
 def test_rabbitmq_needs_no_visibility_timeout() -> None:
@@ -37,3 +45,42 @@ def test_the_scheduler_picks_the_celery_executor() -> None:
     assert isinstance(executor, CeleryExecutor)
     assert executor.open_slots() == 0  # not started
     assert executor.events() == [] and executor.fileno() is None
+
+
+def _try(try_id: int, queue: str) -> TryWorkload:
+    run = RunContextData(
+        dag_id="d",
+        run_id="r",
+        run_type="manual",
+        logical_date="2024-01-01T00:00:00+00:00",
+        data_interval_start="2024-01-01T00:00:00+00:00",
+        data_interval_end="2024-01-01T00:00:00+00:00",
+        timezone="UTC",
+        bundle_version="v",
+    )
+    return TryWorkload(
+        try_id=try_id,
+        ti_id=try_id,
+        task_id=f"t{try_id}",
+        map_index=-1,
+        try_number=1,
+        max_tries=1,
+        fileloc="f.py",
+        run=run,
+        queue=queue,
+    )
+
+
+def test_tries_travel_in_pairs_of_one_queue_in_the_order_given() -> None:
+    workloads = [_try(1, "default"), _try(2, "heavy"), _try(3, "default"), _try(4, "default")]
+    workloads += [_try(5, "heavy")]
+
+    assert messages_of(workloads) == [
+        ("default", [1, 3]),
+        ("default", [4]),
+        ("heavy", [2, 5]),
+    ]
+
+
+def test_a_lone_try_travels_alone() -> None:
+    assert messages_of([_try(7, "default")]) == [("default", [7])]

@@ -1,10 +1,11 @@
 """The Celery executor: tries travel as bare ids over Redis or RabbitMQ. The only Celery import.
 
-Scheduler side, `CeleryExecutor` sends one message per workload: `drayman.run_try` with the
-try id, to the task's queue, or `drayman.run_callback` with a finished run's dag id, run id
-and callback name. Nothing else travels: a worker rebuilds the workload from the store
-(`drayman.runner.remote`), so a forged or replayed message can only name a try, and the try-id
-fence (ADR 4) refuses one that is not queued and current.
+Scheduler side, `CeleryExecutor` sends `drayman.run_tries` with the ids of up to
+`TRIES_PER_MESSAGE` tries of one queue, to that queue, or `drayman.run_callback` with a
+finished run's dag id, run id and callback name. Nothing else travels: a worker rebuilds the
+workload from the store (`drayman.runner.remote`), so a forged or replayed message can only
+name tries, and the try-id fence (ADR 4) refuses one that is not queued and current.
+`drayman.run_try` (one id) is still understood, from schedulers that sent one try per message.
 
 Worker side, `make_app(settings, runner=...)` registers the task bodies, which hand each id
 to the worker's engine (`drayman.runner.remote.RemoteRunner`: batched claims and outcomes,
@@ -30,12 +31,13 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from celery import Celery
+from celery import Celery, Task
 
 from drayman.config import Settings
 from drayman.exceptions import ConfigError, ExecutorError
 from drayman.executors import kombu_redis
 from drayman.executors.celery_wakeup import OutcomeListener
+from drayman.fleet import IN_FLIGHT_PER_SLOT
 from drayman.workloads import CallbackWorkload, ExecutorEvent, TryWorkload, Workload
 
 if TYPE_CHECKING:
@@ -47,10 +49,16 @@ log = logging.getLogger("drayman.executors.celery")
 # and task.finished with the try id already, and building each record costs CPU per try.
 PER_MESSAGE_LOGGERS = ("celery.worker.strategy", "celery.app.trace")
 
-RUN_TRY = "drayman.run_try"
+RUN_TRIES = "drayman.run_tries"
+RUN_TRY = "drayman.run_try"  # one id per message: what earlier schedulers sent
 RUN_CALLBACK = "drayman.run_callback"
 CALLBACK_QUEUE = "default"
 CONNECT_TIMEOUT_S = 5.0
+# Tries per message: a slot's share of its queue's in-flight cap. The worker claims the
+# first when a slot is free and the second in the round that records an outcome, and Celery,
+# the broker and the scheduler handle one message for both (ADR 11).
+TRIES_PER_MESSAGE = IN_FLIGHT_PER_SLOT
+MAX_TRIES_ACCEPTED = 64  # a message naming more is refused: no scheduler sends one
 
 
 def make_app(settings: Settings, *, runner: RemoteRunner | None = None) -> Celery:
@@ -87,12 +95,23 @@ def make_app(settings: Settings, *, runner: RemoteRunner | None = None) -> Celer
         }
 
     # shared=False: each app (one per test, one per worker) keeps its own task registry
-    @app.task(name=RUN_TRY, ignore_result=True, shared=False)
-    def run_try_task(try_id: Any) -> None:
+    @app.task(name=RUN_TRIES, bind=True, ignore_result=True, shared=False)
+    def run_tries_task(task: Task, try_ids: Any) -> None:
+        if not _is_id_list(try_ids):
+            log.warning(
+                "try.refused %r: try ids must be a list of 1 to %d integers",
+                try_ids,
+                MAX_TRIES_ACCEPTED,
+            )
+            return
+        _run_and_send_back(task, _runner_of(runner), try_ids)
+
+    @app.task(name=RUN_TRY, bind=True, ignore_result=True, shared=False)
+    def run_try_task(task: Task, try_id: Any) -> None:
         if type(try_id) is not int:
             log.warning("try.refused %r: a try id must be an integer", try_id)
             return
-        _runner_of(runner).run_try(try_id)
+        _run_and_send_back(task, _runner_of(runner), [try_id])
 
     @app.task(name=RUN_CALLBACK, ignore_result=True, shared=False)
     def run_callback_task(dag_id: Any, run_id: Any, callback: Any) -> None:
@@ -102,6 +121,38 @@ def make_app(settings: Settings, *, runner: RemoteRunner | None = None) -> Celer
         _runner_of(runner).run_callback(dag_id, run_id, callback)
 
     return app
+
+
+def _is_id_list(value: Any) -> bool:
+    return (
+        type(value) is list
+        and 0 < len(value) <= MAX_TRIES_ACCEPTED
+        and all(type(item) is int for item in value)
+    )
+
+
+def _run_and_send_back(task: Task, runner: RemoteRunner, try_ids: list[int]) -> None:
+    """Run the tries; one released unclaimed (no free slot here for a while, or the worker is
+    stopping) goes back to the queue at once, for another worker, instead of waiting for the
+    scheduler's `queued_timeout_s`."""
+    queue = (task.request.delivery_info or {}).get("routing_key") or CALLBACK_QUEUE
+
+    def send_again(released: list[int]) -> None:
+        try:
+            task.app.send_task(
+                RUN_TRIES, args=[released], queue=queue, task_id=task_id_of(released)
+            )
+        except Exception as exc:  # the broker is away: they are still QUEUED in the store
+            log.warning(
+                "tries.send_again_failed try_ids=%s: %s; the scheduler sends them again "
+                "after queued_timeout_s",
+                released,
+                exc,
+            )
+        else:
+            log.info("tries.sent_again try_ids=%s queue=%s", released, queue)
+
+    runner.run_tries(try_ids, send_again)
 
 
 def _runner_of(runner: RemoteRunner | None) -> RemoteRunner:
@@ -131,6 +182,7 @@ def run_worker(
 
     def start_grace(**_: Any) -> None:
         log.info("worker.stopping grace_s=%g: running tries may finish", grace_s)
+        runner.release()
         timer = threading.Timer(grace_s, runner.hand_back)
         timer.daemon = True
         timer.start()
@@ -208,8 +260,17 @@ class CeleryExecutor:
             )
         try:
             with self._app.producer_or_acquire() as producer:
+                for queue, try_ids in messages_of(workloads):
+                    self._app.send_task(
+                        RUN_TRIES,
+                        args=[try_ids],
+                        queue=queue,
+                        task_id=task_id_of(try_ids),
+                        producer=producer,
+                    )
                 for workload in workloads:
-                    self._send(producer, workload)
+                    if isinstance(workload, CallbackWorkload):
+                        self._send_callback(producer, workload)
         except ExecutorError:
             raise
         except Exception as exc:  # kombu's errors: the broker is away
@@ -231,9 +292,10 @@ class CeleryExecutor:
         return []
 
     def cancel(self, try_id: int) -> None:
-        """Revoke the try's message so that no worker starts it; a running try runs on."""
+        """Revoke the try's message if it went alone; a try sent with another is refused by
+        the fence when its message arrives (it is no longer queued). A running try runs on."""
         if self._app is not None:
-            self._app.control.revoke(task_id_of(try_id))
+            self._app.control.revoke(task_id_of([try_id]))
 
     def heartbeat(self) -> None:
         """Nothing to do here: workers heartbeat their own components in the store."""
@@ -247,28 +309,33 @@ class CeleryExecutor:
         if self._listener is not None:
             self._listener.close()
 
-    def _send(self, producer: Any, workload: Workload) -> None:
+    def _send_callback(self, producer: Any, workload: CallbackWorkload) -> None:
         assert self._app is not None
+        self._app.send_task(
+            RUN_CALLBACK,
+            args=[workload.run.dag_id, workload.run.run_id, workload.callback],
+            queue=CALLBACK_QUEUE,
+            producer=producer,
+        )
+
+
+def messages_of(workloads: Sequence[Workload]) -> list[tuple[str, list[int]]]:
+    """(queue, try ids) of each message for `workloads`' tries: up to `TRIES_PER_MESSAGE`
+    tries of one queue each, in the order the scheduler chose (priority first)."""
+    by_queue: dict[str, list[int]] = {}
+    for workload in workloads:
         if isinstance(workload, TryWorkload):
-            self._app.send_task(
-                RUN_TRY,
-                args=[workload.try_id],
-                queue=workload.queue,
-                task_id=task_id_of(workload.try_id),
-                producer=producer,
-            )
-        elif isinstance(workload, CallbackWorkload):
-            self._app.send_task(
-                RUN_CALLBACK,
-                args=[workload.run.dag_id, workload.run.run_id, workload.callback],
-                queue=CALLBACK_QUEUE,
-                producer=producer,
-            )
+            by_queue.setdefault(workload.queue, []).append(workload.try_id)
+    return [
+        (queue, ids[start : start + TRIES_PER_MESSAGE])
+        for queue, ids in by_queue.items()
+        for start in range(0, len(ids), TRIES_PER_MESSAGE)
+    ]
 
 
-def task_id_of(try_id: int) -> str:
-    """The Celery task id of a try's message: known without a result backend, for revoking."""
-    return f"drayman-try-{try_id}"
+def task_id_of(try_ids: Sequence[int]) -> str:
+    """The Celery task id of a message: known without a result backend, for revoking."""
+    return "drayman-tries-" + "-".join(map(str, try_ids))
 
 
 def _safe_url(url: str) -> str:

@@ -1,10 +1,12 @@
 """The engine of a remote worker (`drayman worker`): claim, run and record tries in batches.
 
-A broker message names a try id (or a finished run and a callback name) and nothing else. The
-Celery thread that received it hands the id to `RemoteRunner.run_try` and waits; one pump
-thread does the rest, a round at a time:
+A broker message names one or two try ids (or a finished run and a callback name) and nothing
+else. The Celery thread that received it hands the ids to `RemoteRunner.run_tries` and waits;
+one pump thread does the rest, a round at a time:
 
-1. claim: every try id that arrived since the last round, in one transaction. The workloads
+1. claim: the try ids that arrived since the last round, as many as there are free slots
+   (the rest wait, and are released to be sent again after `worker_hold_s`), in one
+   transaction. The workloads
    are rebuilt from the store with the scheduler's own code (`scheduler.dispatch`) and the
    tries are taken through the fence (ADR 4): only a try that is QUEUED and current is
    claimed. A redelivered, stale or forged message claims nothing and runs nothing.
@@ -37,8 +39,8 @@ import select
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future
-from dataclasses import dataclass, replace
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -136,10 +138,20 @@ def claim_tries(
     return workloads
 
 
+class Released(Exception):
+    """The worker began stopping before it claimed this try: it is still QUEUED, for another
+    worker to run once its id is sent again."""
+
+    def __init__(self, try_id: int) -> None:
+        super().__init__(f"try {try_id} not claimed: the worker is stopping")
+        self.try_id = try_id
+
+
 @dataclass
 class _TryRequest:
     try_id: int
     done: Future[TryOutcome | None]
+    arrived: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -157,8 +169,8 @@ class _Running:
 class RemoteRunner:
     """Runs the tries a worker is sent; see the module docstring.
 
-    `run_try` and `run_callback` may be called from any thread; everything else happens on
-    the pump thread, which alone touches the executor.
+    `run_try`, `run_tries` and `run_callback` may be called from any thread; everything else
+    happens on the pump thread, which alone touches the executor.
     """
 
     def __init__(
@@ -171,6 +183,7 @@ class RemoteRunner:
         bell: Callable[..., None] | None = None,  # bell(*run_ids): ADR 9's OutcomeBell.ring
     ) -> None:
         self.settings = replace(settings, parallelism=concurrency)
+        self._concurrency = concurrency
         self.store = store
         self.worker_id = worker_id
         self.specs = SpecCache(store)
@@ -192,6 +205,7 @@ class RemoteRunner:
         self._retry_at = 0.0
         self._failing = False
         self._hand_back = threading.Event()
+        self._release = threading.Event()
         self._handed_back = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._pump, name="drayman-engine", daemon=True)
@@ -203,10 +217,31 @@ class RemoteRunner:
         self._thread.start()
 
     def run_try(self, try_id: int) -> TryOutcome | None:
-        """Claim, run and record try `try_id`; its outcome, or None when it was not claimed."""
+        """Claim, run and record try `try_id`; its outcome, or None when it was not claimed.
+
+        Raises `Released` when the worker began stopping before a slot was free for it.
+        """
         request = _TryRequest(try_id, Future())
         self._post(request)
         return request.done.result()
+
+    def run_tries(self, try_ids: Sequence[int], send_again: Callable[[list[int]], None]) -> None:
+        """Claim, run and record the tries of one message; return when all are over.
+
+        Each is claimed once a slot is free for it: the second of a message waits here,
+        still QUEUED in the store, and is claimed in the round that records an outcome. One
+        released unclaimed (after `worker_hold_s`, or as the worker stops) goes to `send_again` at
+        once, for another worker.
+        """
+        requests: dict[Future[TryOutcome | None], int] = {Future(): try_id for try_id in try_ids}
+        for done, try_id in requests.items():
+            self._post(_TryRequest(try_id, done))
+        pending: set[Future[TryOutcome | None]] = set(requests)
+        while pending:
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            released = [requests[f] for f in finished if isinstance(f.exception(), Released)]
+            if released:
+                send_again(sorted(released))
 
     def run_callback(self, dag_id: str, run_id: str, callback: str) -> bool:
         """Run a finished run's DAG-level callback; False when the store says there is none."""
@@ -224,8 +259,14 @@ class RemoteRunner:
         self._post(request)
         return request.done.result()
 
+    def release(self) -> None:
+        """Claim nothing more: each try not claimed yet gets `Released` (the worker stops)."""
+        self._release.set()
+        self._wake()
+
     def hand_back(self) -> None:
         """Kill the tries still running and record them as handed back (the grace is over)."""
+        self._release.set()
         self._hand_back.set()
         self._wake()
 
@@ -259,6 +300,7 @@ class RemoteRunner:
             self._collect()
             self._store_round()
             if time.monotonic() >= next_beat:
+                self._release_held()
                 self._stop_ended_tries()
                 self._executor.heartbeat()
                 next_beat = time.monotonic() + EXECUTOR_BEAT_S
@@ -290,10 +332,41 @@ class RemoteRunner:
                 request.done.set_result(None)
             else:
                 self._to_claim.append(request)
-        if self._handed_back:  # stopping: the scheduler sends unclaimed tries again
+        if self._release.is_set():  # stopping: another worker runs what waits here
             for request in self._to_claim:
-                request.done.set_result(None)
+                request.done.set_exception(Released(request.try_id))
             self._to_claim = []
+
+    def _release_held(self) -> None:
+        """Release the tries that waited `worker_hold_s` for a slot here: with long tasks,
+        another worker's slot may free first."""
+        hold_s = self.settings.worker_hold_s
+        if not self._to_claim or self._to_claim[0].arrived > time.monotonic() - hold_s:
+            return
+        cutoff = time.monotonic() - hold_s
+        claimable = len(self._claimable())  # a prefix of the waiting requests
+        kept = self._to_claim[:claimable]
+        for request in self._to_claim[claimable:]:
+            if request.arrived > cutoff:
+                kept.append(request)
+                continue
+            log.info("try.released try_id=%s: no free slot here for %g s", request.try_id, hold_s)
+            request.done.set_exception(Released(request.try_id))
+        self._to_claim = kept
+
+    def _claimable(self) -> list[_TryRequest]:
+        """The waiting requests a claim takes now: as many as there are free slots.
+
+        A slot is free when its warm process has no try: the outcomes not recorded yet
+        freed theirs, so the round that records them claims the next tries too.
+        """
+        busy = len(self._running) - len(self._outcomes) + len(self._callbacks)
+        return self._to_claim[: max(0, self._concurrency - busy)]
+
+    def _take_claimable(self) -> list[_TryRequest]:
+        requests = self._claimable()
+        del self._to_claim[: len(requests)]
+        return requests
 
     def _store_round(self) -> bool:
         """Record the round's outcomes and claim its new tries; True when nothing is left.
@@ -301,13 +374,13 @@ class RemoteRunner:
         One transaction for both saves a commit per round; while the database is failing,
         each goes alone (outcomes first), so a claim that keeps failing never holds up them.
         """
-        if not (self._to_claim or self._outcomes or self._chunks):
+        if not (self._claimable() or self._outcomes or self._chunks):
             return True
         if time.monotonic() < self._retry_at:
             return False
         if self._failing:
             return self._record() and self._claim()
-        requests, self._to_claim = self._to_claim, []
+        requests = self._take_claimable()
         outcomes, self._outcomes = self._outcomes, []
         chunks, self._chunks = self._chunks, []
         try:
@@ -327,7 +400,7 @@ class RemoteRunner:
 
     def _claim(self) -> bool:
         """Claim the waiting tries in a transaction of their own; False when it failed."""
-        requests, self._to_claim = self._to_claim, []
+        requests = self._take_claimable()
         if not requests:
             return True
         try:
@@ -493,6 +566,7 @@ class RemoteRunner:
     def _give_back_running(self) -> None:
         """The grace is over: kill every try and take no more (their outcomes are collected)."""
         self._handed_back = True
+        self._release.set()
         if self._running:
             log.warning("worker.hand_back tries=%s", ",".join(map(str, sorted(self._running))))
         self._executor.stop(0.0)
