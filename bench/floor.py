@@ -5,8 +5,9 @@
 Every try runs in a process of its own (DESIGN.md), forked from a warm process that has
 drayman and the DAG imported (ADR 3). This measures, on this machine:
 
-- `python_loop_s`: a fixed pure-Python loop, so that figures from two machines (or two days
-  on one VM) can be compared: the same code ran 35% slower on one VM than on another.
+- `python_loop_s`: a fixed pure-Python loop, a reference for the CPU's speed. It does not
+  see everything: on a shared VM, W4 varies by a third from hour to hour while this stays put
+  (page faults and context switches suffer from neighbours more than arithmetic does).
 - `fork_exit_ms_bare` / `fork_exit_ms_warm`: CPU of one fork whose child exits at once, from a
   bare interpreter and from one holding what a warm process preloads: isolation at its
   cheapest, with no task, log or supervision.
