@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 KEYS = {
@@ -25,9 +26,10 @@ KEYS = {
 }
 
 
-def test_bench_w2_smoke_reports_every_key() -> None:
+def _bench(*args: str) -> dict[str, Any]:
+    """`python -m bench ARGS --json`, which must succeed: its report."""
     done = subprocess.run(
-        [sys.executable, "-m", "bench", "run", "W2", "--db", "sqlite", "--size", "5", "--json"],
+        [sys.executable, "-m", "bench", *args, "--json"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -35,7 +37,12 @@ def test_bench_w2_smoke_reports_every_key() -> None:
         check=False,
     )
     assert done.returncode == 0, f"bench failed:\n{done.stdout}\n{done.stderr}"
-    report = json.loads(done.stdout)
+    report: dict[str, Any] = json.loads(done.stdout)
+    return report
+
+
+def test_bench_w2_smoke_reports_every_key() -> None:
+    report = _bench("run", "W2", "--db", "sqlite", "--size", "5")
     assert report.keys() >= KEYS, f"missing keys: {sorted(KEYS - report.keys())}"
     assert (report["workload"], report["db"], report["executor"]) == ("W2", "sqlite", "local")
     assert report["tries"] == 5
@@ -45,16 +52,7 @@ def test_bench_w2_smoke_reports_every_key() -> None:
 
 
 def test_bench_w4_smoke_reports_throughput_and_latency() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "bench", "run", "W4", "--db", "sqlite", "--size", "2", "--json"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, f"bench failed:\n{done.stdout}\n{done.stderr}"
-    report = json.loads(done.stdout)
+    report = _bench("run", "W4", "--db", "sqlite", "--size", "2")
     assert (report["workload"], report["executor"], report["runs"]) == ("W4", "local", 2)
     assert report["tries"] == 100
     assert report["tries_per_s"] > 0
@@ -76,16 +74,7 @@ def test_bench_refuses_celery_on_sqlite() -> None:
 
 
 def test_bench_floor_reports_the_isolation_cost_and_the_ceiling_it_sets() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "bench", "floor", "--tries", "20", "--json"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, f"bench failed:\n{done.stdout}\n{done.stderr}"
-    report = json.loads(done.stdout)
+    report = _bench("floor", "--tries", "20")
     assert report["python_loop_s"] > 0
     assert report["fork_exit_ms_bare"] > 0
     assert report["fork_exit_ms_warm"] > 0

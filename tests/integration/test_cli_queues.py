@@ -87,13 +87,18 @@ def seed(store: Store) -> None:
         components.heartbeat(conn, stale, now - timedelta(hours=1))
 
 
-def test_a_queue_nobody_serves_shows_as_waiting(tmp_path: Path) -> None:
+def seeded_env(tmp_path: Path, **settings: str) -> dict[str, str]:
+    """The environment of a CLI on a fresh SQLite store holding `seed`'s tasks and workers."""
     url = f"sqlite:///{tmp_path / 'drayman.db'}"
     store = Store(url)
     migrate.upgrade(store)
     seed(store)
     store.dispose()
-    env = {**os.environ, "DRAYMAN_HOME": str(tmp_path), "DRAYMAN_DATABASE_URL": url}
+    return {**os.environ, "DRAYMAN_HOME": str(tmp_path), "DRAYMAN_DATABASE_URL": url, **settings}
+
+
+def test_a_queue_nobody_serves_shows_as_waiting(tmp_path: Path) -> None:
+    env = seeded_env(tmp_path)
 
     done = subprocess.run(
         [DRAYMAN, "queues", "list", "--json"], env=env, capture_output=True, text=True, check=True
@@ -120,19 +125,12 @@ def test_a_queue_nobody_serves_shows_as_waiting(tmp_path: Path) -> None:
 
 
 def test_with_celery_each_queue_shows_its_cap(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'drayman.db'}"
-    store = Store(url)
-    migrate.upgrade(store)
-    seed(store)
-    store.dispose()
-    env = {
-        **os.environ,
-        "DRAYMAN_HOME": str(tmp_path),
-        "DRAYMAN_DATABASE_URL": url,
-        "DRAYMAN_EXECUTOR": "celery",
-        "DRAYMAN_BROKER_URL": "redis://127.0.0.1:6379/0",
-        "DRAYMAN_PARALLELISM": "4",
-    }
+    env = seeded_env(
+        tmp_path,
+        DRAYMAN_EXECUTOR="celery",
+        DRAYMAN_BROKER_URL="redis://127.0.0.1:6379/0",
+        DRAYMAN_PARALLELISM="4",
+    )
 
     done = subprocess.run(
         [DRAYMAN, "queues", "list", "--json"], env=env, capture_output=True, text=True, check=True
