@@ -15,7 +15,7 @@ import signal
 import subprocess
 import textwrap
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -289,6 +289,20 @@ class Chaos:
             for pid, start in self._orphans.items()
             if (stat := _proc_stat(pid)) is not None and stat[2] == start and alive(pid)
         ]
+
+
+def chaos_fixture(dags: dict[str, str], **overrides: Any) -> Any:
+    """A pytest fixture `chaos`: `start_chaos` with `dags` on the parametrized database and a
+    throwaway Redis, closed after the test. The test module must import `chaos_database` and
+    `throwaway_redis` from `throwaway`, where these fixtures live."""
+
+    @pytest.fixture
+    def chaos(chaos_database: str, throwaway_redis: Any, tmp_path: Path) -> Iterator[Chaos]:
+        cluster = start_chaos(chaos_database, throwaway_redis.url, tmp_path, dags, **overrides)
+        yield cluster
+        cluster.close()
+
+    return chaos
 
 
 def start_chaos(

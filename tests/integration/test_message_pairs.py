@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import signal
 import textwrap
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from chaos_harness import Chaos, start_chaos
+from chaos_harness import Chaos, chaos_fixture
 from throwaway import Redis, chaos_database, throwaway_redis  # noqa: F401
 
 from drayman.states import RunState, TryState
@@ -43,16 +41,8 @@ DAGS = {
 }
 
 
-@pytest.fixture
-def chaos(
-    chaos_database: str,  # noqa: F811
-    throwaway_redis: Redis,  # noqa: F811
-    tmp_path: Path,
-) -> Iterator[Chaos]:
-    # queued_timeout_s far away: only the worker sending a try again can move it in time
-    cluster = start_chaos(chaos_database, throwaway_redis.url, tmp_path, DAGS, queued_timeout_s=60)
-    yield cluster
-    cluster.close()
+# queued_timeout_s far away: only the worker sending a try again can move it in time
+chaos = chaos_fixture(DAGS, queued_timeout_s=60)
 
 
 def _run_tries(c: Chaos) -> dict[str, Any]:

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from chaos_harness import Chaos, start_chaos
+from chaos_harness import Chaos, chaos_fixture, start_chaos
 from sqlalchemy import func, select
 from throwaway import Redis, chaos_database, throwaway_redis  # noqa: F401
 
@@ -43,15 +42,7 @@ DAGS = {
 }
 
 
-@pytest.fixture
-def chaos(
-    chaos_database: str,  # noqa: F811
-    throwaway_redis: Redis,  # noqa: F811
-    tmp_path: Path,
-) -> Iterator[Chaos]:
-    cluster = start_chaos(chaos_database, throwaway_redis.url, tmp_path, DAGS, parallelism=3)
-    yield cluster
-    cluster.close()
+chaos = chaos_fixture(DAGS, parallelism=3)
 
 
 def test_each_queue_is_capped_on_its_own(chaos: Chaos) -> None:

@@ -11,11 +11,9 @@ from __future__ import annotations
 import signal
 import textwrap
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from chaos_harness import Chaos, start_chaos
+from chaos_harness import Chaos, chaos_fixture
 from sqlalchemy import select
 from throwaway import Redis, chaos_database, throwaway_redis  # noqa: F401
 
@@ -52,15 +50,7 @@ DAGS = {
 }
 
 
-@pytest.fixture
-def chaos(
-    chaos_database: str,  # noqa: F811
-    throwaway_redis: Redis,  # noqa: F811
-    tmp_path: Path,
-) -> Iterator[Chaos]:
-    cluster = start_chaos(chaos_database, throwaway_redis.url, tmp_path, DAGS)
-    yield cluster
-    cluster.close()
+chaos = chaos_fixture(DAGS)
 
 
 def _sigterm_when_running(chaos: Chaos, worker_index: int, dag_id: str) -> None:
