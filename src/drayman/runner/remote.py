@@ -6,10 +6,10 @@ one pump thread does the rest, a round at a time:
 
 1. claim: the try ids that arrived since the last round, as many as there are free slots
    (the rest wait, and are released to be sent again after `worker_hold_s`), in one
-   transaction. The workloads
-   are rebuilt from the store with the scheduler's own code (`scheduler.dispatch`) and the
-   tries are taken through the fence (ADR 4): only a try that is QUEUED and current is
-   claimed. A redelivered, stale or forged message claims nothing and runs nothing.
+   transaction. The workloads are rebuilt from the store with the scheduler's own code
+   (`scheduler.dispatch`) and the tries are taken through the fence (ADR 4): only a try that
+   is QUEUED and current is claimed. A redelivered, stale or forged message claims nothing
+   and runs nothing.
 2. run: the claimed tries go to warm worker processes on this host (the local executor's
    machinery, ADR 3: one fork per try), which send back outcomes and their logs' chunks.
 3. record: the outcomes and the log chunks of the round, in one transaction; then the
@@ -139,11 +139,11 @@ def claim_tries(
 
 
 class Released(Exception):
-    """The worker began stopping before it claimed this try: it is still QUEUED, for another
-    worker to run once its id is sent again."""
+    """This worker let a try go unclaimed (no free slot for `worker_hold_s`, or it is
+    stopping): the try is still QUEUED, for another worker once its id is sent again."""
 
     def __init__(self, try_id: int) -> None:
-        super().__init__(f"try {try_id} not claimed: the worker is stopping")
+        super().__init__(f"try {try_id} released unclaimed")
         self.try_id = try_id
 
 
@@ -169,8 +169,8 @@ class _Running:
 class RemoteRunner:
     """Runs the tries a worker is sent; see the module docstring.
 
-    `run_try`, `run_tries` and `run_callback` may be called from any thread; everything else
-    happens on the pump thread, which alone touches the executor.
+    `run_tries` and `run_callback` may be called from any thread; everything else happens on
+    the pump thread, which alone touches the executor.
     """
 
     def __init__(
@@ -215,15 +215,6 @@ class RemoteRunner:
     def start(self) -> None:
         self._executor.start()
         self._thread.start()
-
-    def run_try(self, try_id: int) -> TryOutcome | None:
-        """Claim, run and record try `try_id`; its outcome, or None when it was not claimed.
-
-        Raises `Released` when the worker began stopping before a slot was free for it.
-        """
-        request = _TryRequest(try_id, Future())
-        self._post(request)
-        return request.done.result()
 
     def run_tries(self, try_ids: Sequence[int], send_again: Callable[[list[int]], None]) -> None:
         """Claim, run and record the tries of one message; return when all are over.
@@ -341,9 +332,9 @@ class RemoteRunner:
         """Release the tries that waited `worker_hold_s` for a slot here: with long tasks,
         another worker's slot may free first."""
         hold_s = self.settings.worker_hold_s
-        if not self._to_claim or self._to_claim[0].arrived > time.monotonic() - hold_s:
-            return
         cutoff = time.monotonic() - hold_s
+        if not self._to_claim or self._to_claim[0].arrived > cutoff:  # the oldest is first
+            return
         claimable = len(self._claimable())  # a prefix of the waiting requests
         kept = self._to_claim[:claimable]
         for request in self._to_claim[claimable:]:

@@ -297,8 +297,6 @@ class Scheduler:
                 log.warning("task.lost ti=%s try_id=%s", recorded.ti_id, lost.id)
         for kind in ("scheduler", "worker"):
             components.mark_dead(conn, kind, cutoff, now)
-        if self.executor.in_flight_from_store:
-            self._read_live_workers(conn, cutoff)
         self._retries_check_at = 0.0  # and look for due retries, as a fallback
         self._stop_ended_tries(conn)
         if self.worker_id is None:  # tries travel through a broker: find what it lost
@@ -494,12 +492,7 @@ class Scheduler:
         floor = slots
         caps = None
         if self.executor.in_flight_from_store:
-            if time.monotonic() - self._live_read_at >= LIVE_WORKERS_READ_S:
-                cutoff = self.store.db_now(conn) - timedelta(
-                    seconds=self.settings.heartbeat_timeout_s
-                )
-                self._read_live_workers(conn, cutoff)
-            caps = self._queue_caps(floor)
+            caps = self._queue_caps(conn, floor)
         if caps:
             slots = max(slots, sum(caps.values()))
         usage = ti_store.slot_usage(conn)
@@ -544,13 +537,14 @@ class Scheduler:
         report.queued += len(new)
         return list(dispatch.try_workloads(conn, new, self._spec, runs))
 
-    def _read_live_workers(self, conn: Connection, cutoff: datetime) -> None:
-        self._live_concurrency = components.live_concurrency(conn, "worker", cutoff)
-        self._live_read_at = time.monotonic()
-
-    def _queue_caps(self, floor: int) -> dict[str, int]:
+    def _queue_caps(self, conn: Connection, floor: int) -> dict[str, int]:
         """Remote workers: each served queue's cap on tries queued or running
-        (`fleet.queue_cap`); a queue nobody serves keeps `floor` (parallelism)."""
+        (`fleet.queue_cap`); a queue nobody serves keeps `floor` (parallelism). The live
+        workers are read again once their last read is `LIVE_WORKERS_READ_S` old."""
+        if time.monotonic() - self._live_read_at >= LIVE_WORKERS_READ_S:
+            cutoff = self.store.db_now(conn) - timedelta(seconds=self.settings.heartbeat_timeout_s)
+            self._live_concurrency = components.live_concurrency(conn, "worker", cutoff)
+            self._live_read_at = time.monotonic()
         return {
             queue: fleet.queue_cap(concurrency, floor)
             for queue, concurrency in self._live_concurrency.items()
