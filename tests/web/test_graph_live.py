@@ -16,14 +16,11 @@ from urllib.parse import quote
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import update
-from webworld import SECRET, WebWorld
+from webworld import SECRET, WebWorld, publish_and_start
 
 from drayman.auth import sessions, users
 from drayman.config import Settings
-from drayman.spec import DagSpec, ParsedDag, TaskSpec
-from drayman.states import RunType
-from drayman.store import dags as dag_store
-from drayman.store import runs as run_store
+from drayman.spec import DagSpec, TaskSpec
 from drayman.store.engine import Store
 from drayman.store.schema import dag_run, metadata, task_instance
 from drayman.web.app import create_app
@@ -131,25 +128,7 @@ def live(tmp_path_factory: pytest.TempPathFactory, world: WebWorld) -> Iterator[
         },
     )
     with store.begin() as conn:
-        dag_store.record_parse(
-            conn, bundle_version="v1", dags=[ParsedDag(spec, "# live\n")], errors=[], now=now
-        )
-        pk = run_store.create_run(
-            conn,
-            dag_id=HOSTILE,
-            run_id=RUN_ID,
-            run_type=RunType.MANUAL,
-            bundle_version="v1",
-            logical_date=now,
-            data_interval_start=now,
-            data_interval_end=now,
-            run_after=now,
-            conf={},
-            params={},
-            triggered_by="tests",
-            now=now,
-        )
-        run_store.start_run(conn, run_store.get_run_by_id(conn, pk), spec, now)
+        pk = publish_and_start(conn, spec, RUN_ID, now, source="# live\n")
     users.create(store, world.passwords, "viewer", "correct horse battery", "viewer", now)
     settings = Settings(home=root / "home")
     app = create_app(settings, store, secret_key=SECRET, passwords=world.passwords)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import literal, select
-from webworld import ROLES, SECRET, WebWorld, _run_to_the_end, csrf_of
+from webworld import ROLES, SECRET, WebWorld, _run_to_the_end, csrf_of, publish_and_start
 
 from drayman.auth import sessions, users
 from drayman.config import Settings
@@ -276,29 +276,7 @@ def hostile(tmp_path_factory: pytest.TempPathFactory, world: WebWorld) -> TestCl
         tasks={HOSTILE: TaskSpec(task_id=HOSTILE, kind="python")},
     )
     with store.begin() as conn:
-        dag_store.record_parse(
-            conn,
-            bundle_version="v1",
-            dags=[ParsedDag(spec, f"# {HOSTILE}\n")],
-            errors=[],
-            now=now,
-        )
-        pk = run_store.create_run(
-            conn,
-            dag_id=HOSTILE,
-            run_id=HOSTILE,
-            run_type=RunType.MANUAL,
-            bundle_version="v1",
-            logical_date=now,
-            data_interval_start=now,
-            data_interval_end=now,
-            run_after=now,
-            conf={"x": HOSTILE},
-            params={},
-            triggered_by=HOSTILE,
-            now=now,
-        )
-        run_store.start_run(conn, run_store.get_run_by_id(conn, pk), spec, now)
+        publish_and_start(conn, spec, HOSTILE, now, conf={"x": HOSTILE}, triggered_by=HOSTILE)
         ti = conn.execute(task_instance.select()).first()
         assert ti is not None
         conn.execute(

@@ -14,10 +14,13 @@ import re
 import textwrap
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy import Connection
 
 from drayman.auth import tokens, users
 from drayman.auth.passwords import Passwords
@@ -26,7 +29,9 @@ from drayman.config import Settings
 from drayman.executors.local import LocalExecutor
 from drayman.scheduler import runs as run_creation
 from drayman.scheduler.loop import Scheduler
-from drayman.states import RUN_FINISHED
+from drayman.spec import DagSpec, ParsedDag
+from drayman.states import RUN_FINISHED, RunType
+from drayman.store import dags as dag_store
 from drayman.store import runs as run_store
 from drayman.store.engine import Store
 from drayman.web.app import create_app
@@ -161,6 +166,44 @@ def new_run(world: WebWorld, run_id: str, dag_id: str = "web_demo") -> str:
             conn, dag_id, conf={}, triggered_by="tests", now=world.store.now(), run_id=run_id
         )
     return run_id
+
+
+def publish_and_start(
+    conn: Connection,
+    spec: DagSpec,
+    run_id: str,
+    now: datetime,
+    *,
+    conf: dict[str, Any] | None = None,
+    triggered_by: str = "tests",
+    source: str | None = None,
+) -> int:
+    """Record `spec` as bundle "v1" and start a manual run of it by hand (no scheduler): the
+    run's primary key. For pages that must show a run in a state a test sets itself."""
+    dag_store.record_parse(
+        conn,
+        bundle_version="v1",
+        dags=[ParsedDag(spec, f"# {spec.dag_id}\n" if source is None else source)],
+        errors=[],
+        now=now,
+    )
+    pk = run_store.create_run(
+        conn,
+        dag_id=spec.dag_id,
+        run_id=run_id,
+        run_type=RunType.MANUAL,
+        bundle_version="v1",
+        logical_date=now,
+        data_interval_start=now,
+        data_interval_end=now,
+        run_after=now,
+        conf=conf or {},
+        params={},
+        triggered_by=triggered_by,
+        now=now,
+    )
+    run_store.start_run(conn, run_store.get_run_by_id(conn, pk), spec, now)
+    return pk
 
 
 def csrf_of(page: str) -> str:
