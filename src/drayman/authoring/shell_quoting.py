@@ -1,0 +1,272 @@
+"""How a template's values reach a Shell command: each one as quoted shell words, never as code.
+
+A Shell task's command runs with `bash -c`, and the values a template puts into it come from
+people who must not get code execution through them: an operator's run conf, params overridden
+by it, a run id. So every `{{ }}` output of a command template passes through `finalize`:
+
+    str, number, bool, None, dict, ...   one word: `shlex.quote(str(value))`, the text Jinja
+                                         would have printed, quoted
+    list or tuple                        one quoted word per item (an empty list: nothing)
+    RawShell, from `| unsafe_raw_shell`  pasted as it is: shell code the DAG author vouches for
+
+Literal template text (and whatever `{% %}` blocks emit as literal text) is the DAG author's
+shell code and is left alone, so pipes, redirections and `&&` work as written. A quoted word
+only stays one word where the shell reads words: inside quotes the author wrote (`'{{ x }}'`,
+`"{{ x }}"`), in backticks, a comment or a here-document it would break out or be read
+again. `placement_error` finds such a placeholder when the DAG file is parsed, so the file
+fails with its line instead of a run failing (or worse) later.
+
+A NUL byte cannot be passed to a process at all; `finalize` raises `NulByteError` naming the
+value, and the caller says where it came from.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+RAW_FILTER = "unsafe_raw_shell"
+
+
+class RawShell(str):
+    """Text an author marked as shell code with `| unsafe_raw_shell`; `finalize` leaves it be.
+
+    Only the filter makes one: a template cannot reach this class, and conf is JSON, so a value
+    from outside can never arrive marked. Any string operation on it gives a plain `str` back,
+    which is quoted again.
+    """
+
+    __slots__ = ()
+
+
+class NulByteError(ValueError):
+    """A value holds a NUL byte, which no process can receive in its arguments or environment."""
+
+    def __init__(self, value: str) -> None:
+        super().__init__(f"value {shorten(value)} holds a NUL byte")
+        self.value = value
+
+
+def unsafe_raw_shell(value: Any) -> RawShell:
+    """The `unsafe_raw_shell` filter: `value` pasted into the command as shell code.
+
+    A list or tuple gives its items' text joined by spaces.
+    """
+    items = value if isinstance(value, list | tuple) else [value]
+    text = " ".join(str(item) for item in items)
+    if "\0" in text:
+        raise NulByteError(text)
+    return RawShell(text)
+
+
+def finalize(value: Any) -> str:
+    """The text a `{{ }}` output of a command template puts into the command."""
+    if isinstance(value, RawShell):
+        return value
+    if isinstance(value, list | tuple):
+        return " ".join(_word(item) for item in value)
+    return _word(value)
+
+
+def check_text(value: Any) -> Any:
+    """Finalize of env and cwd templates: text as Jinja prints it, but never a NUL byte."""
+    if isinstance(value, str) and "\0" in value:
+        raise NulByteError(value)
+    return value
+
+
+def _word(value: Any) -> str:
+    text = str(value)
+    if "\0" in text:
+        raise NulByteError(text)
+    return shlex.quote(text)
+
+
+def shorten(value: str, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 4] + "...'"
+
+
+# --------------------------------------------------------- where a placeholder sits (parse time)
+
+
+@dataclass(frozen=True)
+class Placeholder:
+    """A `{{ }}` expression of a template: its line, its source, and the shell state around it."""
+
+    lineno: int
+    source: str  # the expression between the braces
+    state: str  # "" where the shell reads words, else a key of _ShellScanner.CONTEXTS
+
+
+def placement_error(template: str, env: Any) -> str | None:
+    """Why a placeholder of `template` would not land as shell words, or None.
+
+    `env` is the Jinja environment (its lexer splits the template). A placeholder that ends in
+    `| unsafe_raw_shell` is the author's explicit choice and is not checked; in arithmetic, one
+    that ends in `| int` or `| float` is a number and safe.
+    """
+    for placeholder in _placeholders(template, env):
+        if _allowed(placeholder):
+            continue
+        return (
+            f"line {placeholder.lineno}: {{{{ {placeholder.source} }}}} is inside "
+            f"{_ShellScanner.CONTEXTS[placeholder.state]}; drayman quotes every value as shell "
+            "words itself, so write it outside any quotes (`--out {{ params.out }}`, or "
+            '`"$DIR/"{{ ds }}` to join it to text), or pass it in env= and use "$NAME"'
+        )
+    return None
+
+
+def _allowed(placeholder: Placeholder) -> bool:
+    if not placeholder.state or _ends_with_filter(placeholder.source, RAW_FILTER):
+        return True
+    numeric = _ends_with_filter(placeholder.source, "int", "float")
+    return placeholder.state == "((" and numeric
+
+
+def _ends_with_filter(source: str, *names: str) -> bool:
+    pattern = r"\|\s*(" + "|".join(names) + r")\s*(\([^()]*\))?\s*$"
+    return re.search(pattern, source) is not None
+
+
+def _placeholders(template: str, env: Any) -> Iterator[Placeholder]:
+    scanner = _ShellScanner()
+    source: list[str] = []
+    in_variable = False
+    for lineno, token, value in env.lex(template):
+        if token == "variable_begin":
+            in_variable, source = True, []
+        elif token == "variable_end":
+            in_variable = False
+            yield Placeholder(lineno, "".join(source).strip(), scanner.where())
+            scanner.value()
+        elif in_variable:
+            source.append(value)
+        elif token == "data":
+            scanner.feed(value)
+
+
+class _ShellScanner:
+    """Follows bash's quoting through a command's literal text, enough to tell where a value
+    lands: in plain words, or in quotes, backticks, arithmetic, a comment, a here-document.
+
+    It errs towards "not plain words": a value inside `"$(...)"` is reported as inside double
+    quotes, though bash would start a fresh context there.
+    """
+
+    CONTEXTS = {
+        "\\": "a backslash escape (`\\{{ x }}` would unquote the value)",
+        "$": "`${{ x }}` (bash would read `$'...'`, an escape sequence)",
+        "'": "'...' quotes",
+        '"': '"..." quotes',
+        "$'": "$'...' quotes",
+        "`": "`...` backticks (use $( ) instead)",
+        "#": "a shell comment",
+        "<<": "a here-document",
+        "((": "an arithmetic expression, where bash evaluates even quoted text "
+        "(make it a number first: `{{ params.n | int }}`)",
+    }
+
+    def __init__(self) -> None:
+        self.state = ""  # "" (plain words) or a key of CONTEXTS
+        self.escaped = False
+        self.previous = "\n"  # the character before the current one
+        self.depth = 0  # open parentheses inside an arithmetic expression
+        self.heredoc_words: list[str] = []  # delimiters of here-documents still to start
+        self.line = ""  # the current line of a here-document body
+        self.line_has_value = False
+
+    def where(self) -> str:
+        """The state a value placed now lands in: "" for plain words, else a CONTEXTS key."""
+        if self.state == "" and self.escaped:
+            return "\\"
+        if self.state == "" and self.previous == "$":
+            return "$"
+        return self.state
+
+    def value(self) -> None:
+        self.escaped = False
+        self.previous = "x"  # a value is a word: what follows is not at a word start
+        self.line_has_value = True
+
+    def feed(self, text: str) -> None:
+        index = 0
+        while index < len(text):
+            index = self._step(text, index)
+
+    def _step(self, text: str, index: int) -> int:
+        char = text[index]
+        state = self.state
+        if state == "<<":
+            self._heredoc_char(char)
+        elif self.escaped:
+            self.escaped = False
+        elif state == "'":
+            self.state = "" if char == "'" else state
+        elif state in ('"', "$'", "`"):
+            self._quoted_char(char)
+        elif state == "#":
+            self.state = "" if char == "\n" else state
+        elif state == "((":
+            return self._arithmetic(text, index)
+        else:
+            return self._plain(text, index)
+        self.previous = char
+        return index + 1
+
+    def _quoted_char(self, char: str) -> None:
+        closer = {'"': '"', "$'": "'", "`": "`"}[self.state]
+        if char == "\\":
+            self.escaped = True
+        elif char == closer:
+            self.state = ""
+
+    def _arithmetic(self, text: str, index: int) -> int:
+        char = text[index]
+        if char == "(":
+            self.depth += 1
+        elif char == ")" and self.depth:
+            self.depth -= 1
+        elif char == ")" and text.startswith("))", index):
+            self.state = ""
+            self.previous = ")"
+            return index + 2
+        self.previous = char
+        return index + 1
+
+    def _plain(self, text: str, index: int) -> int:
+        char = text[index]
+        rest = text[index:]
+        advance = 1
+        if char == "\\":
+            self.escaped = True
+        elif rest.startswith("$'"):
+            self.state, advance = "$'", 2
+        elif char in "'\"`":
+            self.state = char
+        elif char == "#" and self.previous in " \t\n;&|()<>":
+            self.state = "#"
+        elif rest.startswith("(("):
+            self.state, self.depth, advance = "((", 0, 2
+        elif rest.startswith("<<<"):
+            advance = 3
+        elif heredoc := re.match(r"<<-?\s*(['\"]?)([^\s'\";&|<>()]+)\1", rest):
+            self.heredoc_words.append(heredoc.group(2))
+            advance = heredoc.end()
+        elif char == "\n" and self.heredoc_words:
+            self.state, self.line, self.line_has_value = "<<", "", False
+        self.previous = text[index + advance - 1]
+        return index + advance
+
+    def _heredoc_char(self, char: str) -> None:
+        if char != "\n":
+            self.line += char
+            return
+        if not self.line_has_value and self.line.strip("\t") == self.heredoc_words[0]:
+            self.heredoc_words.pop(0)
+            self.state = "<<" if self.heredoc_words else ""
+        self.line, self.line_has_value = "", False
