@@ -213,3 +213,11 @@ def test_a_nul_byte_in_an_env_value_fails_the_try_naming_it(run: Try) -> None:
     assert not outcome.succeeded
     assert "env['OUT']" in (outcome.error or "") and "params['out']" in (outcome.error or "")
     assert not run.out.exists()
+
+
+def test_a_command_over_the_kernel_s_argument_limit_fails_with_advice(run: Try) -> None:
+    outcome = run("conf_value", value="x" * 200_000)
+    assert not outcome.succeeded
+    error = outcome.error or ""
+    assert "command of task 'conf_value'" in error and "200" in error and "limit" in error, error
+    assert not run.out.exists()
