@@ -12,8 +12,8 @@ by it, a run id. So every `{{ }}` output of a command template passes through `f
 Literal template text (and whatever `{% %}` blocks emit as literal text) is the DAG author's
 shell code and is left alone, so pipes, redirections and `&&` work as written. A quoted word
 only stays one word where the shell reads words: inside quotes the author wrote (`'{{ x }}'`,
-`"{{ x }}"`), in backticks, a comment or a here-document it would break out or be read
-again. `placement_error` finds such a placeholder when the DAG file is parsed, so the file
+`"{{ x }}"`), in backticks, a comment, a here-document or arithmetic it would break out or
+be read again. `placement_error` finds such a placeholder when the DAG file is parsed, so the file
 fails with its line instead of a run failing (or worse) later.
 
 A NUL byte cannot be passed to a process at all; `finalize` raises `NulByteError` naming the
@@ -26,7 +26,10 @@ import re
 import shlex
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from jinja2 import Environment
 
 RAW_FILTER = "unsafe_raw_shell"
 
@@ -102,7 +105,7 @@ class Placeholder:
     state: str  # "" where the shell reads words, else a key of _ShellScanner.CONTEXTS
 
 
-def placement_error(template: str, env: Any) -> str | None:
+def placement_error(template: str, env: Environment) -> str | None:
     """Why a placeholder of `template` would not land as shell words, or None.
 
     `env` is the Jinja environment (its lexer splits the template). A placeholder that ends in
@@ -133,7 +136,7 @@ def _ends_with_filter(source: str, *names: str) -> bool:
     return re.search(pattern, source) is not None
 
 
-def _placeholders(template: str, env: Any) -> Iterator[Placeholder]:
+def _placeholders(template: str, env: Environment) -> Iterator[Placeholder]:
     scanner = _ShellScanner()
     source: list[str] = []
     in_variable = False
