@@ -59,7 +59,7 @@ def syntax_error(template: str) -> str | None:
     from jinja2 import TemplateSyntaxError
 
     try:
-        _compile(template, command=False)
+        _compile(template, False)
     except TemplateSyntaxError as exc:
         return f"line {exc.lineno}: {exc.message}"
     return None
@@ -73,10 +73,10 @@ def command_error(template: str) -> str | None:
     from drayman.authoring.shell_quoting import placement_error
 
     try:
-        _compile(template, command=True)
+        _compile(template, True)
     except TemplateSyntaxError as exc:
         return f"line {exc.lineno}: {exc.message}"
-    return placement_error(template, _environment(command=True))
+    return placement_error(template, _environment(True))
 
 
 def _render(template: str, ctx: Context, what: str, *, command: bool) -> str:
@@ -128,7 +128,8 @@ def _variables(ctx: Context) -> dict[str, Any]:
 
 @functools.lru_cache(maxsize=1024)
 def _compile(template: str, command: bool) -> Template:
-    # Per process: a worker renders the same few templates for every try it runs.
+    # Per process: a worker renders the same few templates for every try it runs. Always called
+    # with positional arguments, so the parse-time check and the render share one entry.
     return _environment(command).from_string(template)
 
 
