@@ -129,8 +129,16 @@ def test_a_nul_byte_in_env_or_cwd_is_refused_naming_both_ends() -> None:
         ("echo `cat {{ ds }}`", "`...` backticks"),
         ("echo \\{{ ds }}", "a backslash escape"),
         ("echo ${{ ds }}", "`${{ x }}`"),
-        ("echo $(( {{ conf.n }} + 1 ))", "an arithmetic expression"),
-        ("(( {{ conf.n }} > 1 )) && x", "an arithmetic expression"),
+        ("echo $(( {{ conf.n }} + 1 ))", "arithmetic"),
+        ("(( {{ conf.n }} > 1 )) && x", "arithmetic"),
+        ("[[ {{ conf.n }} -eq 1 ]] && x", "arithmetic"),
+        ("if [[ 1 -lt {{ conf.n }} ]]; then x; fi", "arithmetic"),
+        ("let n={{ conf.n }}+1", "arithmetic"),
+        ("x; declare -i n={{ conf.n }}", "arithmetic"),
+        ("local -r -i n={{ conf.n }}", "arithmetic"),
+        ("a[{{ conf.n }}]=1", "arithmetic"),
+        ("echo ${a[{{ conf.n }}]}", "a ${...} expansion"),
+        ("echo ${x:{{ conf.n }}}", "a ${...} expansion"),
         ("true # {{ ds }}", "a shell comment"),
         ("cat <<EOF\n{{ ds }}\nEOF", "a here-document"),
         ("cat <<'EOF' > f\nday {{ ds }}\nEOF\n", "a here-document"),
@@ -142,7 +150,8 @@ def test_a_nul_byte_in_env_or_cwd_is_refused_naming_both_ends() -> None:
 def test_a_value_inside_quotes_or_other_contexts_is_refused(template: str, context: str) -> None:
     problem = command_error(template)
     assert problem is not None and f"is inside {context}" in problem
-    assert "write it outside any quotes" in problem
+    advice = "make it a number" if context.startswith(("arithmetic", "a ${")) else "write it"
+    assert advice in problem
 
 
 @pytest.mark.parametrize(
@@ -159,6 +168,12 @@ def test_a_value_inside_quotes_or_other_contexts_is_refused(template: str, conte
         "cat <<< {{ ds }}",
         "echo $(( {{ conf.n | int }} + 1 )) $(( {{ conf.f | float(0) }} ))",
         "echo $(( (1 + 2) * 3 )) {{ ds }}",
+        "echo ${x:-a} ${y#{z}} {{ ds }}",
+        "[[ -n {{ ds }} ]] && [[ {{ ds }} == 2026* ]]",
+        "[[ 1 -eq 1 ]]; echo {{ ds }}",
+        "echo let {{ ds }}; outlet {{ ds }}",
+        "declare -r x={{ ds }}",
+        "[[ {{ conf.n | int }} -gt 3 ]] && echo ${a[{{ conf.n | int }}]}",
         "echo '{{ conf.v | unsafe_raw_shell }}'",
         'echo {{ "\'" }} {{ ds }}',
         "{% if conf.x %}'quoted'{% endif %} {{ ds }}",

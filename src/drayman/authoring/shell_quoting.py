@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -112,23 +111,27 @@ def placement_error(template: str, env: Environment) -> str | None:
     `| unsafe_raw_shell` is the author's explicit choice and is not checked; in arithmetic, one
     that ends in `| int` or `| float` is a number and safe.
     """
-    for placeholder in _placeholders(template, env):
-        if _allowed(placeholder):
+    placeholders, skeleton = _scan(template, env)
+    arithmetic = _in_arithmetic_commands(skeleton)
+    for index, placeholder in enumerate(placeholders):
+        state = "((" if index in arithmetic and not placeholder.state else placeholder.state
+        if _allowed(placeholder.source, state):
             continue
+        where = f"line {placeholder.lineno}: {{{{ {placeholder.source} }}}} is inside"
+        if state in ("((", "${"):
+            return f"{where} {_ShellScanner.CONTEXTS[state]}"
         return (
-            f"line {placeholder.lineno}: {{{{ {placeholder.source} }}}} is inside "
-            f"{_ShellScanner.CONTEXTS[placeholder.state]}; drayman quotes every value as shell "
+            f"{where} {_ShellScanner.CONTEXTS[state]}; drayman quotes every value as shell "
             "words itself, so write it outside any quotes (`--out {{ params.out }}`, or "
             '`"$DIR/"{{ ds }}` to join it to text), or pass it in env= and use "$NAME"'
         )
     return None
 
 
-def _allowed(placeholder: Placeholder) -> bool:
-    if not placeholder.state or _ends_with_filter(placeholder.source, RAW_FILTER):
+def _allowed(source: str, state: str) -> bool:
+    if not state or _ends_with_filter(source, RAW_FILTER):
         return True
-    numeric = _ends_with_filter(placeholder.source, "int", "float")
-    return placeholder.state == "((" and numeric
+    return state in ("((", "${") and _ends_with_filter(source, "int", "float")
 
 
 def _ends_with_filter(source: str, *names: str) -> bool:
@@ -136,8 +139,11 @@ def _ends_with_filter(source: str, *names: str) -> bool:
     return re.search(pattern, source) is not None
 
 
-def _placeholders(template: str, env: Environment) -> Iterator[Placeholder]:
+def _scan(template: str, env: Environment) -> tuple[list[Placeholder], str]:
+    """The placeholders of `template`, and its literal text with each one as `\0<index>\0`."""
     scanner = _ShellScanner()
+    placeholders: list[Placeholder] = []
+    skeleton: list[str] = []
     source: list[str] = []
     in_variable = False
     for lineno, token, value in env.lex(template):
@@ -145,12 +151,37 @@ def _placeholders(template: str, env: Environment) -> Iterator[Placeholder]:
             in_variable, source = True, []
         elif token == "variable_end":
             in_variable = False
-            yield Placeholder(lineno, "".join(source).strip(), scanner.where())
+            skeleton.append(f"\0{len(placeholders)}\0")
+            placeholders.append(Placeholder(lineno, "".join(source).strip(), scanner.where()))
             scanner.value()
         elif in_variable:
             source.append(value)
         elif token == "data":
             scanner.feed(value)
+            skeleton.append(value)
+    return placeholders, "".join(skeleton)
+
+
+# Commands whose operands bash evaluates as arithmetic, where a quoted `a[$(cmd)]` still runs
+# cmd: `[[ x -eq y ]]` (and -ne, -lt...), `let`, `declare -i` and its kin, `a[i]=` subscripts.
+_COMMAND_START = r"(?:^|[;&|(\n]|\bthen|\bdo|\belse)\s*"
+_ARITHMETIC_COMMANDS = [
+    re.compile(r"\[\[(?:(?!\]\]).)*\s-(?:eq|ne|lt|le|gt|ge)\s(?:(?!\]\]).)*\]\]"),
+    re.compile(_COMMAND_START + r"let\s[^;&|\n]*"),
+    re.compile(
+        _COMMAND_START + r"(?:declare|typeset|local|readonly|export)(?:\s+-\w+)*\s+-\w*i[^;&|\n]*"
+    ),
+    re.compile(r"\w\[[^\]\n]*\]\+?="),
+]
+
+
+def _in_arithmetic_commands(skeleton: str) -> set[int]:
+    """Indexes of the placeholders that sit in a command bash evaluates as arithmetic."""
+    found: set[int] = set()
+    for pattern in _ARITHMETIC_COMMANDS:
+        for match in pattern.finditer(skeleton):
+            found.update(int(index) for index in re.findall(r"\0(\d+)\0", match.group()))
+    return found
 
 
 class _ShellScanner:
@@ -170,7 +201,9 @@ class _ShellScanner:
         "`": "`...` backticks (use $( ) instead)",
         "#": "a shell comment",
         "<<": "a here-document",
-        "((": "an arithmetic expression, where bash evaluates even quoted text "
+        "((": "arithmetic, where bash evaluates even quoted text as code "
+        "(make it a number first: `{{ params.n | int }}`)",
+        "${": "a ${...} expansion, whose subscripts and offsets bash evaluates as code "
         "(make it a number first: `{{ params.n | int }}`)",
     }
 
@@ -178,7 +211,7 @@ class _ShellScanner:
         self.state = ""  # "" (plain words) or a key of CONTEXTS
         self.escaped = False
         self.previous = "\n"  # the character before the current one
-        self.depth = 0  # open parentheses inside an arithmetic expression
+        self.depth = 0  # open brackets inside (( )) or ${ }
         self.heredoc_words: list[str] = []  # delimiters of here-documents still to start
         self.line = ""  # the current line of a here-document body
         self.line_has_value = False
@@ -214,7 +247,7 @@ class _ShellScanner:
             self._quoted_char(char)
         elif state == "#":
             self.state = "" if char == "\n" else state
-        elif state == "((":
+        elif state in ("((", "${"):
             return self._arithmetic(text, index)
         else:
             return self._plain(text, index)
@@ -229,15 +262,17 @@ class _ShellScanner:
             self.state = ""
 
     def _arithmetic(self, text: str, index: int) -> int:
+        """Inside `(( ))` or `${ }`: find the matching end, counting nested brackets."""
         char = text[index]
-        if char == "(":
+        opener, closer = ("(", ")") if self.state == "((" else ("{", "}")
+        if char == opener:
             self.depth += 1
-        elif char == ")" and self.depth:
+        elif char == closer and self.depth:
             self.depth -= 1
-        elif char == ")" and text.startswith("))", index):
-            self.state = ""
-            self.previous = ")"
-            return index + 2
+        elif char == closer and (closer == "}" or text.startswith("))", index)):
+            end = index + (1 if closer == "}" else 2)
+            self.state, self.previous = "", closer
+            return end
         self.previous = char
         return index + 1
 
@@ -253,8 +288,8 @@ class _ShellScanner:
             self.state = char
         elif char == "#" and self.previous in " \t\n;&|()<>":
             self.state = "#"
-        elif rest.startswith("(("):
-            self.state, self.depth, advance = "((", 0, 2
+        elif rest.startswith("((") or rest.startswith("${"):
+            self.state, self.depth, advance = rest[:2], 0, 2
         elif rest.startswith("<<<"):
             advance = 3
         elif heredoc := re.match(r"<<-?\s*(['\"]?)([^\s'\";&|<>()]+)\1", rest):
