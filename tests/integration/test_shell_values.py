@@ -122,7 +122,9 @@ class Try:
             run=run,
             log_path=log_relpath("quoting", run.run_id, task_id, -1, self.count),
         )
-        return run_try(workload, self.bundle, self.logs, max_result_bytes=1024, on_started=print)
+        return run_try(
+            workload, self.bundle, self.logs, max_result_bytes=1024, on_started=lambda _: None
+        )
 
     def hostile(self, template: str) -> str:
         return template.replace("{pwned}", str(self.pwned))
