@@ -70,7 +70,7 @@ def command_error(template: str) -> str | None:
     quoting cannot keep it one shell word (inside quotes, backticks, a here-document...)."""
     from jinja2 import TemplateSyntaxError
 
-    from drayman.authoring.shell_quoting import placement_error
+    from drayman.authoring.shell_placement import placement_error
 
     try:
         _compile(template, True)
