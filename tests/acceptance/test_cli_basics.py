@@ -36,8 +36,8 @@ TEMPLATED = """
     ):
         Shell(
             "write",
-            "echo '{{ params.greeting }} {{ conf.word }} x{{ params.count }} ({{ dag_id }})'"
-            " > \\"$OUT\\"",
+            "printf '%s %s x%s (%s)\\\\n' {{ params.greeting }} {{ conf.word }} {{ params.count }}"
+            " {{ dag_id }} > \\"$OUT\\"",
             env={"OUT": "{{ conf.out }}"},
         )
 """

@@ -80,7 +80,7 @@ PASSES = """
         def shout(greeting: str) -> None:
             print(f"shouting: {greeting.upper()}")
 
-        shout(greet()) >> Shell("echo", "echo 'hello {{ params.who }} from shell'")
+        shout(greet()) >> Shell("echo", "echo hello {{ params.who }} from shell")
 """
 
 

@@ -227,6 +227,8 @@ class ShellTask(Task):
     """A shell command; `command`, `env` values and `cwd` are Jinja templates.
 
     Exported as `Shell`: `Shell("extract", "etl extract --day {{ ds }}", env={...}, cwd=...)`.
+    Every value the command's template puts in is quoted shell words, so a run's conf is data,
+    never shell code (`drayman.authoring.shell_quoting`); `env` and `cwd` are plain text.
     """
 
     kind = "shell"
@@ -258,11 +260,11 @@ class ShellTask(Task):
 
     def render(self, ctx: Context) -> tuple[str, dict[str, str], str | None]:
         """The command, env and cwd with their templates rendered for this try."""
-        from drayman.authoring.templating import render
+        from drayman.authoring.templating import render, render_command
 
-        env = {key: render(value, ctx) for key, value in self.env.items()}
-        cwd = None if self.cwd is None else render(self.cwd, ctx)
-        return render(self.command, ctx), env, cwd
+        env = {key: render(value, ctx, f"env[{key!r}]") for key, value in self.env.items()}
+        cwd = None if self.cwd is None else render(self.cwd, ctx, "cwd")
+        return render_command(self.command, ctx), env, cwd
 
 
 Shell = ShellTask
@@ -270,11 +272,13 @@ Shell = ShellTask
 
 def _template(value: object, what: str, owner: str) -> str:
     """`value` if it is a string that compiles as a template; checked at parse time."""
-    from drayman.authoring.templating import syntax_error
+    from drayman.authoring.templating import command_error, syntax_error
 
     if not isinstance(value, str) or (what == "command" and not value.strip()):
         raise DagDefinitionError(f"{owner}: {what} must be a non-empty string, got {value!r}")
-    problem = syntax_error(value)
+    if "\0" in value:
+        raise DagDefinitionError(f"{owner}: {what} holds a NUL byte, which no process can receive")
+    problem = command_error(value) if what == "command" else syntax_error(value)
     if problem:
         raise DagDefinitionError(f"{owner}: template in {what}: {problem}")
     return value

@@ -11,6 +11,7 @@ exit code is the command's.
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import shlex
@@ -26,7 +27,7 @@ from typing import NoReturn, TextIO
 
 from drayman.authoring.context import Context, parse_aware
 from drayman.authoring.tasks import PythonTask, ShellTask, Task
-from drayman.exceptions import ResultTooLargeError
+from drayman.exceptions import ParamsError, ResultTooLargeError
 from drayman.runner.loader import load_dag, load_task
 from drayman.runner.process import Ended, Interrupt, describe_exit, fork, send, supervise
 from drayman.runner.results import ResultNotJSONError, encode_result, one_line
@@ -299,7 +300,17 @@ def _exec_shell(task: ShellTask, ctx: Context, bundle_dir: Path) -> NoReturn:
     # would never end. subprocess resets these too (restore_signals).
     for number in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM):
         signal.signal(number, signal.SIG_DFL)
-    os.execvpe("bash", ["bash", "-c", command], environment)
+    try:
+        os.execvpe("bash", ["bash", "-c", command], environment)
+    except OSError as exc:
+        if exc.errno != errno.E2BIG:
+            raise
+        size = len(command.encode(errors="surrogateescape"))
+        raise ParamsError(
+            f"command of task {task.task_id!r} ({size} bytes) and its env are over the "
+            "operating system's limit for a program's arguments (128 KiB for one): pass big "
+            "values in a file or on stdin, not in conf"
+        ) from exc
 
 
 def _context_env(ctx: Context) -> dict[str, str]:
