@@ -426,6 +426,8 @@ def test_runs_show_text_has_a_row_per_try(scheduler: tuple[Drayman, Server]) -> 
     assert lines[0].startswith(f"flaky {run_id}: success (manual, bundle "), text
     assert lines[1].split() == [
         "task",
+        "state",
+        "try",
         "try",
         "state",
         "host",
@@ -436,21 +438,37 @@ def test_runs_show_text_has_a_row_per_try(scheduler: tuple[Drayman, Server]) -> 
         "exit",
         "log",
     ]
-    rows = [line.split() for line in lines[3:] if re.match(r"^\S+\s+\d+\s", line)]
-    assert [row[:3] for row in rows] == [
-        ["steady", "1", "success"],
-        ["wobbly", "1", "failed"],
-        ["wobbly", "2", "success"],
+    rows = [line.split() for line in lines[3:] if re.match(r"^\S+\s+\S+\s+\d+\s", line)]
+    assert [row[:4] for row in rows] == [
+        ["steady", "success", "1", "success"],
+        ["wobbly", "success", "1", "failed"],
+        ["wobbly", "success", "2", "success"],
     ], text
     tries = {
         (ti["task_id"], t["try_number"]): t for ti in shown["task_instances"] for t in ti["tries"]
     }
     for row in rows:
-        attempt = tries[row[0], int(row[1])]
-        assert row[4] == str(attempt["pid"])
+        attempt = tries[row[0], int(row[2])]
+        assert row[5] == str(attempt["pid"])
         assert row[-1] == attempt["log_path"]
     assert "wobbly try 1: RuntimeError: first try fails" in text
 
     unknown = d.cli("runs", "show", "no_such_run")
     assert unknown.returncode == 3, d.last
     assert "no_such_run" in _error_line(unknown.stderr)
+
+
+def test_runs_show_prints_the_task_state_not_only_the_try_state(
+    scheduler: tuple[Drayman, Server],
+) -> None:
+    """A task marked failed by hand shows failed, though its one try succeeded."""
+    d, _server = scheduler
+    run_id = d.trigger("flaky")
+    d.wait_run("flaky", run_id)
+    d.ok("tasks", "mark", "flaky", run_id, "steady", "--state", "failed")
+    text = d.ok("runs", "show", run_id, "--dag", "flaky")
+    steady = [line.split() for line in text.splitlines() if line.startswith("steady ")]
+    assert [row[:4] for row in steady] == [["steady", "failed", "1", "success"]], text
+    shown = d.show("flaky", run_id)
+    states = {ti["task_id"]: ti["state"] for ti in shown["task_instances"]}
+    assert states["steady"] == "failed", shown
