@@ -252,8 +252,17 @@ def next_runs_cmd(dag_id: str, count: int, after: str | None, as_json: bool) -> 
 @click.argument("dag_id")
 @click.option("--start", "start_text", required=True, help="First logical date (ISO 8601).")
 @click.option("--end", "end_text", required=True, help="Last logical date (ISO 8601).")
-def backfill_cmd(dag_id: str, start_text: str, end_text: str) -> None:
-    """Create runs for every scheduled interval whose logical date is in [start, end]."""
+@click.option(
+    "--include-future",
+    is_flag=True,
+    help="Also create runs for intervals that have not ended yet (their data may be partial).",
+)
+def backfill_cmd(dag_id: str, start_text: str, end_text: str, include_future: bool) -> None:
+    """Create runs for every scheduled interval whose logical date is in [start, end].
+
+    Intervals that already have a run are skipped, and so are intervals that have not ended
+    yet unless --include-future. When no run is created, it says why.
+    """
     from drayman.scheduler import runs as run_creation
     from drayman.scheduler.wakeup import wake_schedulers
 
@@ -263,14 +272,27 @@ def backfill_cmd(dag_id: str, start_text: str, end_text: str) -> None:
     if end < start:
         raise click.BadParameter("must not be before --start", param_hint="--end")
     with store.begin() as conn:
-        created = run_creation.backfill(
-            conn, dag_id, start=start, end=end, triggered_by=who(), now=store.now()
+        done = run_creation.backfill(
+            conn,
+            dag_id,
+            start=start,
+            end=end,
+            triggered_by=who(),
+            now=store.now(),
+            include_future=include_future,
         )
     wake_schedulers(settings)
-    click.echo(
-        f"created {len(created)} backfill runs of {dag_id}"
-        + (f": {created[0]} .. {created[-1]}" if created else "")
-    )
+    created = done.created
+    if not created:
+        click.echo(f"created 0 backfill runs of {dag_id}: {done.why_none}")
+        return
+    click.echo(f"created {len(created)} backfill runs of {dag_id}: {created[0]} .. {created[-1]}")
+    if done.not_ended:
+        first = done.not_ended[0].data_interval_end.astimezone(UTC).isoformat()
+        click.echo(
+            f"skipped {len(done.not_ended)} intervals that have not ended yet (the first ends "
+            f"{first}): --include-future creates their runs now"
+        )
 
 
 @dags.command("test")
