@@ -20,6 +20,7 @@ from drayman.cli.common import (
     print_table,
     who,
 )
+from drayman.cli.errors import EXIT_FAILED
 from drayman.exceptions import BundleError
 
 
@@ -67,8 +68,7 @@ def list_dags(include_inactive: bool, as_json: bool) -> None:
             ],
         )
     for error in errors:
-        line = f":{error.lineno}" if error.lineno else ""
-        click.echo(f"import error: {error.fileloc}{line}: {error.message}", err=True)
+        click.echo(f"import error: {_located(error)}", err=True)
 
 
 def _dag_json(row: Any) -> dict[str, Any]:
@@ -95,29 +95,68 @@ def _local(value: datetime | None, timezone: str) -> str:
     return value.astimezone(ZoneInfo(timezone)).strftime("%Y-%m-%d %H:%M %Z")
 
 
+exit_zero_option = click.option(
+    "--exit-zero",
+    is_flag=True,
+    help="Exit 0 even when a DAG file has an import error (report only, do not gate).",
+)
+
+
+def _located(error: Any) -> str:
+    """`file.py:12: message`: the location once, in front."""
+    where = f"{error.fileloc}:{error.lineno}" if error.lineno else error.fileloc
+    if error.message.startswith(f"{where}: "):  # stored before the parser dropped the prefix
+        return str(error.message)
+    return f"{where}: {error.message}"
+
+
+def _fail_on_import_errors(count: int, exit_zero: bool) -> None:
+    """Exit 1 when a DAG file failed to import, so that CI can gate on it."""
+    if count and not exit_zero:
+        files = (
+            "1 DAG file has an import error"
+            if count == 1
+            else f"{count} DAG files have import errors"
+        )
+        click.echo(f"error: {files} (--exit-zero to report without failing)", err=True)
+        raise SystemExit(EXIT_FAILED)
+
+
 @dags.command("errors")
+@exit_zero_option
 @json_option
-def errors_cmd(as_json: bool) -> None:
-    """Import errors of the newest bundle: file, line and message."""
+def errors_cmd(exit_zero: bool, as_json: bool) -> None:
+    """Import errors of the newest bundle: file, line and message.
+
+    Exits 1 when there is any (0 with --exit-zero), so CI can gate on it.
+    """
+    rows = _import_errors(open_store(load_settings()))
+    if as_json:
+        print_json([{"fileloc": r.fileloc, "lineno": r.lineno, "message": r.message} for r in rows])
+    elif not rows:
+        click.echo("no import errors")
+    else:
+        click.echo("\n".join(_located(r) for r in rows))
+    _fail_on_import_errors(len(rows), exit_zero)
+
+
+def _import_errors(store: Any) -> list[Any]:
     from drayman.store import bundles as bundle_store
     from drayman.store import dags as dag_store
 
-    store = open_store(load_settings())
     with store.read() as conn:
         version = bundle_store.latest_deployed_version(conn)
-        rows = dag_store.import_errors(conn, version) if version else []
-    if as_json:
-        print_json([{"fileloc": r.fileloc, "lineno": r.lineno, "message": r.message} for r in rows])
-        return
-    if not rows:
-        click.echo("no import errors")
-    for r in rows:
-        click.echo(f"{r.fileloc}{':' + str(r.lineno) if r.lineno else ''}: {r.message}")
+        return dag_store.import_errors(conn, version) if version else []
 
 
 @dags.command("parse")
-def parse_cmd() -> None:
-    """Pack and parse the DAG folder now, publishing a new bundle version if it changed."""
+@exit_zero_option
+def parse_cmd(exit_zero: bool) -> None:
+    """Pack and parse the DAG folder now, publishing a new bundle version if it changed.
+
+    Prints every import error of the folder's bundle and exits 1 if there is any (0 with
+    --exit-zero), so CI can gate on it.
+    """
     from drayman.bundles.processor import DagProcessor
     from drayman.scheduler.wakeup import wake_schedulers
 
@@ -130,9 +169,13 @@ def parse_cmd() -> None:
         raise BundleError(processor.problem)
     if version is None:
         click.echo("DAG folder unchanged: nothing to publish")
-        return
-    wake_schedulers(settings)
-    click.echo(f"published bundle {version[:12]}")
+    else:
+        wake_schedulers(settings)
+        click.echo(f"published bundle {version[:12]}")
+    errors = _import_errors(store)
+    for error in errors:
+        click.echo(f"import error: {_located(error)}", err=True)
+    _fail_on_import_errors(len(errors), exit_zero)
 
 
 @dags.command("trigger")
