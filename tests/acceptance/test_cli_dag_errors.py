@@ -64,6 +64,7 @@ def test_parse_and_errors_fail_while_a_file_is_broken(
     assert f"import error: {BAD_TZ_LINE}" in parsed.stderr.splitlines(), d.last
     assert "import error: syntax.py:3: SyntaxError" in parsed.stderr, d.last
     assert "2 DAG files have import errors" in parsed.stderr, d.last
+    assert parsed.stderr.count("Europe/Berlim") == 1, f"each error is printed once:\n{d.last}"
 
     again = d.cli("dags", "parse")  # the folder is unchanged, and still broken
     assert again.returncode == 1, d.last

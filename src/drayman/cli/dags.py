@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -163,6 +164,9 @@ def parse_cmd(exit_zero: bool) -> None:
     settings = load_settings()
     store = open_store(settings)
     click.echo(f"parsing {settings.dags_folder} ...", err=True)
+    # the processor's log lines are for the scheduler's log; here each import error is printed
+    # once below (and a folder problem raised), not a second time by logging's last resort
+    logging.getLogger("drayman").addHandler(logging.NullHandler())
     processor = DagProcessor(settings, store)
     version = processor.tick()
     if processor.problem is not None:
