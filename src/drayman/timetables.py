@@ -114,6 +114,45 @@ def load_timezone(name: str) -> ZoneInfo:
     )
 
 
+def zone_name_of(value: datetime, what: str) -> str:
+    """The IANA name of aware `value`'s timezone, for a DAG that names none (as in Airflow).
+
+    A named zone keeps its name, so its daylight saving time (zoneinfo's ``key``, pytz's
+    ``zone``, pendulum's ``name``); a zero offset is UTC. A fixed non-zero offset is refused:
+    it is no place's clock, and a schedule read on it ignores the DST of the place meant.
+    """
+    zone = value.tzinfo
+    for attribute in ("key", "zone", "name"):
+        name = getattr(zone, attribute, None)
+        if isinstance(name, str) and _is_zone_name(name):
+            return name
+    fixed = zone.utcoffset(None) if zone is not None else None
+    if fixed == timedelta(0):
+        return "UTC"
+    shown = value.isoformat()
+    if fixed is None:
+        raise TimezoneError(
+            f"{what} {shown} has a timezone without an IANA name ({zone!r}): set "
+            "timezone= to the DAG's IANA timezone, e.g. timezone='Europe/Berlin'"
+        )
+    hint = ""
+    hours, rest = divmod(fixed, timedelta(hours=1))
+    if not rest:
+        hint = f", or timezone='Etc/GMT{-hours:+d}' if you really mean a fixed UTC offset"
+    raise TimezoneError(
+        f"{what} {shown} has a fixed UTC offset, which ignores daylight saving time: set "
+        f"timezone= to the DAG's IANA timezone, e.g. timezone='Europe/Berlin'{hint}"
+    )
+
+
+def _is_zone_name(name: str) -> bool:
+    try:
+        ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        return False
+    return True
+
+
 def dst_change(
     previous_run_after: datetime | None, run_after: datetime, tz: ZoneInfo
 ) -> str | None:

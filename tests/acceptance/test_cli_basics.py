@@ -62,6 +62,15 @@ DAILY = """
             return ctx.ds
 
         load()
+
+    # for backfills into the future, which `daily`'s own backfill test must not see
+    with DAG("daily_ahead", schedule="@daily", timezone="UTC", start_date="2026-01-01"):
+
+        @task
+        def noop() -> None:
+            pass
+
+        noop()
 """
 
 FLAKY = """
@@ -409,12 +418,46 @@ def test_backfill_creates_and_runs_each_interval(scheduler: tuple[Drayman, Serve
         assert f"loading {day}: {day} 00:00:00+00:00" in log, log
 
     again = d.ok("dags", "backfill", "daily", "--start", "2026-02-01", "--end", "2026-02-05")
-    assert again.startswith("created 0 backfill runs"), again
+    assert again.strip() == (
+        "created 0 backfill runs of daily: every interval in the range already has a run (5)"
+    ), again
     assert len(backfills()) == 5
 
     backwards = d.cli("dags", "backfill", "daily", "--start", "2026-02-05", "--end", "2026-02-01")
     assert backwards.returncode == 2, d.last
     assert "--end" in _error_line(backwards.stderr)
+
+
+def test_backfill_of_the_future_creates_nothing_unless_asked(
+    scheduler: tuple[Drayman, Server],
+) -> None:
+    d, _server = scheduler
+    today = datetime.now(UTC).date()
+    start, end = (today + timedelta(days=10)).isoformat(), (today + timedelta(days=12)).isoformat()
+    out = d.ok("dags", "backfill", "daily_ahead", "--start", start, "--end", end)
+    assert out.startswith("created 0 backfill runs of daily_ahead: "), out
+    assert "3 have not ended yet" in out and "--include-future" in out, out
+    assert not [r for r in d.runs("daily_ahead") if r["run_type"] == "backfill"]
+
+    asked = d.ok(
+        "dags", "backfill", "daily_ahead", "--start", start, "--end", end, "--include-future"
+    )
+    assert asked.startswith("created 3 backfill runs of daily_ahead"), asked
+    backfills = [r for r in d.runs("daily_ahead") if r["run_type"] == "backfill"]
+    assert sorted(r["logical_date"][:10] for r in backfills) == [
+        (today + timedelta(days=n)).isoformat() for n in (10, 11, 12)
+    ]
+
+
+def test_backfill_before_start_date_says_why_nothing_was_made(
+    scheduler: tuple[Drayman, Server],
+) -> None:
+    d, _server = scheduler
+    out = d.ok("dags", "backfill", "daily", "--start", "2025-12-01", "--end", "2025-12-05")
+    assert out.strip() == (
+        "created 0 backfill runs of daily: the range ends before the DAG's start_date "
+        "2026-01-01T00:00:00+00:00"
+    ), out
 
 
 def test_runs_show_text_has_a_row_per_try(scheduler: tuple[Drayman, Server]) -> None:
@@ -426,6 +469,8 @@ def test_runs_show_text_has_a_row_per_try(scheduler: tuple[Drayman, Server]) -> 
     assert lines[0].startswith(f"flaky {run_id}: success (manual, bundle "), text
     assert lines[1].split() == [
         "task",
+        "state",
+        "try",
         "try",
         "state",
         "host",
@@ -436,21 +481,37 @@ def test_runs_show_text_has_a_row_per_try(scheduler: tuple[Drayman, Server]) -> 
         "exit",
         "log",
     ]
-    rows = [line.split() for line in lines[3:] if re.match(r"^\S+\s+\d+\s", line)]
-    assert [row[:3] for row in rows] == [
-        ["steady", "1", "success"],
-        ["wobbly", "1", "failed"],
-        ["wobbly", "2", "success"],
+    rows = [line.split() for line in lines[3:] if re.match(r"^\S+\s+\S+\s+\d+\s", line)]
+    assert [row[:4] for row in rows] == [
+        ["steady", "success", "1", "success"],
+        ["wobbly", "success", "1", "failed"],
+        ["wobbly", "success", "2", "success"],
     ], text
     tries = {
         (ti["task_id"], t["try_number"]): t for ti in shown["task_instances"] for t in ti["tries"]
     }
     for row in rows:
-        attempt = tries[row[0], int(row[1])]
-        assert row[4] == str(attempt["pid"])
+        attempt = tries[row[0], int(row[2])]
+        assert row[5] == str(attempt["pid"])
         assert row[-1] == attempt["log_path"]
     assert "wobbly try 1: RuntimeError: first try fails" in text
 
     unknown = d.cli("runs", "show", "no_such_run")
     assert unknown.returncode == 3, d.last
     assert "no_such_run" in _error_line(unknown.stderr)
+
+
+def test_runs_show_prints_the_task_state_not_only_the_try_state(
+    scheduler: tuple[Drayman, Server],
+) -> None:
+    """A task marked failed by hand shows failed, though its one try succeeded."""
+    d, _server = scheduler
+    run_id = d.trigger("flaky")
+    d.wait_run("flaky", run_id)
+    d.ok("tasks", "mark", "flaky", run_id, "steady", "--state", "failed")
+    text = d.ok("runs", "show", run_id, "--dag", "flaky")
+    steady = [line.split() for line in text.splitlines() if line.startswith("steady ")]
+    assert [row[:4] for row in steady] == [["steady", "failed", "1", "success"]], text
+    shown = d.show("flaky", run_id)
+    states = {ti["task_id"]: ti["state"] for ti in shown["task_instances"]}
+    assert states["steady"] == "failed", shown

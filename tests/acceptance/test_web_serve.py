@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -292,3 +293,77 @@ def test_standalone_serves_the_web_on_its_port(make_drayman: Callable[..., Draym
     took = time.monotonic() - stopping
     assert took < 15, f"drayman standalone took {took:.1f} s to stop on SIGTERM"
     assert not answers(port), f"port {port} still answers after standalone exited"
+
+
+@contextmanager
+def occupied_port() -> Iterator[int]:
+    """A port another program listens on, for as long as the block runs."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield int(sock.getsockname()[1])
+
+
+def run_in_own_session(d: Drayman, *args: str, timeout: float = 30.0) -> tuple[int, str, int]:
+    """Run `drayman *args` as the leader of a new session: (exit code, output, its pgid).
+
+    A command that should have exited but keeps running fails the test (and is killed)."""
+    proc = subprocess.Popen(
+        [str(DRAYMAN), *args],
+        env=d.env,
+        cwd=d.root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    server = Server(proc, d.root / "unused.out", args[0])
+    try:
+        output, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        server.stop(timeout=10)
+        server.kill_group()
+        output, _ = proc.communicate()
+        pytest.fail(f"`drayman {' '.join(args)}` still ran after {timeout:g} s:\n{output}")
+    return proc.returncode, output, proc.pid
+
+
+def group_is_gone(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+@pytest.mark.parametrize("how", ["setting", "option"])
+def test_standalone_on_a_taken_port_exits_2_and_starts_nothing(
+    make_drayman: Callable[..., Drayman], how: str
+) -> None:
+    """A second standalone must not run on without a web server while its banner names the
+    first one's URL: it says which port is taken and how to choose another, and exits 2."""
+    with occupied_port() as port:
+        if how == "setting":
+            d = make_drayman("standalone-taken", web_port=str(port))
+            args: tuple[str, ...] = ("standalone",)
+        else:
+            d = make_drayman("standalone-taken-option")
+            args = ("standalone", "--port", str(port))
+        d.write_dag("tiny.py", TINY_DAG)
+        code, output, pgid = run_in_own_session(d, *args)
+        assert code == 2, f"exit code {code}, expected 2:\n{output}"
+        assert f"port {port} in use; set DRAYMAN_WEB_PORT or --port" in output, output
+        assert "Traceback" not in output, output
+        assert f"http://127.0.0.1:{port}/" not in output, "it advertised the other server's URL"
+        assert group_is_gone(pgid), "a process it started still runs after it exited"
+        assert not (d.home / "drayman.db").exists(), "it migrated a database before failing"
+
+
+def test_standalone_port_option_serves_there(make_drayman: Callable[..., Drayman]) -> None:
+    port = free_port()
+    d = make_drayman("standalone-port-option")
+    d.write_dag("tiny.py", TINY_DAG)
+    with d.serve("standalone", "--port", str(port), grace=2.0) as server:
+        assert f"http://127.0.0.1:{port}/" in server.output(), "the banner names --port"
+        d.wait_for(lambda: healthy(port), 15, f"/health on --port {port} to answer 200")

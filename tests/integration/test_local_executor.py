@@ -154,6 +154,29 @@ def test_fifty_tries_all_succeed_in_order(executor: LocalExecutor) -> None:
     seen.until(lambda _: executor.open_slots() == 4, timeout_s=2)
 
 
+def test_a_slot_frees_when_its_outcome_is_handed_out_not_before(settings: Settings) -> None:
+    """Until the scheduler has taken a try's outcome (`events()`) and recorded it, the store
+    still counts that try queued or running. Were its slot open before, the scheduler could
+    queue another in the same tick: more than `parallelism` tries queued or running in the
+    store, and a test that checks it fails whenever the worker finishes mid-tick."""
+    executor = LocalExecutor(replace(settings, parallelism=1))
+    executor.start()
+    try:
+        fd = executor.fileno()
+        assert fd is not None
+        executor.submit([workload(1)])
+        deadline = time.monotonic() + 10
+        while executor.running_try_ids():  # what a tick's heartbeat() does: pump, no events()
+            assert time.monotonic() < deadline, "the try did not finish"
+            select.select([fd], [], [], 0.5)
+            executor.heartbeat()
+        assert executor.open_slots() == 0, "a slot opened before its outcome was handed out"
+        assert list(outcomes(executor.events())) == [1]
+        assert executor.open_slots() == 1
+    finally:
+        executor.stop(grace_s=0)
+
+
 def test_a_worker_killed_mid_try_is_reported_and_replaced(
     executor: LocalExecutor, settings: Settings
 ) -> None:

@@ -16,7 +16,7 @@ from drayman.states import RunState, RunType, TIState
 from drayman.store import dags as dag_store
 
 if TYPE_CHECKING:
-    from conftest import MakeHarness
+    from conftest import Harness, MakeHarness
 
 NOW = datetime(2024, 1, 1, 5, 30, tzinfo=UTC)  # 30 minutes into the sixth hour of the year
 
@@ -116,7 +116,7 @@ def test_backfill_creates_one_run_per_day_once(scheduler_harness: MakeHarness) -
     with h.store.begin() as conn:
         made = run_creation.backfill(
             conn, "daily", start=start, end=end, triggered_by="test", now=h.store.now()
-        )
+        ).created
     assert made == [
         "backfill__2024-01-01T00:00:00+00:00",
         "backfill__2024-01-02T00:00:00+00:00",
@@ -134,7 +134,7 @@ def test_backfill_creates_one_run_per_day_once(scheduler_harness: MakeHarness) -
     with h.store.begin() as conn:
         again = run_creation.backfill(
             conn, "daily", start=start, end=end, triggered_by="test", now=h.store.now()
-        )
+        ).created
     assert again == []
     h.tick()
     assert [r.run_id for r in h.runs("daily")] == made  # and no scheduled run either
@@ -207,10 +207,109 @@ def test_a_backfill_of_an_interval_schedule_follows_the_dags_grid(
             end=noon,
             triggered_by="test",
             now=h.store.now(),
-        )
+        ).created
     # 03:00 already has its scheduled run; nothing before start_date or off the grid
     assert made == ["backfill__2024-01-01T09:00:00+00:00"]
     assert [r.logical_date for r in h.runs("six_hourly")] == [
         datetime(2024, 1, 1, 3, tzinfo=UTC),
         datetime(2024, 1, 1, 9, tzinfo=UTC),
     ]
+
+
+OPEN_ENDED = """
+    from drayman import DAG, task
+
+    with DAG("open_daily", schedule="@daily", start_date="2024-01-01"):
+
+        @task
+        def day() -> None:
+            pass
+
+        day()
+
+    with DAG("by_hand", schedule=None, start_date="2024-01-01"):
+
+        @task
+        def once() -> None:
+            pass
+
+        once()
+"""
+
+MID_FIFTH = datetime(2024, 1, 5, 12, tzinfo=UTC)  # the 5th's interval ends at the 6th's midnight
+
+
+def _backfill(
+    h: Harness, start: datetime, end: datetime, *, dag_id: str = "open_daily", **kw: bool
+) -> run_creation.Backfill:
+    with h.store.begin() as conn:
+        return run_creation.backfill(
+            conn, dag_id, start=start, end=end, triggered_by="test", now=MID_FIFTH, **kw
+        )
+
+
+def _day(day: int) -> datetime:
+    return datetime(2024, 1, day, tzinfo=UTC)
+
+
+def test_a_backfill_creates_no_run_whose_interval_has_not_ended(
+    scheduler_harness: MakeHarness,
+) -> None:
+    h = scheduler_harness({"open.py": OPEN_ENDED})
+    done = _backfill(h, _day(3), _day(7))
+    # the 4th's interval ended at the 5th's midnight; the 5th's ends after MID_FIFTH
+    assert done.created == [
+        "backfill__2024-01-03T00:00:00+00:00",
+        "backfill__2024-01-04T00:00:00+00:00",
+    ]
+    assert [i.logical_date for i in done.not_ended] == [_day(5), _day(6), _day(7)]
+    assert done.why_none is None
+    assert [r.logical_date for r in h.runs("open_daily")] == [_day(3), _day(4)]
+
+    asked = _backfill(h, _day(3), _day(7), include_future=True)
+    assert asked.created == [
+        "backfill__2024-01-05T00:00:00+00:00",
+        "backfill__2024-01-06T00:00:00+00:00",
+        "backfill__2024-01-07T00:00:00+00:00",
+    ]
+    assert asked.not_ended == [] and asked.existing == 2
+
+
+def test_a_backfill_of_the_future_says_so(scheduler_harness: MakeHarness) -> None:
+    h = scheduler_harness({"open.py": OPEN_ENDED})
+    done = _backfill(h, _day(6), _day(9))
+    assert done.created == [] and h.runs("open_daily") == []
+    assert done.why_none is not None
+    assert "4 have not ended yet" in done.why_none
+    assert "2024-01-07T00:00:00+00:00" in done.why_none  # when the first of them ends
+    assert "--include-future" in done.why_none
+
+
+def test_a_backfill_before_start_date_says_so(scheduler_harness: MakeHarness) -> None:
+    h = scheduler_harness({"open.py": OPEN_ENDED})
+    done = _backfill(h, datetime(2023, 12, 1, tzinfo=UTC), datetime(2023, 12, 31, tzinfo=UTC))
+    assert done.created == []
+    assert done.why_none is not None
+    assert "before the DAG's start_date 2024-01-01" in done.why_none
+
+
+def test_a_backfill_whose_runs_exist_says_so(scheduler_harness: MakeHarness) -> None:
+    h = scheduler_harness({"open.py": OPEN_ENDED})
+    assert len(_backfill(h, _day(1), _day(3)).created) == 3
+    done = _backfill(h, _day(1), _day(3))
+    assert done.created == [] and done.existing == 3
+    assert done.why_none == "every interval in the range already has a run (3)"
+    mixed = _backfill(h, _day(2), _day(6))  # 2, 3 exist, 4 is created, 5 and 6 have not ended
+    assert mixed.created == ["backfill__2024-01-04T00:00:00+00:00"]
+    nothing = _backfill(h, _day(3), _day(6))
+    assert nothing.why_none is not None
+    assert nothing.why_none.startswith("of the range's 4 intervals, 2 already have a run and 2")
+
+
+def test_a_backfill_of_a_manual_dag_says_it_has_no_schedule(
+    scheduler_harness: MakeHarness,
+) -> None:
+    h = scheduler_harness({"open.py": OPEN_ENDED})
+    done = _backfill(h, _day(1), _day(3), dag_id="by_hand")
+    assert done.created == []
+    assert done.why_none is not None and "no schedule" in done.why_none

@@ -60,6 +60,8 @@ class DAG:
     block, or pass `dag=` to each task. `schedule` is a cron string, a preset ("@daily"), a
     timedelta, or None (triggered by hand). Naive `start_date` / `end_date` values (a date
     string such as "2026-01-01", an ISO datetime, a date or a datetime) are read in `timezone`.
+    Without `timezone`, an aware `start_date` gives its own (a named zone; a fixed offset is
+    refused), else it is UTC.
     `on_success` / `on_failure` are called when a run ends. Task options given as keywords
     (retries=3, ...) or in `default_args` apply to every task; a task's own options win.
     """
@@ -69,7 +71,7 @@ class DAG:
         dag_id: str,
         *,
         schedule: str | timedelta | None = None,
-        timezone: str = "UTC",
+        timezone: str | None = None,
         start_date: DateLike | None = None,
         end_date: DateLike | None = None,
         catchup: bool = False,
@@ -87,11 +89,12 @@ class DAG:
         self.dag_id = check_id("DAG", dag_id, self.where)
         owner = f"{self.where}: DAG {dag_id!r}"
         with _reported_at(owner):
-            tz = _validate_timezone(timezone)
-            self.timezone: str = timezone
-            self.schedule = _validate_schedule(schedule, timezone)
-            self.start_date = _aware("start_date", start_date, tz)
-            self.end_date = _aware("end_date", end_date, tz)
+            start, end = _datetime("start_date", start_date), _datetime("end_date", end_date)
+            tz = _validate_timezone(_timezone(timezone, start))
+            self.timezone: str = tz.key
+            self.schedule = _validate_schedule(schedule, self.timezone)
+            self.start_date = _aware(start, tz)
+            self.end_date = _aware(end, tz)
             _check_order(self.start_date, self.end_date)
             self.catchup = _flag("catchup", catchup)
             self.max_active_runs = _positive("max_active_runs", max_active_runs)
@@ -221,8 +224,19 @@ def _validate_schedule(schedule: object, timezone: str) -> str | timedelta | Non
     return schedule
 
 
-def _aware(name: str, value: object, tz: ZoneInfo) -> datetime | None:
-    """`value` as an aware datetime in `tz`; a naive value is wall time in `tz`."""
+def _timezone(name: object, start: datetime | None) -> object:
+    """`name`; without one, the zone of an aware start_date (as in Airflow), else UTC."""
+    if name is not None:
+        return name
+    if start is None or start.tzinfo is None:
+        return "UTC"
+    from drayman.timetables import zone_name_of  # only when a DAG is built
+
+    return zone_name_of(start, "start_date")
+
+
+def _datetime(name: str, value: object) -> datetime | None:
+    """`value` as a datetime (naive or aware, as given): a date is its midnight."""
     if value is None:
         return None
     if isinstance(value, str):
@@ -236,6 +250,13 @@ def _aware(name: str, value: object, tz: ZoneInfo) -> datetime | None:
         value = datetime.combine(value, time())
     if not isinstance(value, datetime):
         raise ValueError(f"{name} must be a date, a datetime or an ISO string, got {value!r}")
+    return value
+
+
+def _aware(value: datetime | None, tz: ZoneInfo) -> datetime | None:
+    """`value` in `tz`; a naive value is wall time in `tz`."""
+    if value is None:
+        return None
     if value.tzinfo is None:
         return value.replace(tzinfo=tz)
     return value.astimezone(tz)

@@ -279,8 +279,9 @@ def describe_error(exc: BaseException, path: Path, root: Path) -> tuple[int | No
     frames = traceback.extract_tb(exc.__traceback__)
     in_file = [f.lineno for f in frames if f.filename == str(path)]
     lineno = in_file[-1] if in_file else None
-    if isinstance(exc, DagDefinitionError):  # its message starts with "file.py:12: "
-        return _stated_lineno(str(exc), path, root) or lineno, _one_line(str(exc))
+    if isinstance(exc, DagDefinitionError):  # its message may start with "file.py:12: "
+        stated, rest = _stated_location(str(exc), path, root)
+        return stated or lineno, _one_line(rest)
     if isinstance(exc, SyntaxError):
         if exc.filename == str(path):
             return exc.lineno, _one_line(f"{type(exc).__name__}: {exc.msg}")
@@ -293,10 +294,14 @@ def describe_error(exc: BaseException, path: Path, root: Path) -> tuple[int | No
     return lineno, _one_line(text)
 
 
-def _stated_lineno(message: str, path: Path, root: Path) -> int | None:
-    """The line a DagDefinitionError names, when it names this file."""
-    match = re.match(rf"{re.escape(_relative(str(path), root))}:(\d+):", message)
-    return int(match[1]) if match else None
+def _stated_location(message: str, path: Path, root: Path) -> tuple[int | None, str]:
+    """The line a DagDefinitionError names when it names this file, and the message without
+    that "file.py:12: " prefix: the error is stored with its file and line already, and
+    every reader (CLI, web) puts them in front once."""
+    match = re.match(rf"{re.escape(_relative(str(path), root))}:(\d+): ", message)
+    if match is None:
+        return None, message
+    return int(match[1]), message[match.end() :]
 
 
 def _relative(filename: str, root: Path) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -20,6 +21,7 @@ from drayman.cli.common import (
     print_table,
     who,
 )
+from drayman.cli.errors import EXIT_FAILED
 from drayman.exceptions import BundleError
 
 
@@ -67,8 +69,7 @@ def list_dags(include_inactive: bool, as_json: bool) -> None:
             ],
         )
     for error in errors:
-        line = f":{error.lineno}" if error.lineno else ""
-        click.echo(f"import error: {error.fileloc}{line}: {error.message}", err=True)
+        click.echo(f"import error: {_located(error)}", err=True)
 
 
 def _dag_json(row: Any) -> dict[str, Any]:
@@ -95,44 +96,90 @@ def _local(value: datetime | None, timezone: str) -> str:
     return value.astimezone(ZoneInfo(timezone)).strftime("%Y-%m-%d %H:%M %Z")
 
 
+exit_zero_option = click.option(
+    "--exit-zero",
+    is_flag=True,
+    help="Exit 0 even when a DAG file has an import error (report only, do not gate).",
+)
+
+
+def _located(error: Any) -> str:
+    """`file.py:12: message`: the location once, in front."""
+    where = f"{error.fileloc}:{error.lineno}" if error.lineno else error.fileloc
+    if error.message.startswith(f"{where}: "):  # stored before the parser dropped the prefix
+        return str(error.message)
+    return f"{where}: {error.message}"
+
+
+def _fail_on_import_errors(count: int, exit_zero: bool) -> None:
+    """Exit 1 when a DAG file failed to import, so that CI can gate on it."""
+    if count and not exit_zero:
+        files = (
+            "1 DAG file has an import error"
+            if count == 1
+            else f"{count} DAG files have import errors"
+        )
+        click.echo(f"error: {files} (--exit-zero to report without failing)", err=True)
+        raise SystemExit(EXIT_FAILED)
+
+
 @dags.command("errors")
+@exit_zero_option
 @json_option
-def errors_cmd(as_json: bool) -> None:
-    """Import errors of the newest bundle: file, line and message."""
+def errors_cmd(exit_zero: bool, as_json: bool) -> None:
+    """Import errors of the newest bundle: file, line and message.
+
+    Exits 1 when there is any (0 with --exit-zero), so CI can gate on it.
+    """
+    rows = _import_errors(open_store(load_settings()))
+    if as_json:
+        print_json([{"fileloc": r.fileloc, "lineno": r.lineno, "message": r.message} for r in rows])
+    elif not rows:
+        click.echo("no import errors")
+    else:
+        click.echo("\n".join(_located(r) for r in rows))
+    _fail_on_import_errors(len(rows), exit_zero)
+
+
+def _import_errors(store: Any) -> list[Any]:
     from drayman.store import bundles as bundle_store
     from drayman.store import dags as dag_store
 
-    store = open_store(load_settings())
     with store.read() as conn:
         version = bundle_store.latest_deployed_version(conn)
-        rows = dag_store.import_errors(conn, version) if version else []
-    if as_json:
-        print_json([{"fileloc": r.fileloc, "lineno": r.lineno, "message": r.message} for r in rows])
-        return
-    if not rows:
-        click.echo("no import errors")
-    for r in rows:
-        click.echo(f"{r.fileloc}{':' + str(r.lineno) if r.lineno else ''}: {r.message}")
+        return dag_store.import_errors(conn, version) if version else []
 
 
 @dags.command("parse")
-def parse_cmd() -> None:
-    """Pack and parse the DAG folder now, publishing a new bundle version if it changed."""
+@exit_zero_option
+def parse_cmd(exit_zero: bool) -> None:
+    """Pack and parse the DAG folder now, publishing a new bundle version if it changed.
+
+    Prints every import error of the folder's bundle and exits 1 if there is any (0 with
+    --exit-zero), so CI can gate on it.
+    """
     from drayman.bundles.processor import DagProcessor
     from drayman.scheduler.wakeup import wake_schedulers
 
     settings = load_settings()
     store = open_store(settings)
     click.echo(f"parsing {settings.dags_folder} ...", err=True)
+    # the processor's log lines are for the scheduler's log; here each import error is printed
+    # once below (and a folder problem raised), not a second time by logging's last resort
+    logging.getLogger("drayman").addHandler(logging.NullHandler())
     processor = DagProcessor(settings, store)
     version = processor.tick()
     if processor.problem is not None:
         raise BundleError(processor.problem)
     if version is None:
         click.echo("DAG folder unchanged: nothing to publish")
-        return
-    wake_schedulers(settings)
-    click.echo(f"published bundle {version[:12]}")
+    else:
+        wake_schedulers(settings)
+        click.echo(f"published bundle {version[:12]}")
+    errors = _import_errors(store)
+    for error in errors:
+        click.echo(f"import error: {_located(error)}", err=True)
+    _fail_on_import_errors(len(errors), exit_zero)
 
 
 @dags.command("trigger")
@@ -252,8 +299,17 @@ def next_runs_cmd(dag_id: str, count: int, after: str | None, as_json: bool) -> 
 @click.argument("dag_id")
 @click.option("--start", "start_text", required=True, help="First logical date (ISO 8601).")
 @click.option("--end", "end_text", required=True, help="Last logical date (ISO 8601).")
-def backfill_cmd(dag_id: str, start_text: str, end_text: str) -> None:
-    """Create runs for every scheduled interval whose logical date is in [start, end]."""
+@click.option(
+    "--include-future",
+    is_flag=True,
+    help="Also create runs for intervals that have not ended yet (their data may be partial).",
+)
+def backfill_cmd(dag_id: str, start_text: str, end_text: str, include_future: bool) -> None:
+    """Create runs for every scheduled interval whose logical date is in [start, end].
+
+    Intervals that already have a run are skipped, and so are intervals that have not ended
+    yet unless --include-future. When no run is created, it says why.
+    """
     from drayman.scheduler import runs as run_creation
     from drayman.scheduler.wakeup import wake_schedulers
 
@@ -263,14 +319,27 @@ def backfill_cmd(dag_id: str, start_text: str, end_text: str) -> None:
     if end < start:
         raise click.BadParameter("must not be before --start", param_hint="--end")
     with store.begin() as conn:
-        created = run_creation.backfill(
-            conn, dag_id, start=start, end=end, triggered_by=who(), now=store.now()
+        done = run_creation.backfill(
+            conn,
+            dag_id,
+            start=start,
+            end=end,
+            triggered_by=who(),
+            now=store.now(),
+            include_future=include_future,
         )
     wake_schedulers(settings)
-    click.echo(
-        f"created {len(created)} backfill runs of {dag_id}"
-        + (f": {created[0]} .. {created[-1]}" if created else "")
-    )
+    created = done.created
+    if not created:
+        click.echo(f"created 0 backfill runs of {dag_id}: {done.why_none}")
+        return
+    click.echo(f"created {len(created)} backfill runs of {dag_id}: {created[0]} .. {created[-1]}")
+    if done.not_ended:
+        first = done.not_ended[0].data_interval_end.astimezone(UTC).isoformat()
+        click.echo(
+            f"skipped {len(done.not_ended)} intervals that have not ended yet (the first ends "
+            f"{first}): --include-future creates their runs now"
+        )
 
 
 @dags.command("test")

@@ -105,12 +105,25 @@ def show_run(run_id: str, dag_id: str | None, as_json: bool) -> None:
         f"{run.bundle_version[:12]}, {duration(run.start_date, run.end_date) or '-'})"
     )
     print_table(
-        ["task", "try", "state", "host", "pid", "start (UTC)", "duration", "exit", "log"],
+        # the task instance's state first: marking or clearing changes it, not its tries'
+        [
+            "task",
+            "state",
+            "try",
+            "try state",
+            "host",
+            "pid",
+            "start (UTC)",
+            "duration",
+            "exit",
+            "log",
+        ],
         [
             [
                 _label(r),
+                r.ti_state,
                 r.try_number or "",
-                r.state or r.ti_state,
+                r.state or "",
                 r.hostname,
                 r.pid,
                 iso(r.start_date),

@@ -61,13 +61,23 @@ def scheduler(grace: float) -> None:
     show_default=True,
     help="Seconds running tries may take to finish after Ctrl-C.",
 )
-def standalone(examples: bool | None, grace: float) -> None:
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="Port of the web UI on 127.0.0.1 (default: DRAYMAN_WEB_PORT, 8080).",
+)
+def standalone(examples: bool | None, grace: float, port: int | None) -> None:
     """Everything on one machine: SQLite under DRAYMAN_HOME, scheduler, local executor.
 
     Migrates the database, loads your DAG folder (or the example DAGs), and runs until
-    Ctrl-C. Logs of every try are under DRAYMAN_HOME/logs.
+    Ctrl-C. Logs of every try are under DRAYMAN_HOME/logs. Exits 2 at once if the web
+    port is taken.
     """
-    settings = load_settings()
+    from drayman.cli.web import WebThread, listen
+
+    settings = load_settings(web_port=port)
+    sock = listen("127.0.0.1", settings.web_port)  # before anything starts: a taken port stops us
     use_examples = examples if examples is not None else not settings.dags_folder.is_dir()
     if use_examples:
         settings = settings.with_overrides(dags_folder=EXAMPLES)
@@ -75,9 +85,7 @@ def standalone(examples: bool | None, grace: float) -> None:
     store = open_store(settings, check_schema=False)
     store.migrate()
     _banner(settings, store, use_examples)
-    from drayman.cli.web import WebThread
-
-    web = WebThread(settings, store, host="127.0.0.1", port=settings.web_port)
+    web = WebThread(settings, store, sock)
     web.start()
     try:
         serve(settings, store, grace_s=grace, announce_runs=True)

@@ -7,7 +7,9 @@ the database is reachable; run several behind a balancer with one DRAYMAN_SECRET
 from __future__ import annotations
 
 import contextlib
+import errno
 import signal
+import socket
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -17,6 +19,7 @@ import click
 from drayman.cli import logs
 from drayman.cli.common import load_settings, open_store
 from drayman.config import Settings
+from drayman.exceptions import ConfigError
 from drayman.store.engine import Store
 
 DEFAULT_PORT = 8080
@@ -83,15 +86,38 @@ def _server_exiting_0(config: Any) -> Any:
     return Server(config)
 
 
+def listen(host: str, port: int) -> socket.socket:
+    """A socket bound to host:port, or a ConfigError saying how to choose another port.
+
+    `drayman standalone` binds before it starts anything: a taken port must stop it at once,
+    not leave it running without a web server while its banner names another one's URL.
+    """
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: TIME_WAIT is free
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(f"port {port} in use; set DRAYMAN_WEB_PORT or --port") from None
+        raise ConfigError(
+            f"cannot listen on {host}:{port}: {exc.strerror}; set DRAYMAN_WEB_PORT or --port"
+        ) from None
+    sock.set_inheritable(False)
+    return sock
+
+
 class WebThread:
     """The web server on a background thread, for `drayman standalone`: the main thread
-    runs the scheduler and owns the signal handlers, so uvicorn installs none here."""
+    runs the scheduler and owns the signal handlers, so uvicorn installs none here.
+    It serves on a socket already bound by `listen`."""
 
-    def __init__(self, settings: Settings, store: Store, *, host: str, port: int) -> None:
+    def __init__(self, settings: Settings, store: Store, sock: socket.socket) -> None:
         import uvicorn
 
         from drayman.web.app import create_app
 
+        host, port = sock.getsockname()[:2]
         config = uvicorn.Config(
             create_app(settings, store),
             host=host,
@@ -100,7 +126,10 @@ class WebThread:
             server_header=False,
         )
         self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, name="web", daemon=True)
+        self._sock = sock
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [sock]}, name="web", daemon=True
+        )
 
     def start(self) -> None:
         self._thread.start()
@@ -108,3 +137,4 @@ class WebThread:
     def stop(self, timeout_s: float = 10.0) -> None:
         self._server.should_exit = True
         self._thread.join(timeout=timeout_s)
+        self._sock.close()

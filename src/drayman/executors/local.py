@@ -119,10 +119,18 @@ class LocalExecutor:
             self._spawn()
 
     def open_slots(self) -> int:
+        """Slots for new tries. A try holds its slot until its outcome is handed out by
+        `events()`, not only until its worker is done: until the scheduler records that outcome
+        the store counts the try queued or running, and a slot freed by a `heartbeat()` in
+        mid-tick would let the scheduler queue more than `parallelism` tries there."""
         if self._stopping:
             return 0
-        busy = sum(1 for worker in self._workers.values() if worker.busy)
-        return max(0, self.settings.parallelism - busy - len(self._waiting))
+        busy = [worker for worker in self._workers.values() if worker.busy]
+        running = {_try_id(worker.workload) for worker in busy}
+        unreported = sum(
+            1 for e in self._events if isinstance(e, TryOutcome) and e.try_id not in running
+        )
+        return max(0, self.settings.parallelism - len(busy) - len(self._waiting) - unreported)
 
     def submit(self, workloads: Sequence[Workload]) -> None:
         if self._reader is None or self._stopping:

@@ -6,7 +6,8 @@ All of them read DagSpecs from the store and never import user code.
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Row, select
@@ -18,7 +19,7 @@ from drayman.states import RunType
 from drayman.store import dags as dag_store
 from drayman.store import runs as run_store
 from drayman.store.schema import dag_run
-from drayman.timetables import RunInfo, parse_schedule
+from drayman.timetables import RunInfo, Timetable, parse_schedule
 
 
 def _aware(text: str | None) -> datetime | None:
@@ -98,6 +99,16 @@ def trigger(
     return run_id
 
 
+@dataclass(frozen=True)
+class Backfill:
+    """What `backfill` did: the runs it created, what it left alone, and why none if none."""
+
+    created: list[str]
+    existing: int  # intervals in the range that already had a run
+    not_ended: list[RunInfo]  # intervals whose data interval had not ended: not created
+    why_none: str | None  # when nothing was created: why, in words a user can act on
+
+
 def backfill(
     conn: Connection,
     dag_id: str,
@@ -106,10 +117,12 @@ def backfill(
     end: datetime,
     triggered_by: str,
     now: datetime,
-) -> list[str]:
+    include_future: bool = False,
+) -> Backfill:
     """Create a backfill run for every scheduled interval whose logical date is in [start, end].
 
-    Intervals that already have a run are left alone. Returns the new run ids.
+    Intervals that already have a run are left alone, and so, unless `include_future`, are
+    intervals whose data interval has not ended at `now`: their data is not all there yet.
     """
     row = _defined_dag(conn, dag_id)
     spec = dag_store.load_spec(conn, dag_id, row.bundle_version)
@@ -124,30 +137,75 @@ def backfill(
         ).scalars()
     )
     params = validate_conf(spec.params, {})
-    created = []
     # the DAG's start_date anchors an interval schedule's grid: backfilled intervals are the
     # ones the scheduler would have made, so an existing run of the same interval is found
-    for info in timetable.runs_between(start, end, start_date=_aware(spec.start_date)):
-        if info.logical_date in existing:
-            continue
-        run_id = run_store.run_id_for(RunType.BACKFILL, info.logical_date)
-        run_store.create_run(
-            conn,
-            dag_id=dag_id,
-            run_id=run_id,
-            run_type=RunType.BACKFILL,
-            bundle_version=row.bundle_version,
-            logical_date=info.logical_date,
-            data_interval_start=info.data_interval_start,
-            data_interval_end=info.data_interval_end,
-            run_after=now,
-            conf={},
-            params=params,
-            triggered_by=triggered_by,
-            now=now,
-        )
-        created.append(run_id)
-    return created
+    intervals = timetable.runs_between(start, end, start_date=_aware(spec.start_date))
+    missing = [info for info in intervals if info.logical_date not in existing]
+    not_ended = [] if include_future else [i for i in missing if i.data_interval_end > now]
+    created = [
+        _create_backfill_run(conn, row, info, params, triggered_by=triggered_by, now=now)
+        for info in missing
+        if info not in not_ended
+    ]
+    skipped = len(intervals) - len(missing)
+    why = None
+    if not created:
+        why = _why_none(spec, timetable, end, len(intervals), skipped)
+        why = why or _why_not_ended(not_ended, len(intervals), skipped)
+    return Backfill(created, skipped, not_ended, why)
+
+
+def _create_backfill_run(
+    conn: Connection,
+    row: Row[Any],
+    info: RunInfo,
+    params: dict[str, Any],
+    *,
+    triggered_by: str,
+    now: datetime,
+) -> str:
+    run_id = run_store.run_id_for(RunType.BACKFILL, info.logical_date)
+    run_store.create_run(
+        conn,
+        dag_id=row.dag_id,
+        run_id=run_id,
+        run_type=RunType.BACKFILL,
+        bundle_version=row.bundle_version,
+        logical_date=info.logical_date,
+        data_interval_start=info.data_interval_start,
+        data_interval_end=info.data_interval_end,
+        run_after=now,
+        conf={},
+        params=params,
+        triggered_by=triggered_by,
+        now=now,
+    )
+    return run_id
+
+
+def _why_none(
+    spec: DagSpec, timetable: Timetable, end: datetime, intervals: int, existing: int
+) -> str | None:
+    """Why a range gave no intervals, or none without a run; None if some have not ended."""
+    if spec.schedule is None:
+        return "the DAG has no schedule (manual only): `drayman dags trigger` makes a run"
+    start_date = _aware(spec.start_date)
+    if not intervals and start_date is not None and end < start_date:
+        return f"the range ends before the DAG's start_date {start_date.isoformat()}"
+    if not intervals:
+        return f"no interval of its schedule ({timetable.describe()}) starts in the range"
+    if existing >= intervals:
+        return f"every interval in the range already has a run ({intervals})"
+    return None
+
+
+def _why_not_ended(not_ended: list[RunInfo], intervals: int, existing: int) -> str:
+    first = not_ended[0].data_interval_end.astimezone(UTC).isoformat()
+    had = f"{existing} already have a run and " if existing else ""
+    return (
+        f"of the range's {intervals} intervals, {had}{len(not_ended)} have not ended yet (the "
+        f"first ends {first}): --include-future creates their runs now"
+    )
 
 
 def create_scheduled_run(

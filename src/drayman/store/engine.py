@@ -87,7 +87,12 @@ def _create_engine(url: str, *, pool_size: int) -> Engine:
         if url.startswith("mysql"):
             kwargs["pool_recycle"] = 3600
             kwargs["isolation_level"] = "READ COMMITTED"
-        return create_engine(url, **kwargs)
+        try:
+            return create_engine(url, **kwargs)
+        except ModuleNotFoundError as exc:  # the URL's driver is an extra not installed
+            from drayman.store.drivers import missing_driver
+
+            raise missing_driver(url, exc) from None
     raise ConfigError(
         f"database_url {url!r}: unsupported database; use sqlite:///PATH, "
         "postgresql+psycopg://..., or mysql+pymysql://..."
