@@ -16,8 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from drayman.exceptions import ConfigError
+from drayman.redact import mask_url
 
 ENV_PREFIX = "DRAYMAN_"
+# Settings whose value may carry a password: shown masked (`drayman.redact`)
+URL_SETTINGS = frozenset({"database_url", "broker_url"})
 
 
 def _positive_int(raw: Any) -> int:
@@ -179,7 +182,8 @@ class Settings:
         return replace(self, **overrides)
 
     def describe(self) -> list[tuple[str, str, str]]:
-        """(key, value, source) for every setting, for `drayman config`."""
+        """(key, value, source) for every setting, for `drayman config`; URLs without their
+        passwords."""
         rows = []
         for item in fields(self):
             if item.name == "sources":
@@ -187,6 +191,8 @@ class Settings:
             value = getattr(self, item.name)
             if item.name == "database_url" and not value:
                 value = self.effective_database_url
+            if item.name in URL_SETTINGS:
+                value = mask_url(str(value))
             rows.append((item.name, str(value), self.sources.get(item.name, "default")))
         return rows
 

@@ -14,6 +14,7 @@ import click
 from drayman import fleet
 from drayman.config import Settings
 from drayman.exceptions import ConfigError
+from drayman.redact import mask_url
 from drayman.store.engine import Store
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
@@ -33,20 +34,10 @@ def open_store(settings: Settings, *, check_schema: bool = True) -> Store:
         if current != head:
             state = "empty" if current is None else f"at revision {current}"
             raise ConfigError(
-                f"the database {_safe_url(store.url)} is {state}; this drayman needs {head}: "
+                f"the database {mask_url(store.url)} is {state}; this drayman needs {head}: "
                 "run `drayman db migrate`"
             )
     return store
-
-
-def _safe_url(url: str) -> str:
-    """A database URL without its password, for messages."""
-    if "@" not in url or "://" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    creds, host = rest.rsplit("@", 1)
-    user = creds.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}" if ":" in creds else f"{scheme}://{user}@{host}"
 
 
 def export_home(settings: Settings) -> None:

@@ -23,6 +23,7 @@ from drayman.cli import logs
 from drayman.cli.common import export_home, load_settings, open_store
 from drayman.config import Settings
 from drayman.exceptions import ConfigError
+from drayman.redact import mask_url
 from drayman.store.engine import Store
 
 log = logging.getLogger("drayman.serve")
@@ -88,7 +89,7 @@ def standalone(examples: bool | None, grace: float) -> None:
 def _banner(settings: Settings, store: Store, examples: bool) -> None:
     lines = [
         "drayman standalone",
-        f"  database:  {store.url}",
+        f"  database:  {mask_url(store.url)}",
         f"  DAGs:      {settings.dags_folder}" + ("  (the bundled examples)" if examples else ""),
         f"  logs:      {settings.logs_folder.resolve()}",
         f"  executor:  local, {settings.parallelism} tries at once",
