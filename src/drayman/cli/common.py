@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from drayman import fleet
-from drayman.config import Settings
+from drayman.config import Settings, hide_secrets
 from drayman.exceptions import ConfigError
 from drayman.redact import mask_url
 from drayman.store.engine import Store
@@ -40,9 +40,14 @@ def open_store(settings: Settings, *, check_schema: bool = True) -> Store:
     return store
 
 
-def export_home(settings: Settings) -> None:
-    """Let tasks know the drayman home they run under (they inherit the environment)."""
+def prepare_task_environment(settings: Settings) -> None:
+    """The environment tasks inherit: the drayman home they run under, and none of drayman's
+    secrets (settings are read by now). Also checks `run_as_user` can work, before any try."""
+    from drayman.runner.isolation import resolve_run_as
+
+    resolve_run_as(settings.run_as_user)
     os.environ["DRAYMAN_HOME"] = str(settings.home.resolve())
+    hide_secrets(os.environ)
 
 
 def who() -> str:

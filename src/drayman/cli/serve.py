@@ -20,7 +20,7 @@ from typing import Any
 import click
 
 from drayman.cli import logs
-from drayman.cli.common import export_home, load_settings, open_store
+from drayman.cli.common import load_settings, open_store, prepare_task_environment
 from drayman.config import Settings
 from drayman.exceptions import ConfigError
 from drayman.redact import mask_url
@@ -107,7 +107,7 @@ def serve(settings: Settings, store: Store, *, grace_s: float, announce_runs: bo
     from drayman.scheduler.wakeup import Doorbell
 
     stop = threading.Event()
-    export_home(settings)
+    prepare_task_environment(settings)
     wake_on_stop: list[Callable[[], None]] = []
     with _single_scheduler_on_sqlite(store), _stop_on_signals(stop, wake_on_stop):
         processor = DagProcessor(settings, store)

@@ -35,6 +35,7 @@ from typing import Any
 from drayman.bundles.cache import BundleCache  # at the top: the forkserver preloads it
 from drayman.config import Settings
 from drayman.runner.execute import fail_try, run_callback_workload, run_try
+from drayman.runner.isolation import resolve_run_as
 from drayman.runner.logship import PipeLogSink
 from drayman.runner.process import Interrupt, StopTry, die_with_parent, prepare_process
 from drayman.workloads import CallbackWorkload, LogChunks, TryOutcome, TryWorkload, Workload
@@ -70,7 +71,7 @@ def main(conn: Connection, settings: Settings, echo_logs: bool, relay: bool = Fa
     # same request in each try, their tries) with it at once, instead of when each notices
     # its pipe closed; a retry elsewhere never overlaps a try still running here.
     die_with_parent(os.getppid())
-    prepare_process()
+    prepare_process(resolve_run_as(settings.run_as_user))
     Worker(conn, settings, echo=sys.stdout if echo_logs else None, relay=relay).serve()
 
 
