@@ -37,12 +37,24 @@ PROBE_DAG = """
 import json, os
 from drayman import DAG, task
 
-NEEDLES = json.loads(@NEEDLES@)
+# Each secret in two halves, searched for joined: this file (and so the task's memory)
+# holds them apart, so only a copy of the secret itself matches.
+NEEDLES = json.loads(@NEEDLES@)  # env var -> its value's halves
+HALVES = json.loads(@HALVES@)  # what must not be in memory -> its halves
 KEY_FILE = @KEY_FILE@
 
 
+def joined(text, head, tail):
+    at = text.find(head)
+    while at >= 0:
+        if text.startswith(tail, at + len(head)):
+            return True
+        at = text.find(head, at + 1)
+    return False
+
+
 def look(text):
-    return sorted(n for n, v in NEEDLES.items() if v in text or n + "=" in text)
+    return sorted(n for n, (h, t) in NEEDLES.items() if joined(text, h, t) or n + "=" in text)
 
 
 def ancestors():
@@ -52,6 +64,25 @@ def ancestors():
         with open(f"/proc/{pid}/stat") as f:
             pid = int(f.read().rsplit(")", 1)[1].split()[1])
     return chain
+
+
+def in_memory():
+    found = set()
+    with open("/proc/self/maps") as maps, open("/proc/self/mem", "rb", 0) as mem:
+        for line in maps:
+            fields = line.split()
+            if not fields[1].startswith("r") or fields[-1] in ("[vvar]", "[vsyscall]"):
+                continue
+            start, end = (int(x, 16) for x in fields[0].split("-"))
+            try:
+                mem.seek(start)
+                chunk = mem.read(end - start)
+            except (OSError, ValueError, OverflowError):
+                continue
+            for name, (head, tail) in HALVES.items():
+                if joined(chunk, head.encode(), tail.encode()):
+                    found.add(f"{name} in {fields[-1]}")
+    return sorted(found)
 
 
 def read_environ(pid):
@@ -66,6 +97,8 @@ with DAG("probe", schedule=None):
 
     @task
     def look_for_secrets(ctx):
+        # first: what the task reads below (a readable /proc environ) lands in its memory
+        memory = in_memory()
         own = "\\n".join(f"{k}={v}" for k, v in os.environ.items())
         report = {
             "uid": os.getuid(),
@@ -74,6 +107,7 @@ with DAG("probe", schedule=None):
             "self": read_environ("self"),
             "ancestors": {str(p): read_environ(p) for p in ancestors()},
             "home_traversable": os.access(os.path.dirname(KEY_FILE), os.X_OK),
+            "memory": memory,
         }
         try:
             with open(KEY_FILE) as f:
@@ -166,13 +200,22 @@ def _installation(root: Path, database_url: str, **settings: str) -> Drayman:
         "DRAYMAN_BROKER_URL": d.env.get("DRAYMAN_BROKER_URL", "redis://unused.invalid:1/0"),
     }
     d.env.setdefault("DRAYMAN_BROKER_URL", needles["DRAYMAN_BROKER_URL"])
-    source = PROBE_DAG.replace("@NEEDLES@", repr(json.dumps(needles))).replace(
-        "@KEY_FILE@", repr(str(d.home / "secret_key"))
+    halves = {"database password": _halves(PASSWORD), "secret key": _halves(SECRET_KEY)}
+    source = (
+        PROBE_DAG.replace(
+            "@NEEDLES@", repr(json.dumps({k: _halves(v) for k, v in needles.items()}))
+        )
+        .replace("@KEY_FILE@", repr(str(d.home / "secret_key")))
+        .replace("@HALVES@", repr(json.dumps(halves)))
     )
     d.write_dag("probe.py", source)
     # the file a web server without DRAYMAN_SECRET_KEY makes on its first start
     load_secret_key(d.home, {})
     return d
+
+
+def _halves(value: str) -> list[str]:
+    return [value[: len(value) // 2], value[len(value) // 2 :]]
 
 
 def _probe(d: Drayman) -> dict[str, Any]:
@@ -190,6 +233,7 @@ def _probe(d: Drayman) -> dict[str, Any]:
 def _assert_nothing_found(report: dict[str, Any], user: pwd.struct_passwd) -> None:
     assert report["uid"] == report["euid"] == user.pw_uid, report
     assert report["environ"] == [], report
+    assert report["memory"] == [], report
     assert report["self"].get("found", []) == [], report
     assert report["ancestors"], report
     for pid, seen in report["ancestors"].items():
@@ -213,6 +257,7 @@ def test_default_task_environment_holds_no_secret(open_root: Path, secret_databa
 
     assert report["environ"] == [], report
     assert report["self"]["found"] == [], report
+    assert report["memory"] == [], report
     chain = report["ancestors"]
     main = str(server.pid)
     assert main in chain, f"the scheduler {main} is not among the task's ancestors: {report}"

@@ -1,7 +1,7 @@
 """What a try may not see: drayman's own secrets, and (with `run_as_user`) drayman's user.
 
 A task is the DAG author's code. It must not learn the metadata database's URL, the broker's
-or the web secret key, with which it could rewrite any run or forge a login. Two layers:
+or the web secret key, with which it could rewrite any run or forge a login. Three layers:
 
 - **The environment.** The long-running CLI commands take `SECRET_ENV_VARS` out of their own
   environment once settings are read (`config.hide_secrets`), before any process that runs user code
@@ -14,18 +14,21 @@ or the web secret key, with which it could rewrite any run or forge a login. Two
   its log pipes are set up: it can then read neither. This needs drayman to run as root (or
   as that very user, when there is nothing to switch).
 
-What neither layer hides: a Python task runs in a fork of a warm worker, whose memory holds
-the settings (the database URL among them); a task that reads its own memory finds it. Shell
-and container tasks exec a fresh program and do not. See docs/security.md.
+- **The memory.** A Python task runs in a fork of a warm worker and can read all of that
+  process's memory. So warm workers get `settings_for_workers`: URLs without their passwords.
+  The executor puts a bundle in the cache before it sends a try that needs it; a warm worker
+  never fetches one itself when its database URL has lost a password.
 """
 
 from __future__ import annotations
 
 import os
 import pwd
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from drayman.config import Settings
 from drayman.exceptions import ConfigError
+from drayman.redact import MASK, mask_url
 
 
 @dataclass(frozen=True)
@@ -71,3 +74,18 @@ def become(run_as: RunAs) -> None:
     os.setgid(run_as.gid)
     os.setuid(run_as.uid)
     os.environ.update(HOME=run_as.home, USER=run_as.name, LOGNAME=run_as.name)
+
+
+def settings_for_workers(settings: Settings) -> Settings:
+    """The settings a warm worker (and every try forked from it) may hold: the database and
+    broker URLs without their passwords."""
+    return replace(
+        settings,
+        database_url=mask_url(settings.database_url),
+        broker_url=mask_url(settings.broker_url),
+    )
+
+
+def can_reach_database(settings: Settings) -> bool:
+    """False for a warm worker's settings whose database URL lost its password."""
+    return f":{MASK}@" not in settings.database_url
