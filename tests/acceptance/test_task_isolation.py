@@ -35,7 +35,7 @@ SECRET_KEY = "secret-key-never-shown-" + "k" * 40
 
 PROBE_DAG = """
 import json, os
-from drayman import DAG, task
+from drayman import DAG, Shell, task
 
 # Each secret in two halves, searched for joined: this file (and so the task's memory)
 # holds them apart, so only a copy of the secret itself matches.
@@ -55,6 +55,11 @@ def joined(text, head, tail):
 
 def look(text):
     return sorted(n for n, (h, t) in NEEDLES.items() if joined(text, h, t) or n + "=" in text)
+
+
+# DAG files run in the parser and the warm worker: neither may see the secrets either
+if look("\\n".join(f"{k}={v}" for k, v in os.environ.items())):
+    raise RuntimeError("this DAG file was imported with drayman's secrets in os.environ")
 
 
 def ancestors():
@@ -117,6 +122,11 @@ with DAG("probe", schedule=None):
         print("ISOLATION " + json.dumps(report), flush=True)
 
     look_for_secrets()
+    Shell(
+        "shell_env",
+        "echo SHELLENV uid=$(id -u) secrets="
+        "$(env | grep -c -E '^DRAYMAN_(DATABASE_URL|SECRET_KEY|BROKER_URL)=')",
+    )
 """
 
 
@@ -227,11 +237,16 @@ def _probe(d: Drayman) -> dict[str, Any]:
     lines = [line for line in log.splitlines() if line.startswith("ISOLATION ")]
     assert lines, f"the task printed no report; its log:\n{log}"
     report: dict[str, Any] = json.loads(lines[-1].removeprefix("ISOLATION "))
+    shell_log = d.ok("tasks", "logs", "probe", run_id, "shell_env")
+    shell = [line for line in shell_log.splitlines() if line.startswith("SHELLENV ")]
+    assert shell, f"the Shell task printed nothing; its log:\n{shell_log}"
+    report["shell"] = shell[-1]
     return report
 
 
 def _assert_nothing_found(report: dict[str, Any], user: pwd.struct_passwd) -> None:
     assert report["uid"] == report["euid"] == user.pw_uid, report
+    assert report["shell"] == f"SHELLENV uid={user.pw_uid} secrets=0", report
     assert report["environ"] == [], report
     assert report["memory"] == [], report
     assert report["self"].get("found", []) == [], report
@@ -258,6 +273,7 @@ def test_default_task_environment_holds_no_secret(open_root: Path, secret_databa
     assert report["environ"] == [], report
     assert report["self"]["found"] == [], report
     assert report["memory"] == [], report
+    assert report["shell"] == "SHELLENV uid=0 secrets=0", report
     chain = report["ancestors"]
     main = str(server.pid)
     assert main in chain, f"the scheduler {main} is not among the task's ancestors: {report}"
