@@ -2,12 +2,14 @@ from __future__ import annotations
 
 import os
 import pwd
+from pathlib import Path
 
 import pytest
 
 from drayman.config import SECRET_ENV_VARS, Settings, hide_secrets
-from drayman.exceptions import ConfigError
-from drayman.runner.isolation import resolve_run_as
+from drayman.exceptions import BundleError, ConfigError
+from drayman.runner.isolation import can_reach_database, resolve_run_as, settings_for_workers
+from drayman.runner.worker import Worker
 
 
 def test_hide_secrets_removes_every_secret_and_nothing_else() -> None:
@@ -65,3 +67,35 @@ def test_only_root_may_switch_to_another_user() -> None:
         pytest.skip("as root every switch is allowed; this checks the refusal for others")
     with pytest.raises(ConfigError, match="only root may switch"):
         resolve_run_as("nobody")
+
+
+def test_workers_get_the_urls_without_passwords(tmp_path: Path) -> None:
+    settings = Settings(
+        home=tmp_path,
+        database_url="postgresql+psycopg://etl:pw1@db:5432/drayman",
+        broker_url="amqp://drayman:pw2@mq:5672//",
+        run_as_user="drayman-task",
+    )
+
+    theirs = settings_for_workers(settings)
+
+    assert theirs.database_url == "postgresql+psycopg://etl:***@db:5432/drayman"
+    assert theirs.broker_url == "amqp://drayman:***@mq:5672//"
+    assert theirs.run_as_user == "drayman-task"
+    assert not can_reach_database(theirs)
+    assert can_reach_database(settings)
+    assert settings_for_workers(Settings(home=tmp_path)).effective_database_url == (
+        Settings(home=tmp_path).effective_database_url
+    )
+
+
+def test_a_worker_without_the_password_refuses_to_fetch_a_bundle(tmp_path: Path) -> None:
+    """The executor fetches bundles; a worker asked for one it lacks says so, and never
+    tries the database with a masked password."""
+    settings = settings_for_workers(
+        Settings(home=tmp_path, database_url="postgresql+psycopg://etl:pw@127.0.0.1:1/x")
+    )
+    worker = Worker(conn=None, settings=settings)  # type: ignore[arg-type]
+
+    with pytest.raises(BundleError, match="holds no database password to fetch it"):
+        worker._bundle_dir("a" * 64)
