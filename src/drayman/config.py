@@ -10,14 +10,31 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from drayman.exceptions import ConfigError
+from drayman.redact import mask_url
 
 ENV_PREFIX = "DRAYMAN_"
+# Settings whose value may carry a password: shown masked (`drayman.redact`)
+URL_SETTINGS = frozenset({"database_url", "broker_url"})
+# drayman's own secrets in the environment: never handed to a task (drayman.runner.isolation)
+SECRET_ENV_VARS = (
+    ENV_PREFIX + "DATABASE_URL",
+    ENV_PREFIX + "BROKER_URL",
+    ENV_PREFIX + "SECRET_KEY",
+)
+
+
+def hide_secrets(environ: MutableMapping[str, str]) -> None:
+    """Remove drayman's own secrets from `environ`; on `os.environ`, from the C environment
+    too, which every process started afterwards inherits. Called once settings are read, by
+    the commands that start user code, and again in each try."""
+    for name in SECRET_ENV_VARS:
+        environ.pop(name, None)
 
 
 def _positive_int(raw: Any) -> int:
@@ -62,6 +79,13 @@ def _log_format(raw: Any) -> str:
     return value
 
 
+def _user_name(raw: Any) -> str:
+    value = str(raw).strip()
+    if value.startswith("-") or any(c.isspace() or c in "/:" for c in value):
+        raise ValueError("must be a user name, like drayman-task")
+    return value
+
+
 def _path(raw: Any) -> Path:
     return Path(str(raw)).expanduser()
 
@@ -89,6 +113,7 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "worker_hold_s": _positive_float,
     "log_format": _log_format,
     "web_port": _positive_int,
+    "run_as_user": _user_name,
 }
 
 
@@ -131,6 +156,9 @@ class Settings:
     worker_hold_s: float = 2.0
     log_format: str = "text"  # "text" or "json" for drayman's own log lines on stdout
     web_port: int = 8080  # `drayman standalone` serves the web UI here, on 127.0.0.1
+    # tries (and task callbacks) switch to this user, so they cannot read drayman's secrets
+    # through /proc or the secret key file; empty: they run as drayman's own user
+    run_as_user: str = ""
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @property
@@ -179,7 +207,8 @@ class Settings:
         return replace(self, **overrides)
 
     def describe(self) -> list[tuple[str, str, str]]:
-        """(key, value, source) for every setting, for `drayman config`."""
+        """(key, value, source) for every setting, for `drayman config`; URLs without their
+        passwords."""
         rows = []
         for item in fields(self):
             if item.name == "sources":
@@ -187,6 +216,8 @@ class Settings:
             value = getattr(self, item.name)
             if item.name == "database_url" and not value:
                 value = self.effective_database_url
+            if item.name in URL_SETTINGS:
+                value = mask_url(str(value))
             rows.append((item.name, str(value), self.sources.get(item.name, "default")))
         return rows
 

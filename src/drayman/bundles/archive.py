@@ -10,7 +10,8 @@ What goes in: every file under the folder except hidden files and directories (a
 starts with "."), `__pycache__` directories, `*.pyc` files, and the patterns listed in a
 `.draymanignore` file at the folder root. Symlinks are followed (the archive holds the content)
 but must point inside the folder. File modes are not kept: every file is extracted 0644, so
-call scripts through their interpreter (`bash scripts/load.sh`).
+call scripts through their interpreter (`bash scripts/load.sh`). Extracting is
+`drayman.bundles.extract`.
 """
 
 from __future__ import annotations
@@ -82,16 +83,6 @@ def folder_version(folder: Path) -> str:
     """The version `pack(folder)` would give, without building an archive."""
     manifest = {e.relpath: hashlib.sha256(_read(e)).hexdigest() for e in _included_files(folder)}
     return manifest_version(manifest)
-
-
-def unpack(archive: bytes, dest: Path) -> None:
-    """Extract a bundle archive into `dest`, refusing anything that would land outside it."""
-    dest.mkdir(parents=True, exist_ok=True)
-    try:
-        with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
-            tar.extractall(dest, filter="data")
-    except (tarfile.TarError, OSError, EOFError) as exc:
-        raise BundleError(f"cannot unpack bundle archive into {dest}: {exc}") from exc
 
 
 def folder_signature(folder: Path) -> Signature:

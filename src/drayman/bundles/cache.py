@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from drayman.bundles.archive import folder_version, unpack
+from drayman.bundles.extract import unpack
 from drayman.exceptions import BundleError
 
 _VERSION = re.compile(r"[0-9a-f]{64}")
@@ -39,8 +39,8 @@ class BundleCache:
         self.root.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{version[:12]}-", dir=self.root))
         try:
-            unpack(fetch(), staging)
-            _verify(staging, version)
+            # the archive's content is checked against `version` before anything is written
+            unpack(fetch(), staging, version)
             _publish(staging, final)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
@@ -51,16 +51,6 @@ class BundleCache:
         if not _VERSION.fullmatch(version):
             raise BundleError(f"{version!r} is not a bundle version (64 lowercase hex digits)")
         return self.root / version
-
-
-def _verify(staging: Path, version: str) -> None:
-    """Refuse an archive whose content is not the version it was fetched as."""
-    actual = folder_version(staging)
-    if actual != version:
-        raise BundleError(
-            f"bundle {version[:12]} fetched for the cache holds version {actual[:12]}; "
-            "the bundle store is inconsistent"
-        )
 
 
 def _publish(staging: Path, final: Path) -> None:

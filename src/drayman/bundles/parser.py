@@ -24,6 +24,7 @@ from typing import Any
 
 import drayman.bundles
 from drayman.bundles.parse_child import candidate_files
+from drayman.config import hide_secrets
 from drayman.exceptions import BundleError
 from drayman.spec import DagSpec, ImportFailure, ParsedDag
 
@@ -123,6 +124,7 @@ def _child_env() -> dict[str, str]:
     the standard library.
     """
     env = dict(os.environ)
+    hide_secrets(env)  # DAG files are the author's code, like tasks
     package_parent = str(Path(drayman.bundles.__file__).resolve().parents[2])
     installed = {str(Path(p).resolve()) for p in [*site.getsitepackages(), site.USER_SITE] if p}
     if package_parent not in installed:

@@ -12,8 +12,9 @@ from typing import Any
 import click
 
 from drayman import fleet
-from drayman.config import Settings
+from drayman.config import Settings, hide_secrets
 from drayman.exceptions import ConfigError
+from drayman.redact import mask_url
 from drayman.store.engine import Store
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
@@ -33,25 +34,20 @@ def open_store(settings: Settings, *, check_schema: bool = True) -> Store:
         if current != head:
             state = "empty" if current is None else f"at revision {current}"
             raise ConfigError(
-                f"the database {_safe_url(store.url)} is {state}; this drayman needs {head}: "
+                f"the database {mask_url(store.url)} is {state}; this drayman needs {head}: "
                 "run `drayman db migrate`"
             )
     return store
 
 
-def _safe_url(url: str) -> str:
-    """A database URL without its password, for messages."""
-    if "@" not in url or "://" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    creds, host = rest.rsplit("@", 1)
-    user = creds.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}" if ":" in creds else f"{scheme}://{user}@{host}"
+def prepare_task_environment(settings: Settings) -> None:
+    """The environment tasks inherit: the drayman home they run under, and none of drayman's
+    secrets (settings are read by now). Also checks `run_as_user` can work, before any try."""
+    from drayman.runner.isolation import resolve_run_as
 
-
-def export_home(settings: Settings) -> None:
-    """Let tasks know the drayman home they run under (they inherit the environment)."""
+    resolve_run_as(settings.run_as_user)
     os.environ["DRAYMAN_HOME"] = str(settings.home.resolve())
+    hide_secrets(os.environ)
 
 
 def who() -> str:

@@ -15,6 +15,7 @@ from drayman.exceptions import (
     NotFoundError,
     ParamsError,
 )
+from drayman.redact import mask_text
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -48,7 +49,7 @@ def run_with_clear_errors(command: click.Command, argv: list[str] | None) -> Any
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except DraymanError as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"error: {mask_text(str(exc))}", err=True)
         sys.exit(exit_code_for(exc))
     except _database_errors() as exc:
         click.echo(f"error: the metadata database failed: {_first_line(exc)}", err=True)
@@ -66,7 +67,7 @@ def _database_errors() -> tuple[type[BaseException], ...]:
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    return mask_text(text[0]) if text else type(exc).__name__
 
 
 class BadInput(click.UsageError):

@@ -11,6 +11,8 @@ import logging
 import sys
 import time
 
+from drayman.redact import MaskingFilter
+
 
 class _UtcFormatter(logging.Formatter):
     converter = time.gmtime  # type: ignore[assignment]  # typeshed's overload confuses mypy
@@ -40,6 +42,7 @@ class _JsonFormatter(logging.Formatter):
 def setup(log_format: str, level: int = logging.INFO) -> None:
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(_JsonFormatter() if log_format == "json" else _UtcFormatter())
+    handler.addFilter(MaskingFilter())  # every line, whichever logger wrote it
     root = logging.getLogger("drayman")
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -20,9 +20,10 @@ from typing import Any
 import click
 
 from drayman.cli import logs
-from drayman.cli.common import export_home, load_settings, open_store
+from drayman.cli.common import load_settings, open_store, prepare_task_environment
 from drayman.config import Settings
 from drayman.exceptions import ConfigError
+from drayman.redact import mask_url
 from drayman.store.engine import Store
 
 log = logging.getLogger("drayman.serve")
@@ -96,7 +97,7 @@ def standalone(examples: bool | None, grace: float, port: int | None) -> None:
 def _banner(settings: Settings, store: Store, examples: bool) -> None:
     lines = [
         "drayman standalone",
-        f"  database:  {store.url}",
+        f"  database:  {mask_url(store.url)}",
         f"  DAGs:      {settings.dags_folder}" + ("  (the bundled examples)" if examples else ""),
         f"  logs:      {settings.logs_folder.resolve()}",
         f"  executor:  local, {settings.parallelism} tries at once",
@@ -114,7 +115,7 @@ def serve(settings: Settings, store: Store, *, grace_s: float, announce_runs: bo
     from drayman.scheduler.wakeup import Doorbell
 
     stop = threading.Event()
-    export_home(settings)
+    prepare_task_environment(settings)
     wake_on_stop: list[Callable[[], None]] = []
     with _single_scheduler_on_sqlite(store), _stop_on_signals(stop, wake_on_stop):
         processor = DagProcessor(settings, store)

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 import click
 
-from drayman.cli.common import duration, export_home, print_table, who
+from drayman.cli.common import duration, prepare_task_environment, print_table, who
 from drayman.config import Settings
 from drayman.exceptions import DraymanError, NotFoundError
 from drayman.store.engine import Store
@@ -33,7 +33,8 @@ def scratch_store(settings: Settings) -> Iterator[tuple[Settings, Store, str]]:
     from drayman.store import pools
     from drayman.store.schema import metadata
 
-    export_home(settings)  # tasks keep their files under the real home, not the scratch one
+    # tasks keep their files under the real home, not the scratch one
+    prepare_task_environment(settings)
     with tempfile.TemporaryDirectory(prefix="drayman-test-") as tmp:
         scratch = settings.with_overrides(home=Path(tmp), database_url="")
         store = Store(scratch.effective_database_url)

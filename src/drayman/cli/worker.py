@@ -20,7 +20,7 @@ from dataclasses import replace
 import click
 
 from drayman.cli import logs
-from drayman.cli.common import export_home, load_settings, open_store
+from drayman.cli.common import load_settings, open_store, prepare_task_environment
 from drayman.config import Settings
 from drayman.store.engine import Store
 
@@ -65,7 +65,7 @@ def worker(queues: list[str], concurrency: int | None, grace: float | None) -> N
     logs.setup(settings.log_format)
     concurrency = concurrency or settings.parallelism
     store = open_store(settings)
-    export_home(settings)
+    prepare_task_environment(settings)
     code = serve_worker(settings, store, queues=queues, concurrency=concurrency)
     sys.exit(code)
 

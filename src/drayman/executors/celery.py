@@ -38,6 +38,7 @@ from drayman.exceptions import ConfigError, ExecutorError
 from drayman.executors import kombu_redis
 from drayman.executors.celery_wakeup import OutcomeListener
 from drayman.fleet import IN_FLIGHT_PER_SLOT
+from drayman.redact import MaskingFilter, mask_text, mask_url
 from drayman.workloads import CallbackWorkload, ExecutorEvent, TryWorkload, Workload
 
 if TYPE_CHECKING:
@@ -178,7 +179,7 @@ def run_worker(
     warm shutdown, which stops taking messages and waits for the running tries; after
     `grace_s` the runner hands those back (killed, and retried without using up a retry).
     """
-    from celery.signals import worker_shutting_down
+    from celery.signals import after_setup_logger, after_setup_task_logger, worker_shutting_down
 
     def start_grace(**_: Any) -> None:
         log.info("worker.stopping grace_s=%g: running tries may finish", grace_s)
@@ -188,6 +189,8 @@ def run_worker(
         timer.start()
 
     worker_shutting_down.connect(start_grace, weak=False)
+    after_setup_logger.connect(_mask_celery_log, weak=False)
+    after_setup_task_logger.connect(_mask_celery_log, weak=False)
     for name in PER_MESSAGE_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
     worker = app.Worker(
@@ -208,7 +211,16 @@ def run_worker(
         worker.start()
     finally:
         worker_shutting_down.disconnect(start_grace)
+        after_setup_logger.disconnect(_mask_celery_log)
+        after_setup_task_logger.disconnect(_mask_celery_log)
     return int(worker.exitcode or 0)
+
+
+def _mask_celery_log(logger: logging.Logger, **_: Any) -> None:
+    """Celery's own handlers mask URL passwords too (kombu hides its broker URL's already;
+    an exception's text may carry another URL)."""
+    for handler in logger.handlers:
+        handler.addFilter(MaskingFilter())
 
 
 class CeleryExecutor:
@@ -241,8 +253,8 @@ class CeleryExecutor:
                 conn.ensure_connection(max_retries=1, timeout=CONNECT_TIMEOUT_S)
         except Exception as exc:
             raise ExecutorError(
-                f"cannot reach the broker {_safe_url(self.settings.broker_url)}: "
-                f"{type(exc).__name__}: {exc}"
+                f"cannot reach the broker {mask_url(self.settings.broker_url)}: "
+                f"{type(exc).__name__}: {mask_text(str(exc))}"
             ) from exc
         self._app = app
         self._listener = OutcomeListener(self.settings)
@@ -275,8 +287,8 @@ class CeleryExecutor:
             raise
         except Exception as exc:  # kombu's errors: the broker is away
             raise ExecutorError(
-                f"cannot send to the broker {_safe_url(self.settings.broker_url)}: "
-                f"{type(exc).__name__}: {exc}"
+                f"cannot send to the broker {mask_url(self.settings.broker_url)}: "
+                f"{type(exc).__name__}: {mask_text(str(exc))}"
             ) from exc
 
     def events(self) -> list[ExecutorEvent]:
@@ -336,12 +348,3 @@ def messages_of(workloads: Sequence[Workload]) -> list[tuple[str, list[int]]]:
 def task_id_of(try_ids: Sequence[int]) -> str:
     """The Celery task id of a message: known without a result backend, for revoking."""
     return "drayman-tries-" + "-".join(map(str, try_ids))
-
-
-def _safe_url(url: str) -> str:
-    if "@" not in url or "://" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    creds, host = rest.rsplit("@", 1)
-    user = creds.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}" if ":" in creds else f"{scheme}://{user}@{host}"

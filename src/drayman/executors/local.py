@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import functools
+import logging
 import multiprocessing
 import os
 import pickle
@@ -36,11 +38,13 @@ from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
+from drayman.bundles.cache import BundleCache
 from drayman.config import Settings
 from drayman.exceptions import ExecutorError
 from drayman.runner.execute import hostname
+from drayman.runner.isolation import settings_for_workers
 from drayman.runner.trylog import TryLog, try_log_path
-from drayman.runner.worker import WorkerDone
+from drayman.runner.worker import WorkerDone, fetch_archive
 from drayman.runner.worker import main as worker_main
 from drayman.workloads import (
     CallbackDone,
@@ -62,6 +66,7 @@ PRELOAD = [
     "drayman.timetables",
     "jinja2.sandbox",
 ]
+log = logging.getLogger("drayman.executors.local")
 KILL_WAIT_S = 3.0  # after "kill": how long a worker gets to report before it is killed itself
 EXIT_WAIT_S = 5.0  # after "stop": how long a worker gets to exit
 
@@ -96,6 +101,10 @@ class LocalExecutor:
         relay: bool = False,
     ) -> None:
         self.settings = settings
+        # what warm workers, and so tries, get: no password (drayman.runner.isolation)
+        self._worker_settings = settings_for_workers(settings)
+        self._bundle_cache = BundleCache(settings.bundle_cache)
+        self._cached: set[str] = set()  # bundle versions known to be in the cache
         self.echo_logs = echo_logs
         self.relay = relay
         self._relayed: list[LogChunks | CallbackDone] = []
@@ -137,6 +146,7 @@ class LocalExecutor:
             raise ExecutorError(
                 "the local executor is not running: start() it, and never submit after stop()"
             )
+        self._fetch_bundles(workloads)
         self._waiting.extend(workloads)
         self._pump()
 
@@ -309,6 +319,20 @@ class LocalExecutor:
             finally:
                 log.close()
 
+    def _fetch_bundles(self, workloads: Sequence[Workload]) -> None:
+        """Put each new bundle version in the cache before a worker needs it: workers hold no
+        database password to fetch one. Usually a hit (the DAG processor of this host, or a
+        remote runner, extracted it already); a failure is left to the worker, which fails
+        the try with the reason in its log."""
+        for version in {w.run.bundle_version for w in workloads} - self._cached:
+            fetch = functools.partial(fetch_archive, self.settings, version)
+            try:
+                self._bundle_cache.path(version, fetch)
+            except Exception as exc:
+                log.warning("bundle.fetch_failed version=%s: %s", version[:12], exc)
+            else:
+                self._cached.add(version)
+
     # ------------------------------------------------------------------------------ workers
 
     def _dispatch(self) -> None:
@@ -342,7 +366,7 @@ class LocalExecutor:
         self._next_key += 1
         process = self._mp.Process(
             target=worker_main,
-            args=(theirs, self.settings, self.echo_logs, self.relay),
+            args=(theirs, self._worker_settings, self.echo_logs, self.relay),
             name=f"drayman-worker-{key}",
             daemon=True,  # never outlives the executor, even when stop() was not called
         )

@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn, TextIO
 
+from drayman.config import hide_secrets
+from drayman.runner.isolation import RunAs, become
 from drayman.runner.results import one_line
 from drayman.runner.trylog import TryLog
 
@@ -79,6 +81,7 @@ class Ended:
 
 
 _PR_SET_PDEATHSIG = 1
+_PR_SET_DUMPABLE = 4
 
 
 def _load_prctl() -> Callable[..., int] | None:
@@ -135,21 +138,24 @@ def fork(body: Callable[[int], int]) -> Child:
     return Child(pid, pidfd, out_r, result_r)
 
 
-def prepare_process() -> None:
+def prepare_process(run_as: RunAs | None = None) -> None:
     """Set this (worker) process up once so that its forked tries need no setup of their own.
 
     Every page a child writes is copied (~2 µs each on a VM): creating stream objects and
     logging handlers in each child costs more than the task. After this, fd 1 and 2 carry
     line-buffered streams and the root logger, and a child only has to move its fds.
+    With `run_as`, every child switches to that user once its pipes are in place.
     """
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.close(devnull)
     _setup_streams()
     _prepared.append(True)
+    _run_as[:] = [run_as] if run_as is not None else []
 
 
 _prepared: list[bool] = []  # per process: whether prepare_process() ran
+_run_as: list[RunAs] = []  # per process: the user its children switch to, if any
 
 
 def _child_main(
@@ -158,10 +164,19 @@ def _child_main(
     code = 70  # EX_SOFTWARE: the child could not even set itself up
     try:
         os.setsid()
-        die_with_parent(parent_pid)
         os.dup2(out_fd, 1)
         os.dup2(out_fd, 2)
         os.close(out_fd)
+        hide_secrets(os.environ)
+        if _run_as:
+            become(_run_as[0])
+            # The change of user made the process non-dumpable: /proc/self would belong to
+            # root, and the task could not list its own /proc/self/fd. It is an ordinary
+            # process of its user now.
+            if _PRCTL is not None:
+                _PRCTL(_PR_SET_DUMPABLE, 1)
+        # after become(): a change of user clears the parent-death signal
+        die_with_parent(parent_pid)
         if not _prepared:  # run_try called from an ordinary process: `drayman dags test`
             devnull = os.open(os.devnull, os.O_RDONLY)
             os.dup2(devnull, 0)

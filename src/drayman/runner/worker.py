@@ -34,7 +34,9 @@ from typing import Any
 
 from drayman.bundles.cache import BundleCache  # at the top: the forkserver preloads it
 from drayman.config import Settings
+from drayman.exceptions import BundleError
 from drayman.runner.execute import fail_try, run_callback_workload, run_try
+from drayman.runner.isolation import can_reach_database, resolve_run_as
 from drayman.runner.logship import PipeLogSink
 from drayman.runner.process import Interrupt, StopTry, die_with_parent, prepare_process
 from drayman.workloads import CallbackWorkload, LogChunks, TryOutcome, TryWorkload, Workload
@@ -70,7 +72,7 @@ def main(conn: Connection, settings: Settings, echo_logs: bool, relay: bool = Fa
     # same request in each try, their tries) with it at once, instead of when each notices
     # its pipe closed; a retry elsewhere never overlaps a try still running here.
     die_with_parent(os.getppid())
-    prepare_process()
+    prepare_process(resolve_run_as(settings.run_as_user))
     Worker(conn, settings, echo=sys.stdout if echo_logs else None, relay=relay).serve()
 
 
@@ -224,13 +226,22 @@ class Worker:
         path = self.bundle_dirs.get(version)
         if path is None:
             path = BundleCache(self.settings.bundle_cache).path(
-                version, lambda: _fetch_archive(self.settings, version)
+                version, lambda: self._fetch_archive(version)
             )
             self.bundle_dirs[version] = path
         return path
 
+    def _fetch_archive(self, version: str) -> bytes:
+        if not can_reach_database(self.settings):
+            raise BundleError(
+                f"bundle {version[:12]} is not in the cache {self.settings.bundle_cache}, and "
+                "a worker process holds no database password to fetch it (so tries cannot "
+                "find one); the executor fetches bundles before it sends a try: see its log"
+            )
+        return fetch_archive(self.settings, version)
 
-def _fetch_archive(settings: Settings, version: str) -> bytes:
+
+def fetch_archive(settings: Settings, version: str) -> bytes:
     """A bundle's archive from the store: the only time a worker touches the database."""
     # Imported here: SQLAlchemy costs memory in every worker and is needed only on a miss.
     from drayman.store.bundles import load_archive

@@ -17,6 +17,7 @@ from sqlalchemy import Connection, CursorResult, Engine, create_engine, event, t
 from sqlalchemy.pool import NullPool
 
 from drayman.exceptions import ConfigError
+from drayman.redact import mask_url
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -94,7 +95,7 @@ def _create_engine(url: str, *, pool_size: int) -> Engine:
 
             raise missing_driver(url, exc) from None
     raise ConfigError(
-        f"database_url {url!r}: unsupported database; use sqlite:///PATH, "
+        f"database_url {mask_url(url)!r}: unsupported database; use sqlite:///PATH, "
         "postgresql+psycopg://..., or mysql+pymysql://..."
     )
 

@@ -1,0 +1,351 @@
+"""A task cannot find drayman's own secrets: not in its environment, not in
+`/proc/<pid>/environ` of its worker, the forkserver or the scheduler / `drayman worker`, not
+in the secret key file — with the local executor and with a Celery worker, run as a dedicated
+user. Without `run_as_user` (drayman and tasks both root here), the task's own environment and
+every process between it and drayman's main process are still clean; only the main process's
+`/proc/<pid>/environ` keeps them, which is why the setting exists.
+
+The task itself looks, and prints what it found as one JSON line in its log.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from tests.acceptance.conftest import DRAYMAN, Drayman, Server, empty_postgres, wait_for
+
+from drayman.auth.secret import load_secret_key
+
+TASK_USER = "drayman-task-test"
+IN_CI = os.environ.get("CI", "").lower() == "true"
+REDIS_DB = 9  # this file's own Redis database: flushed before and after
+PASSWORD = "pg-Pass-never-shown-7c1e"
+SECRET_KEY = "secret-key-never-shown-" + "k" * 40
+
+PROBE_DAG = """
+import json, os
+from drayman import DAG, Shell, task
+
+# Each secret in two halves, searched for joined: this file (and so the task's memory)
+# holds them apart, so only a copy of the secret itself matches.
+NEEDLES = json.loads(@NEEDLES@)  # env var -> its value's halves
+HALVES = json.loads(@HALVES@)  # what must not be in memory -> its halves
+KEY_FILE = @KEY_FILE@
+
+
+def joined(text, head, tail):
+    at = text.find(head)
+    while at >= 0:
+        if text.startswith(tail, at + len(head)):
+            return True
+        at = text.find(head, at + 1)
+    return False
+
+
+def look(text):
+    return sorted(n for n, (h, t) in NEEDLES.items() if joined(text, h, t) or n + "=" in text)
+
+
+# DAG files run in the parser and the warm worker: neither may see the secrets either
+if look("\\n".join(f"{k}={v}" for k, v in os.environ.items())):
+    raise RuntimeError("this DAG file was imported with drayman's secrets in os.environ")
+
+
+def ancestors():
+    pid, chain = os.getppid(), []
+    while pid > 1:
+        chain.append(pid)
+        with open(f"/proc/{pid}/stat") as f:
+            pid = int(f.read().rsplit(")", 1)[1].split()[1])
+    return chain
+
+
+def in_memory():
+    found = set()
+    with open("/proc/self/maps") as maps, open("/proc/self/mem", "rb", 0) as mem:
+        for line in maps:
+            fields = line.split()
+            if not fields[1].startswith("r") or fields[-1] in ("[vvar]", "[vsyscall]"):
+                continue
+            start, end = (int(x, 16) for x in fields[0].split("-"))
+            try:
+                mem.seek(start)
+                chunk = mem.read(end - start)
+            except (OSError, ValueError, OverflowError):
+                continue
+            for name, (head, tail) in HALVES.items():
+                if joined(chunk, head.encode(), tail.encode()):
+                    found.add(f"{name} in {fields[-1]}")
+    return sorted(found)
+
+
+def read_environ(pid):
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            return {"readable": True, "found": look(f.read().decode(errors="replace"))}
+    except OSError as exc:
+        return {"readable": False, "error": type(exc).__name__}
+
+
+with DAG("probe", schedule=None):
+
+    @task
+    def look_for_secrets(ctx):
+        # first: what the task reads below (a readable /proc environ) lands in its memory
+        memory = in_memory()
+        own = "\\n".join(f"{k}={v}" for k, v in os.environ.items())
+        report = {
+            "uid": os.getuid(),
+            "euid": os.geteuid(),
+            "environ": look(own),
+            "self": read_environ("self"),
+            "ancestors": {str(p): read_environ(p) for p in ancestors()},
+            "home_traversable": os.access(os.path.dirname(KEY_FILE), os.X_OK),
+            "memory": memory,
+        }
+        try:
+            with open(KEY_FILE) as f:
+                report["key_file"] = "read"
+        except OSError as exc:
+            report["key_file"] = type(exc).__name__
+        print("ISOLATION " + json.dumps(report), flush=True)
+
+    look_for_secrets()
+    Shell(
+        "shell_env",
+        "echo SHELLENV uid=$(id -u) secrets="
+        "$(env | grep -c -E '^DRAYMAN_(DATABASE_URL|SECRET_KEY|BROKER_URL)=')",
+    )
+"""
+
+
+@pytest.fixture(scope="session")
+def task_user() -> pwd.struct_passwd:
+    """The throwaway unprivileged user tries run as (created once, left for the next run)."""
+    if os.geteuid() != 0:
+        message = (
+            "running tasks as another user needs root (to create the user and to switch a "
+            "try to it); run this test as root"
+        )
+        if IN_CI:
+            pytest.fail(f"{message} (CI=true)")
+        pytest.skip(message)
+    try:
+        return pwd.getpwnam(TASK_USER)
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", TASK_USER],
+            check=True,
+            capture_output=True,
+        )
+        return pwd.getpwnam(TASK_USER)
+
+
+@pytest.fixture
+def open_root() -> Iterator[Path]:
+    """A directory every user may traverse (pytest's own tmp dirs are 0700): so a secret key
+    file the task cannot read is refused by its own mode, not by a parent directory."""
+    root = Path(tempfile.mkdtemp(prefix="drayman-isolation-", dir="/tmp"))
+    root.chmod(0o755)
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def secret_database(postgres_url: str) -> Iterator[str]:
+    """The session's PostgreSQL database, emptied, as a URL with a password (trust auth
+    ignores it): the secret a task must not find."""
+    empty_postgres(postgres_url)
+    scheme, rest = postgres_url.split("://", 1)
+    user, host = rest.split("@", 1)
+    try:
+        yield f"{scheme}://{user}:{PASSWORD}@{host}"
+    finally:
+        empty_postgres(postgres_url)
+
+
+@pytest.fixture
+def redis_broker() -> Iterator[str]:
+    url = f"redis://127.0.0.1:6379/{REDIS_DB}"
+    client = redis.Redis.from_url(url)
+    try:
+        client.flushdb()
+    except redis.RedisError as exc:
+        if IN_CI:
+            pytest.fail(f"Redis at {url} is not reachable: {exc} (CI=true)")
+        pytest.skip(f"Redis at {url} is not reachable: {exc}; install and start it")
+    try:
+        yield url
+    finally:
+        client.flushdb()
+        client.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _installation(root: Path, database_url: str, **settings: str) -> Drayman:
+    d = Drayman(root, database_url=database_url, secret_key=SECRET_KEY, **settings)
+    d.home.chmod(0o755)
+    d.dags.chmod(0o755)
+    needles = {
+        "DRAYMAN_DATABASE_URL": database_url,
+        "DRAYMAN_SECRET_KEY": SECRET_KEY,
+        "DRAYMAN_BROKER_URL": d.env.get("DRAYMAN_BROKER_URL", "redis://unused.invalid:1/0"),
+    }
+    d.env.setdefault("DRAYMAN_BROKER_URL", needles["DRAYMAN_BROKER_URL"])
+    halves = {"database password": _halves(PASSWORD), "secret key": _halves(SECRET_KEY)}
+    source = (
+        PROBE_DAG.replace(
+            "@NEEDLES@", repr(json.dumps({k: _halves(v) for k, v in needles.items()}))
+        )
+        .replace("@KEY_FILE@", repr(str(d.home / "secret_key")))
+        .replace("@HALVES@", repr(json.dumps(halves)))
+    )
+    d.write_dag("probe.py", source)
+    # the file a web server without DRAYMAN_SECRET_KEY makes on its first start
+    load_secret_key(d.home, {})
+    return d
+
+
+def _halves(value: str) -> list[str]:
+    return [value[: len(value) // 2], value[len(value) // 2 :]]
+
+
+def _probe(d: Drayman) -> dict[str, Any]:
+    """Trigger the probe DAG, wait for its run, and return what the task reported."""
+    d.wait_for(lambda: "probe" in d.dags_by_id(), 60, "the probe DAG to be parsed")
+    run_id = d.trigger("probe")
+    d.wait_run("probe", run_id, timeout=90)
+    log = d.ok("tasks", "logs", "probe", run_id, "look_for_secrets")
+    lines = [line for line in log.splitlines() if line.startswith("ISOLATION ")]
+    assert lines, f"the task printed no report; its log:\n{log}"
+    report: dict[str, Any] = json.loads(lines[-1].removeprefix("ISOLATION "))
+    shell_log = d.ok("tasks", "logs", "probe", run_id, "shell_env")
+    shell = [line for line in shell_log.splitlines() if line.startswith("SHELLENV ")]
+    assert shell, f"the Shell task printed nothing; its log:\n{shell_log}"
+    report["shell"] = shell[-1]
+    return report
+
+
+def _assert_nothing_found(report: dict[str, Any], user: pwd.struct_passwd) -> None:
+    assert report["uid"] == report["euid"] == user.pw_uid, report
+    assert report["shell"] == f"SHELLENV uid={user.pw_uid} secrets=0", report
+    assert report["environ"] == [], report
+    assert report["memory"] == [], report
+    assert report["self"].get("found", []) == [], report
+    assert report["ancestors"], report
+    for pid, seen in report["ancestors"].items():
+        assert seen.get("found", []) == [], f"secrets in /proc/{pid}/environ: {report}"
+    assert report["home_traversable"] is True, report
+    assert report["key_file"] == "PermissionError", report
+
+
+def _key_file_is_private(d: Drayman) -> None:
+    key_file = d.home / "secret_key"
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert key_file.stat().st_uid == os.geteuid()
+
+
+def test_default_task_environment_holds_no_secret(open_root: Path, secret_database: str) -> None:
+    """No run_as_user: the try, its warm worker and the forkserver hold no secret; only the
+    main process's /proc environ (readable to root tasks: see docs/security.md)."""
+    d = _installation(open_root, secret_database, web_port=str(_free_port()))
+    with d.serve("standalone", "--no-examples") as server:
+        report = _probe(d)
+
+    assert report["environ"] == [], report
+    assert report["self"]["found"] == [], report
+    assert report["memory"] == [], report
+    assert report["shell"] == "SHELLENV uid=0 secrets=0", report
+    chain = report["ancestors"]
+    main = str(server.pid)
+    assert main in chain, f"the scheduler {main} is not among the task's ancestors: {report}"
+    between = list(chain)[: list(chain).index(main)]
+    assert len(between) == 2, f"expected warm worker and forkserver: {report}"
+    for pid in between:
+        assert chain[pid] == {"readable": True, "found": []}, report
+    assert chain[main]["found"] == sorted(
+        ["DRAYMAN_DATABASE_URL", "DRAYMAN_SECRET_KEY", "DRAYMAN_BROKER_URL"]
+    ), report
+
+
+def test_local_executor_runs_tasks_as_the_configured_user(
+    open_root: Path, secret_database: str, task_user: pwd.struct_passwd
+) -> None:
+    d = _installation(open_root, secret_database, web_port=str(_free_port()), run_as_user=TASK_USER)
+    with d.serve("standalone", "--no-examples") as server:
+        report = _probe(d)
+
+    _assert_nothing_found(report, task_user)
+    assert report["ancestors"][str(server.pid)]["readable"] is False, report
+    _key_file_is_private(d)
+
+
+def test_celery_worker_runs_tasks_as_the_configured_user(
+    open_root: Path,
+    secret_database: str,
+    redis_broker: str,
+    task_user: pwd.struct_passwd,
+) -> None:
+    d = _installation(
+        open_root,
+        secret_database,
+        executor="celery",
+        broker_url=redis_broker,
+        run_as_user=TASK_USER,
+    )
+    d.ok("db", "migrate")
+    worker = _start_worker(d)
+    try:
+        with d.serve("scheduler"):
+            report = _probe(d)
+    finally:
+        code = worker.stop()
+    assert code == 0, worker.output()
+
+    _assert_nothing_found(report, task_user)
+    assert report["ancestors"][str(worker.pid)]["readable"] is False, report
+    _key_file_is_private(d)
+
+
+def _start_worker(d: Drayman) -> Server:
+    output = d.root / "worker.out"
+    with output.open("wb") as out:
+        proc = subprocess.Popen(
+            [str(DRAYMAN), "worker", "--grace", "5", "--concurrency", "1"],
+            env=d.env,
+            cwd=d.root,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    worker = Server(proc, output, "worker")
+    try:
+        wait_for(
+            lambda: worker.check_alive() or "ready." in worker.output(),
+            60,
+            "the Celery worker to be ready",
+            last=worker.output,
+        )
+    except BaseException:
+        worker.stop()
+        worker.kill_group()
+        raise
+    return worker
