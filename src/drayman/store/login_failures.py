@@ -1,37 +1,81 @@
-"""Failed logins, kept for the rate limit's window: per username and per client address."""
+"""Failed-login counters for the rate limit: one row per (scope, key), reserved atomically.
+
+`reserve` is the whole point: "is the counter full? if not, count this attempt" is ONE
+guarded UPDATE (`... WHERE failures < limit OR the window is over`), so thirty concurrent
+logins against one counter get exactly `limit` reservations whatever the database: the row
+lock the UPDATE takes on PostgreSQL and MySQL (SQLite: the one writer) serializes them. A
+count read first and written later would let them all through.
+
+Rows are created beforehand by `ensure`, in a transaction of its own: on MySQL an INSERT
+IGNORE that meets an existing row holds a shared lock on it until commit, and two such
+transactions upgrading to the UPDATE's exclusive lock would deadlock each other.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import Connection, delete, func, insert, select
+from sqlalchemy import Connection, case, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
-from drayman.store.schema import login_failure
+from drayman.store.schema import login_counter
+
+CounterKey = tuple[str, str]  # (scope, key)
 
 
-def record(conn: Connection, username: str, address: str, now: datetime) -> None:
-    conn.execute(insert(login_failure).values(username=username, address=address, created_at=now))
+def ensure(conn: Connection, keys: Sequence[CounterKey], now: datetime) -> None:
+    """Create the counters that do not exist yet (empty); existing ones are left alone."""
+    for scope, key in keys:
+        values = {"scope": scope, "key": key, "window_start": now, "failures": 0}
+        dialect = conn.dialect.name
+        if dialect == "postgresql":
+            conn.execute(postgresql.insert(login_counter).values(**values).on_conflict_do_nothing())
+        elif dialect == "sqlite":
+            conn.execute(sqlite.insert(login_counter).values(**values).on_conflict_do_nothing())
+        else:
+            conn.execute(insert(login_counter).prefix_with("IGNORE").values(**values))
 
 
-def count_since(
-    conn: Connection, since: datetime, *, username: str | None = None, address: str | None = None
-) -> tuple[int, datetime | None]:
-    """How many failures since `since` for a username or an address, and the oldest of them."""
-    query = select(func.count(), func.min(login_failure.c.created_at)).where(
-        login_failure.c.created_at > since
+def reserve(
+    conn: Connection, counter: CounterKey, limit: int, window_start_after: datetime, now: datetime
+) -> bool:
+    """Count one attempt if the counter is below `limit` (or its window ended, then it starts
+    again at 1 from `now`); whether it was counted. One statement: atomic."""
+    scope, key = counter
+    expired = login_counter.c.window_start <= window_start_after
+    count, started = login_counter.c.failures, login_counter.c.window_start
+    result = conn.execute(
+        update(login_counter)
+        .where(
+            login_counter.c.scope == scope,
+            login_counter.c.key == key,
+            (login_counter.c.failures < limit) | expired,
+        )
+        # failures first: MySQL evaluates SET left to right, and `expired` must see the old
+        # window_start (the default order would be the table's: window_start first)
+        .ordered_values(
+            (count, case((expired, 1), else_=count + 1)),
+            (started, case((expired, now), else_=started)),
+        )
     )
-    if username is not None:
-        query = query.where(login_failure.c.username == username)
-    if address is not None:
-        query = query.where(login_failure.c.address == address)
-    count, oldest = conn.execute(query).one()
-    return int(count), oldest
+    return result.rowcount == 1
 
 
-def clear_username(conn: Connection, username: str) -> None:
-    """Forget a username's failures (after a successful login). Addresses keep theirs."""
-    conn.execute(delete(login_failure).where(login_failure.c.username == username))
+def window_start(conn: Connection, counter: CounterKey) -> datetime | None:
+    scope, key = counter
+    return conn.execute(
+        select(login_counter.c.window_start).where(
+            login_counter.c.scope == scope, login_counter.c.key == key
+        )
+    ).scalar_one_or_none()
 
 
-def purge_before(conn: Connection, cutoff: datetime) -> None:
-    conn.execute(delete(login_failure).where(login_failure.c.created_at <= cutoff))
+def forget(conn: Connection, counters: Sequence[CounterKey]) -> None:
+    """Set counters back to no failures (a successful login)."""
+    for scope, key in counters:
+        conn.execute(
+            update(login_counter)
+            .where(login_counter.c.scope == scope, login_counter.c.key == key)
+            .values(failures=0)
+        )

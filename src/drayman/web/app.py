@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from drayman.auth.login_gate import LoginGate
 from drayman.auth.passwords import Passwords
 from drayman.auth.secret import load_secret_key
 from drayman.config import Settings
@@ -28,6 +29,7 @@ from drayman.exceptions import DraymanError
 from drayman.scheduler.wakeup import SchedulerWaker
 from drayman.store.engine import Store
 from drayman.web import errors
+from drayman.web.client_address import parse_networks
 from drayman.web.errors import ApiError
 from drayman.web.middleware import BodyLimit, CatchUnexpected, SecurityHeaders, ServerTiming
 from drayman.web.state import WebState
@@ -57,6 +59,8 @@ def create_app(
         passwords=passwords or Passwords(),
         waker=SchedulerWaker(settings),
         max_body_bytes=max_body_bytes,
+        login_gate=LoginGate(settings.login_check_slots or os.cpu_count() or 1),
+        trusted_proxies=parse_networks(settings.trusted_proxies),
     )
     app = FastAPI(
         title="drayman",
