@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import socket
@@ -14,6 +15,7 @@ import click
 from drayman import fleet
 from drayman.config import Settings
 from drayman.exceptions import ConfigError
+from drayman.store.audit import Actor
 from drayman.store.engine import Store
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
@@ -58,6 +60,15 @@ def who() -> str:
     """Who is acting, for triggered_by and deploy records."""
     user = os.environ.get("USER") or os.environ.get("LOGNAME") or "unknown"
     return f"{user}@{socket.gethostname()}"
+
+
+def cli_actor() -> Actor:
+    """Who acts, for the audit trail: the OS user, from "cli"."""
+    try:
+        name = getpass.getuser()
+    except (KeyError, OSError):  # no USER/LOGNAME and no passwd entry (some containers)
+        name = f"uid:{os.getuid()}"
+    return Actor(name, "cli")
 
 
 iso = fleet.iso

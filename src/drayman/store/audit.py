@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -86,6 +86,58 @@ def record(
             detail=_detail_json(detail or {}),
         )
     )
+
+
+@dataclass(frozen=True)
+class Event:
+    """An audit event described before its action runs, recorded by whoever runs it (the
+    web's and the CLI's shared "apply an action" steps), with what the action changed."""
+
+    actor: Actor
+    action: AuditAction
+    object_type: str
+    object_id: str
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+
+def record_event(conn: Connection, event: Event, now: datetime, **more: Any) -> None:
+    """Record `event`, its detail extended by `more` (e.g. how many task instances changed)."""
+    record(
+        conn,
+        actor=event.actor,
+        action=event.action,
+        now=now,
+        object_type=event.object_type,
+        object_id=event.object_id,
+        detail={**event.detail, **more},
+    )
+
+
+def run_object(dag_id: str, run_id: str, task_id: str | None = None) -> tuple[str, str]:
+    """(object_type, object_id) of a run, or of a task of a run: "dag/run" or "dag/run/task"."""
+    if task_id is None:
+        return "run", f"{dag_id}/{run_id}"
+    return "task", f"{dag_id}/{run_id}/{task_id}"
+
+
+def record_trigger(
+    conn: Connection, actor: Actor, dag_id: str, run_id: str, conf: Mapping[str, Any], now: datetime
+) -> None:
+    """A manual run was created. Only the conf's keys are kept: its values may be secret."""
+    record(
+        conn,
+        actor=actor,
+        action=AuditAction.DAG_TRIGGER,
+        now=now,
+        object_type="run",
+        object_id=f"{dag_id}/{run_id}",
+        detail={"conf_keys": sorted(conf)},
+    )
+
+
+def record_pause(conn: Connection, actor: Actor, dag_id: str, paused: bool, now: datetime) -> None:
+    action = AuditAction.DAG_PAUSE if paused else AuditAction.DAG_UNPAUSE
+    record(conn, actor=actor, action=action, now=now, object_type="dag", object_id=dag_id)
 
 
 def _detail_json(detail: Mapping[str, Any]) -> str:
