@@ -65,7 +65,7 @@ def create_app(
     app = FastAPI(
         title="drayman",
         version=_version(),
-        openapi_url=f"{API_PREFIX}/openapi.json",
+        openapi_url=None,  # served by `_serve_openapi`, to logged-in users only
         docs_url=None,  # the Swagger UI loads from a CDN, which the CSP forbids
         redoc_url=None,
     )
@@ -80,8 +80,25 @@ def create_app(
     app.include_router(login.router, include_in_schema=False)
     app.include_router(api.health_router)
     app.include_router(api.router, prefix=API_PREFIX)
+    _serve_openapi(app)
     _include_pages(app)
     return app
+
+
+def _serve_openapi(app: FastAPI) -> None:
+    """`/api/v1/openapi.json` for any logged-in user (or token): the document lists every
+    route and field, which is a map for an attacker, so it is not public. Clients and
+    schemathesis load it with a token (`Authorization: Bearer ...`)."""
+    from drayman.auth.roles import Action
+    from drayman.web.security import require
+
+    async def openapi_document(request: Request) -> Response:
+        await require(Action.READ)(request)
+        return JSONResponse(app.openapi())
+
+    app.add_api_route(
+        f"{API_PREFIX}/openapi.json", openapi_document, methods=["GET"], include_in_schema=False
+    )
 
 
 def _version() -> str:
