@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from drayman.auth import sessions, tokens, users
+from drayman.auth import sessions, throttle, tokens, users
 from drayman.auth.login_gate import LoginBusy, LoginGate
 from drayman.auth.passwords import Passwords
 from drayman.auth.roles import Role
@@ -18,7 +18,8 @@ from drayman.exceptions import (
     NotFoundError,
     TooManyAttempts,
 )
-from drayman.store.engine import Store
+from drayman.store import login_failures
+from drayman.store.engine import Store, is_deadlock
 
 NOW = datetime(2026, 3, 8, 12, 0, tzinfo=UTC)
 PASSWORD = "correct horse battery"
@@ -296,6 +297,72 @@ def test_unknown_users_are_hashed_inside_the_gate(store: Store) -> None:
     with pytest.raises(InvalidCredentials):
         users.authenticate(store, watching, "nobody", "x" * 10, ADDRESS, NOW, LIMITS, gate)
     assert seen == [1], f"the dummy hash ran outside the gate: {seen}"
+
+
+def counter_rows(store: Store) -> int:
+    with store.read() as conn:
+        return int(conn.exec_driver_sql("SELECT COUNT(*) FROM login_counter").scalar_one())
+
+
+def test_counters_whose_window_ended_are_purged(store: Store, passwords: Passwords) -> None:
+    """Made-up usernames from many addresses must not grow the table for good."""
+    for index in range(10):
+        fail(store, passwords, 1, f"ghost{index}", address=f"203.0.113.{index}")
+    assert counter_rows(store) == 20  # a (user, address) and a user counter each
+
+    later = NOW + LIMITS.window + timedelta(seconds=1)
+    with pytest.raises(InvalidCredentials):
+        login(store, passwords, "ghost0", "wrong password", address="203.0.113.0", at=later)
+
+    assert counter_rows(store) == 2, "expired counters were kept"
+
+
+def test_a_counter_purged_under_a_login_is_made_again_not_refused(store: Store) -> None:
+    """A purge may delete a counter between a login's ensure and its reserve: the login
+    then counts nothing and tries again (never a refusal, never a lost count)."""
+    keys = throttle.counters("alice", ADDRESS)
+    assert throttle._reserve_all(store, keys, NOW, LIMITS) is False
+    assert counter_rows(store) == 0
+
+    throttle.reserve(store, "alice", ADDRESS, NOW, LIMITS)
+    with store.read() as conn:
+        counts = conn.exec_driver_sql("SELECT failures FROM login_counter").scalars().all()
+    assert counts == [1, 1]
+
+
+def test_a_real_deadlock_is_recognized_for_a_retry(store: Store) -> None:
+    """The throttle runs a transaction again only after a deadlock: two transactions that
+    lock two counters in opposite orders make a real one here."""
+    if store.dialect == "sqlite":
+        pytest.skip("SQLite has one writer: no deadlocks")
+    keys = [("user", "a"), ("user", "b")]
+    for key in keys:
+        with store.begin() as conn:
+            login_failures.ensure(conn, key, NOW)
+    both_hold_one = threading.Barrier(2)
+    raised: list[BaseException] = []
+
+    def lock(first: tuple[str, str], second: tuple[str, str]) -> None:
+        try:
+            with store.begin() as conn:
+                login_failures.forget(conn, [first])
+                both_hold_one.wait(timeout=30)
+                login_failures.forget(conn, [second])
+        except Exception as exc:  # the deadlock's victim
+            raised.append(exc)
+
+    threads = [
+        threading.Thread(target=lock, args=(keys[0], keys[1])),
+        threading.Thread(target=lock, args=(keys[1], keys[0])),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert len(raised) == 1, f"expected one deadlock victim, got {raised}"
+    assert is_deadlock(raised[0]), f"not recognized as a deadlock: {raised[0]!r}"
+    assert not is_deadlock(ValueError("deadlock")), "only database errors are deadlocks"
 
 
 class CountingPasswords(Passwords):

@@ -28,11 +28,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError
 
 from drayman.exceptions import TooManyAttempts
 from drayman.store import login_failures
-from drayman.store.engine import Store
+from drayman.store.engine import Store, is_deadlock
 from drayman.store.login_failures import CounterKey
+
+ATTEMPTS = 5  # a reservation runs again after a deadlock or a vanished counter
 
 
 @dataclass(frozen=True)
@@ -51,18 +54,58 @@ def reserve(store: Store, username: str, address: str, now: datetime, limits: Lo
     """Count this attempt as a failure until it succeeds, or raise TooManyAttempts (with how
     long to wait) and count nothing."""
     keys = counters(username, address)
-    with store.begin() as conn:
-        login_failures.ensure(conn, keys, now)
-    with store.begin() as conn:  # a refusal raises: the transaction and its counts roll back
-        for key, limit in zip(keys, (limits.per_user_address, limits.per_username), strict=True):
-            if not login_failures.reserve(conn, key, limit, now - limits.window, now):
-                raise _refusal(conn, key, now, limits)
+    _purge(store, now - limits.window)
+    for _ in range(ATTEMPTS):
+        try:
+            if _reserve_all(store, keys, now, limits):
+                return
+            for key in keys:  # new, or just purged: make it, then reserve again
+                with store.begin() as conn:
+                    login_failures.ensure(conn, key, now)
+        except DBAPIError as exc:
+            if not is_deadlock(exc):
+                raise
+            # rolled back, nothing counted: run it again (MySQL's own advice)
+    raise RuntimeError(
+        f"login counters of {username!r}: no reservation after {ATTEMPTS} attempts "
+        "(deadlocks, or something deleting them)"
+    )
 
 
-def _refusal(
-    conn: Connection, key: CounterKey, now: datetime, limits: LoginLimits
-) -> TooManyAttempts:
-    started = login_failures.window_start(conn, key) or now
+def _purge(store: Store, ended_before: datetime) -> None:
+    """Drop a batch of counters that mean nothing any more. Housekeeping: a deadlock here
+    skips it (the next login purges), it never fails a login."""
+    try:
+        with store.begin() as conn:
+            login_failures.purge(conn, ended_before)
+    except DBAPIError as exc:
+        if not is_deadlock(exc):
+            raise
+
+
+def _reserve_all(store: Store, keys: list[CounterKey], now: datetime, limits: LoginLimits) -> bool:
+    """Reserve every counter in one transaction (a refusal raises and rolls it all back);
+    False, with nothing counted, if a counter row had disappeared."""
+    try:
+        with store.begin() as conn:
+            for key, limit in zip(
+                keys, (limits.per_user_address, limits.per_username), strict=True
+            ):
+                if not login_failures.reserve(conn, key, limit, now - limits.window, now):
+                    raise _refusal(conn, key, now, limits)
+    except _Vanished:
+        return False
+    return True
+
+
+class _Vanished(Exception):
+    """A counter row is missing: new, or purged (rolls the reservation back)."""
+
+
+def _refusal(conn: Connection, key: CounterKey, now: datetime, limits: LoginLimits) -> Exception:
+    started = login_failures.window_start(conn, key)
+    if started is None:
+        return _Vanished()
     wait = max(math.ceil((started + limits.window - now).total_seconds()), 1)
     return TooManyAttempts(f"too many failed logins; try again in {wait} s", wait)
 

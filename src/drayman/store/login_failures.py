@@ -6,9 +6,14 @@ logins against one counter get exactly `limit` reservations whatever the databas
 lock the UPDATE takes on PostgreSQL and MySQL (SQLite: the one writer) serializes them. A
 count read first and written later would let them all through.
 
-Rows are created beforehand by `ensure`, in a transaction of its own: on MySQL an INSERT
-IGNORE that meets an existing row holds a shared lock on it until commit, and two such
-transactions upgrading to the UPDATE's exclusive lock would deadlock each other.
+Deadlocks (MySQL finds them readily): rows are locked in primary-key order, as a login's
+reservation does ("pair ..." sorts before "user ..."). So `purge` picks its rows with a
+plain read and deletes them one by one by key, guarded by the window again, never through
+the `window_start` index (another order); and `ensure` inserts one missing counter per
+transaction (an INSERT IGNORE that meets an existing row holds a shared lock on it until
+commit). Counters are created only when a reservation finds one missing: most logins
+insert nothing. Two logins inserting a key that a purge has just deleted can still deadlock
+on MySQL (its duplicate-key locks); `auth.throttle` runs such a transaction again.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import Connection, case, insert, select, update
+from sqlalchemy import Connection, case, delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from drayman.store.schema import login_counter
@@ -24,24 +29,49 @@ from drayman.store.schema import login_counter
 CounterKey = tuple[str, str]  # (scope, key)
 
 
-def ensure(conn: Connection, keys: Sequence[CounterKey], now: datetime) -> None:
-    """Create the counters that do not exist yet (empty); existing ones are left alone."""
-    for scope, key in keys:
-        values = {"scope": scope, "key": key, "window_start": now, "failures": 0}
-        dialect = conn.dialect.name
-        if dialect == "postgresql":
-            conn.execute(postgresql.insert(login_counter).values(**values).on_conflict_do_nothing())
-        elif dialect == "sqlite":
-            conn.execute(sqlite.insert(login_counter).values(**values).on_conflict_do_nothing())
-        else:
-            conn.execute(insert(login_counter).prefix_with("IGNORE").values(**values))
+def ensure(conn: Connection, counter: CounterKey, now: datetime) -> None:
+    """Create the counter if it does not exist yet (empty); an existing one is left alone.
+    Alone in its transaction (see the module docstring)."""
+    scope, key = counter
+    values = {"scope": scope, "key": key, "window_start": now, "failures": 0}
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        conn.execute(postgresql.insert(login_counter).values(**values).on_conflict_do_nothing())
+    elif dialect == "sqlite":
+        conn.execute(sqlite.insert(login_counter).values(**values).on_conflict_do_nothing())
+    else:
+        conn.execute(insert(login_counter).prefix_with("IGNORE").values(**values))
+
+
+PURGE_BATCH = 20
+
+
+def purge(conn: Connection, ended_before: datetime) -> int:
+    """Delete up to PURGE_BATCH counters whose window started at or before `ended_before`
+    (they mean nothing any more), locking in primary-key order; how many were candidates."""
+    query = (
+        select(login_counter.c.scope, login_counter.c.key)
+        .where(login_counter.c.window_start <= ended_before)
+        .limit(PURGE_BATCH)
+    )
+    victims = sorted(tuple(r) for r in conn.execute(query))
+    for scope, key in victims:
+        conn.execute(
+            delete(login_counter).where(
+                login_counter.c.scope == scope,
+                login_counter.c.key == key,
+                login_counter.c.window_start <= ended_before,  # not reset since it was read
+            )
+        )
+    return len(victims)
 
 
 def reserve(
     conn: Connection, counter: CounterKey, limit: int, window_start_after: datetime, now: datetime
 ) -> bool:
     """Count one attempt if the counter is below `limit` (or its window ended, then it starts
-    again at 1 from `now`); whether it was counted. One statement: atomic."""
+    again at 1 from `now`); whether it was counted (False also when the row is missing: see
+    `window_start`). One statement: atomic."""
     scope, key = counter
     expired = login_counter.c.window_start <= window_start_after
     count, started = login_counter.c.failures, login_counter.c.window_start

@@ -294,6 +294,8 @@ login_counter = Table(
     Column("key", String(USERNAME + 1 + 64), primary_key=True),  # "name" or "name address"
     Column("window_start", UtcDateTime, nullable=False),
     Column("failures", Integer, nullable=False, default=0),  # attempts not (yet) successful
+    # purging counters whose window has ended (store.login_failures.purge)
+    Index(None, "window_start"),
 )
 
 # ---------------------------------------------------------------- audit trail

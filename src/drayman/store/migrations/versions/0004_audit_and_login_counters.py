@@ -31,6 +31,10 @@ def upgrade() -> None:
         sa.Column("failures", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("scope", "key", name=op.f("pk_login_counter")),
     )
+    with op.batch_alter_table("login_counter", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_login_counter_window_start"), ["window_start"], unique=False
+        )
     op.create_table(
         "audit_event",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
