@@ -220,6 +220,8 @@ class Settings:
             value = getattr(self, item.name)
             if item.name == "database_url" and not value:
                 value = self.effective_database_url
+            if isinstance(value, tuple):
+                value = ",".join(value)
             rows.append((item.name, str(value), self.sources.get(item.name, "default")))
         return rows
 
