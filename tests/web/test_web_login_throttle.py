@@ -8,6 +8,7 @@ for each test so the shared users' login counters stay untouched.
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +17,11 @@ from fastapi.testclient import TestClient
 from starlette.requests import Request
 from webworld import SECRET, WebWorld
 
+from drayman.auth import users
 from drayman.auth.passwords import Passwords
+from drayman.auth.throttle import LoginLimits
+from drayman.config import Settings
+from drayman.store.engine import Store
 from drayman.web.app import create_app
 from drayman.web.client_address import client_address, parse_networks
 
@@ -137,3 +142,47 @@ def test_a_flood_of_logins_is_bounded_and_the_api_still_answers(world: WebWorld)
         for thread in threads:
             thread.join()
     assert outcomes == [401, 401] and gate.busy == 0
+
+
+def test_thirty_concurrent_wrong_logins_through_the_app_check_only_the_limit(
+    store: Store, tmp_path: Path
+) -> None:
+    """The app on each database: 30 simultaneous wrong passwords for one user from one
+    address; exactly `per_user_address` are checked (401), the others refused (429)."""
+    counting = CountingPasswords()
+    users.create(store, counting, "target", "correct horse battery", "viewer", store.now())
+    app = create_app(
+        Settings(home=tmp_path, login_check_slots=64),
+        store,
+        secret_key=SECRET,
+        passwords=counting,
+    )
+    start = threading.Barrier(30)
+    codes: list[int] = []
+
+    def guess() -> None:
+        client = TestClient(app, client=("198.51.100.30", 1))
+        start.wait(timeout=60)
+        codes.append(_fail(client, "target"))
+
+    threads = [threading.Thread(target=guess) for _ in range(30)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    limit = LoginLimits().per_user_address
+    assert sorted(codes) == [401] * limit + [429] * (30 - limit), codes
+    assert counting.calls == limit, f"{counting.calls} passwords checked, limit {limit}"
+
+
+class CountingPasswords(Passwords):
+    def __init__(self) -> None:
+        super().__init__(memory_kib=256, time_cost=1, parallelism=1)
+        self.calls = 0
+        self._lock = threading.Lock()
+
+    def verify(self, password_hash: str, password: str) -> bool:
+        with self._lock:
+            self.calls += 1
+        return super().verify(password_hash, password)
