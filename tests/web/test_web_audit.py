@@ -136,3 +136,10 @@ def test_only_admins_read_the_audit_trail(as_role: Client, anonymous: TestClient
     body = answer.json()
     assert body["limit"] == 5 and all(e["action"].startswith("user.") for e in body["items"])
     assert answer.headers["cache-control"] == "no-store"
+
+
+def test_control_characters_in_the_filters_are_a_clear_422(as_role: Client) -> None:
+    for params in ({"actor": "a\x00b"}, {"action": "user.\n"}):
+        answer = as_role("admin").get("/api/v1/audit", params=params)
+        assert answer.status_code == 422, f"{params}: {answer.status_code} {answer.text}"
+        assert answer.json()["error"]["field"] in {"actor", "action"}

@@ -22,6 +22,8 @@ from drayman.web.security import require
 
 router = APIRouter(tags=["audit"], responses=ERROR_RESPONSES)
 
+PRINTABLE = r"^[^\x00-\x1f\x7f]*$"  # a NUL would be a database error on PostgreSQL
+
 
 class AuditEvent(BaseModel):
     id: int
@@ -45,9 +47,12 @@ def list_audit(
     request: Request,
     _user: Annotated[User, Depends(require(Action.READ_AUDIT))],
     page: Annotated[Paging, Depends(paging)],
-    actor: Annotated[str | None, Query(max_length=USERNAME)] = None,
+    actor: Annotated[str | None, Query(max_length=USERNAME, pattern=PRINTABLE)] = None,
     action: Annotated[
-        str | None, Query(max_length=40, description='e.g. "task.clear", or "user." for all')
+        str | None,
+        Query(
+            max_length=40, pattern=PRINTABLE, description='e.g. "task.clear", or "user." for all'
+        ),
     ] = None,
     since: Annotated[datetime | None, Query(description="from (inclusive; naive = UTC)")] = None,
     until: Annotated[datetime | None, Query(description="to (exclusive; naive = UTC)")] = None,
