@@ -86,6 +86,31 @@ def _user_name(raw: Any) -> str:
     return value
 
 
+def _networks(raw: Any) -> tuple[str, ...]:
+    """IP addresses and CIDR networks, as a TOML list or a comma-separated string."""
+    import ipaddress
+
+    items = raw if isinstance(raw, list | tuple) else str(raw).split(",")
+    result = []
+    for item in (str(i).strip() for i in items):
+        if not item:
+            continue
+        try:
+            result.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            raise ValueError(f"{item!r} is not an IP address or CIDR network") from None
+    return tuple(result)
+
+
+def _count(raw: Any) -> int:
+    if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+        raise ValueError("must be a whole number")
+    value = int(raw)
+    if value < 0:
+        raise ValueError("must be 0 or more")
+    return value
+
+
 def _path(raw: Any) -> Path:
     return Path(str(raw)).expanduser()
 
@@ -114,6 +139,8 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "log_format": _log_format,
     "web_port": _positive_int,
     "run_as_user": _user_name,
+    "trusted_proxies": _networks,
+    "login_check_slots": _count,
 }
 
 
@@ -159,6 +186,12 @@ class Settings:
     # tries (and task callbacks) switch to this user, so they cannot read drayman's secrets
     # through /proc or the secret key file; empty: they run as drayman's own user
     run_as_user: str = ""
+    # proxies whose X-Forwarded-For the web believes (IPs or CIDRs); from anyone else it is
+    # ignored, so a client cannot pick the address its logins are counted and audited under
+    # (the default: a TLS proxy on this host, which uvicorn trusted before this setting existed)
+    trusted_proxies: tuple[str, ...] = ("127.0.0.1/32", "::1/128")
+    # password checks the web runs at once (0: the CPU count); more logins get a quick 429
+    login_check_slots: int = 0
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @property
@@ -218,6 +251,8 @@ class Settings:
                 value = self.effective_database_url
             if item.name in URL_SETTINGS:
                 value = mask_url(str(value))
+            if isinstance(value, tuple):
+                value = ",".join(value)
             rows.append((item.name, str(value), self.sources.get(item.name, "default")))
         return rows
 

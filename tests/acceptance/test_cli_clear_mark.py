@@ -113,6 +113,13 @@ def test_clear_a_run_and_mark_a_task_failed(drayman_running: Drayman, tmp_path: 
     load = next(ti for ti in shown["task_instances"] if ti["task_id"] == "load")
     assert load["state"] == "failed" and len(load["tries"]) == 2, load
 
+    audited = d.json("audit", "list", "--action", "run.", "--limit", "1")
+    audited += d.json("audit", "list", "--action", "task.mark", "--limit", "1")
+    assert [(e["action"], e["object_id"], e["detail"]["task_instances"]) for e in audited] == [
+        ("run.clear", f"flaky/{run_id}", 3),
+        ("task.mark", f"flaky/{run_id}/load", 1),
+    ], audited
+
 
 def test_cancel_a_running_task_kills_it_and_fails_it(
     drayman_running: Drayman, tmp_path: Path

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from drayman.auth import sessions, tokens, users
+from drayman.auth import sessions, throttle, tokens, users
+from drayman.auth.login_gate import LoginBusy, LoginGate
 from drayman.auth.passwords import Passwords
 from drayman.auth.roles import Role
 from drayman.auth.throttle import LoginLimits
@@ -16,12 +18,14 @@ from drayman.exceptions import (
     NotFoundError,
     TooManyAttempts,
 )
-from drayman.store.engine import Store
+from drayman.store import login_failures
+from drayman.store.engine import Store, is_deadlock
 
 NOW = datetime(2026, 3, 8, 12, 0, tzinfo=UTC)
 PASSWORD = "correct horse battery"
 ADDRESS = "192.0.2.10"
-LIMITS = LoginLimits(per_username=3, per_address=5, window=timedelta(minutes=15))
+LIMITS = LoginLimits(per_user_address=3, per_username=5, window=timedelta(minutes=15))
+OTHER_ADDRESS = "198.51.100.7"
 
 
 @pytest.fixture(scope="module")
@@ -170,59 +174,219 @@ def test_login_rehashes_a_password_hashed_with_older_parameters(
 # ---------------------------------------------------------------- rate limit
 
 
-def fail(store: Store, passwords: Passwords, times: int, name: str = "alice") -> None:
+def fail(
+    store: Store,
+    passwords: Passwords,
+    times: int,
+    name: str = "alice",
+    address: str = ADDRESS,
+) -> None:
     for _ in range(times):
         with pytest.raises(InvalidCredentials):
-            login(store, passwords, name, "wrong password")
+            login(store, passwords, name, "wrong password", address=address)
 
 
-def test_too_many_failures_lock_the_username_even_for_the_right_password(
+def test_failures_from_one_address_lock_the_username_only_there(
     store: Store, passwords: Passwords
 ) -> None:
     make_user(store, passwords)
-    fail(store, passwords, LIMITS.per_username)
+    fail(store, passwords, LIMITS.per_user_address)
 
     with pytest.raises(TooManyAttempts, match="try again in") as locked:
         login(store, passwords, at=NOW + timedelta(minutes=1))
     assert 0 < locked.value.retry_after_s <= 15 * 60
-    with pytest.raises(TooManyAttempts):  # the lock covers every address
-        login(store, passwords, address="198.51.100.7", at=NOW + timedelta(minutes=1))
+    assert login(store, passwords, address=OTHER_ADDRESS).username == "alice", (
+        "a guesser at one address locked the user out of every address"
+    )
+
+
+def test_too_many_failures_lock_the_username_everywhere_even_for_the_right_password(
+    store: Store, passwords: Passwords
+) -> None:
+    make_user(store, passwords)
+    fail(store, passwords, LIMITS.per_user_address)
+    fail(store, passwords, LIMITS.per_username - LIMITS.per_user_address, address=OTHER_ADDRESS)
+
+    for address in (ADDRESS, OTHER_ADDRESS, "203.0.113.9"):
+        with pytest.raises(TooManyAttempts):
+            login(store, passwords, address=address, at=NOW + timedelta(minutes=1))
 
     after_window = NOW + LIMITS.window + timedelta(seconds=1)
     assert login(store, passwords, at=after_window).username == "alice", "the lock never ends"
 
 
 def test_unknown_usernames_are_rate_limited_too(store: Store, passwords: Passwords) -> None:
-    fail(store, passwords, LIMITS.per_username, "mallory")
+    fail(store, passwords, LIMITS.per_user_address, "mallory")
 
     with pytest.raises(TooManyAttempts):
         login(store, passwords, "mallory", "anything")
 
 
-def test_too_many_failures_from_one_address_lock_that_address(
+def test_failures_from_one_address_never_lock_out_everybody_behind_it(
+    store: Store, passwords: Passwords
+) -> None:
+    """One proxy or NAT address serves a whole office: a guesser (or a broken script) there
+    must not lock out every other user who logs in through it."""
+    make_user(store, passwords)
+    make_user(store, passwords, "bob")
+    for index in range(20):
+        fail(store, passwords, LIMITS.per_user_address, f"user{index}")
+
+    assert login(store, passwords, "bob").username == "bob"
+    assert login(store, passwords, "alice").username == "alice"
+
+
+def test_concurrent_wrong_guesses_are_counted_atomically(
+    store: Store, passwords: Passwords
+) -> None:
+    """30 threads guess at once: exactly `per_user_address` passwords are checked; the rest
+    are refused without a check (a count read before and written after would let all in)."""
+    make_user(store, passwords)
+    counting = CountingPasswords(memory_kib=256, time_cost=1, parallelism=1)
+    start = threading.Barrier(30)
+    outcomes: list[str] = []
+
+    def guess() -> None:
+        start.wait()
+        try:
+            users.authenticate(store, counting, "alice", "wrong guess", ADDRESS, NOW, LIMITS)
+        except InvalidCredentials:
+            outcomes.append("checked")
+        except TooManyAttempts:
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=guess) for _ in range(30)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(outcomes).count("checked") == LIMITS.per_user_address, outcomes
+    assert outcomes.count("refused") == 30 - LIMITS.per_user_address, outcomes
+    assert counting.calls == LIMITS.per_user_address, "more passwords checked than the limit"
+
+
+def test_a_full_login_gate_refuses_at_once_and_counts_nothing(
     store: Store, passwords: Passwords
 ) -> None:
     make_user(store, passwords)
-    make_user(store, passwords, "bob")
-    for index in range(LIMITS.per_address):
-        with pytest.raises(InvalidCredentials):
-            login(store, passwords, f"user{index}", "wrong password")
+    gate = LoginGate(2)
 
-    with pytest.raises(TooManyAttempts):
-        login(store, passwords, "bob")
-    assert login(store, passwords, "bob", address="198.51.100.7").username == "bob", (
-        "another address was locked out too"
-    )
+    with gate.slot(), gate.slot():
+        assert gate.busy == 2
+        with pytest.raises(LoginBusy, match="retry"):
+            users.authenticate(store, passwords, "alice", "wrong", ADDRESS, NOW, LIMITS, gate)
+
+    assert gate.busy == 0
+    fail(store, passwords, LIMITS.per_user_address - 1)
+    assert login(store, passwords).username == "alice", "a busy refusal was counted as a failure"
+
+
+def test_unknown_users_are_hashed_inside_the_gate(store: Store) -> None:
+    """The dummy hash for an unknown name takes a slot like a real check: a flood of
+    made-up names is bounded too."""
+    gate = LoginGate(1)
+    seen: list[int] = []
+
+    class Watching(Passwords):
+        def waste_time(self, password: str) -> None:
+            seen.append(gate.busy)
+            super().waste_time(password)
+
+    watching = Watching(memory_kib=256, time_cost=1, parallelism=1)
+    with pytest.raises(InvalidCredentials):
+        users.authenticate(store, watching, "nobody", "x" * 10, ADDRESS, NOW, LIMITS, gate)
+    assert seen == [1], f"the dummy hash ran outside the gate: {seen}"
+
+
+def counter_rows(store: Store) -> int:
+    with store.read() as conn:
+        return int(conn.exec_driver_sql("SELECT COUNT(*) FROM login_counter").scalar_one())
+
+
+def test_counters_whose_window_ended_are_purged(store: Store, passwords: Passwords) -> None:
+    """Made-up usernames from many addresses must not grow the table for good."""
+    for index in range(10):
+        fail(store, passwords, 1, f"ghost{index}", address=f"203.0.113.{index}")
+    assert counter_rows(store) == 20  # a (user, address) and a user counter each
+
+    later = NOW + LIMITS.window + timedelta(seconds=1)
+    with pytest.raises(InvalidCredentials):
+        login(store, passwords, "ghost0", "wrong password", address="203.0.113.0", at=later)
+
+    assert counter_rows(store) == 2, "expired counters were kept"
+
+
+def test_a_counter_purged_under_a_login_is_made_again_not_refused(store: Store) -> None:
+    """A purge may delete a counter between a login's ensure and its reserve: the login
+    then counts nothing and tries again (never a refusal, never a lost count)."""
+    keys = throttle.counters("alice", ADDRESS)
+    assert throttle._reserve_all(store, keys, NOW, LIMITS) is False
+    assert counter_rows(store) == 0
+
+    throttle.reserve(store, "alice", ADDRESS, NOW, LIMITS)
+    with store.read() as conn:
+        counts = conn.exec_driver_sql("SELECT failures FROM login_counter").scalars().all()
+    assert counts == [1, 1]
+
+
+def test_a_real_deadlock_is_recognized_for_a_retry(store: Store) -> None:
+    """The throttle runs a transaction again only after a deadlock: two transactions that
+    lock two counters in opposite orders make a real one here."""
+    if store.dialect == "sqlite":
+        pytest.skip("SQLite has one writer: no deadlocks")
+    keys = [("user", "a"), ("user", "b")]
+    for key in keys:
+        with store.begin() as conn:
+            login_failures.ensure(conn, key, NOW)
+    both_hold_one = threading.Barrier(2)
+    raised: list[BaseException] = []
+
+    def lock(first: tuple[str, str], second: tuple[str, str]) -> None:
+        try:
+            with store.begin() as conn:
+                login_failures.forget(conn, [first])
+                both_hold_one.wait(timeout=30)
+                login_failures.forget(conn, [second])
+        except Exception as exc:  # the deadlock's victim
+            raised.append(exc)
+
+    threads = [
+        threading.Thread(target=lock, args=(keys[0], keys[1])),
+        threading.Thread(target=lock, args=(keys[1], keys[0])),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert len(raised) == 1, f"expected one deadlock victim, got {raised}"
+    assert is_deadlock(raised[0]), f"not recognized as a deadlock: {raised[0]!r}"
+    assert not is_deadlock(ValueError("deadlock")), "only database errors are deadlocks"
+
+
+class CountingPasswords(Passwords):
+    """Real argon2id, counting checks (thread-safe)."""
+
+    def __init__(self, **costs: int) -> None:
+        super().__init__(**costs)
+        self.calls = 0
+        self._lock = threading.Lock()
+
+    def verify(self, password_hash: str, password: str) -> bool:
+        with self._lock:
+            self.calls += 1
+        return super().verify(password_hash, password)
 
 
 def test_a_successful_login_forgets_the_usernames_failures(
     store: Store, passwords: Passwords
 ) -> None:
     make_user(store, passwords)
-    fail(store, passwords, LIMITS.per_username - 1)
+    fail(store, passwords, LIMITS.per_user_address - 1)
     login(store, passwords)
 
-    fail(store, passwords, LIMITS.per_username - 1)
+    fail(store, passwords, LIMITS.per_user_address - 1)
     assert login(store, passwords).username == "alice", "old failures still counted"
 
 

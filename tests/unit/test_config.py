@@ -290,3 +290,22 @@ def test_with_overrides_returns_a_changed_copy() -> None:
     assert settings.parallelism == 16
     with pytest.raises(AttributeError):
         settings.parallelism = 3  # type: ignore[misc]
+
+
+def test_trusted_proxies_from_the_environment_or_a_toml_list(tmp_path: Path) -> None:
+    from_env = Settings.load(environ={"DRAYMAN_TRUSTED_PROXIES": " 10.0.0.0/8, 192.0.2.7 ,"})
+    assert from_env.trusted_proxies == ("10.0.0.0/8", "192.0.2.7/32")
+    assert Settings.load(environ={"DRAYMAN_TRUSTED_PROXIES": ""}).trusted_proxies == ()
+    path = write_config(tmp_path / "d.toml", 'trusted_proxies = ["2001:db8::/32"]\n')
+    from_file = Settings.load(environ={"DRAYMAN_CONFIG": str(path)})
+    assert from_file.trusted_proxies == ("2001:db8::/32",)
+    shown = dict((key, value) for key, value, _ in from_env.describe())
+    assert shown["trusted_proxies"] == "10.0.0.0/8,192.0.2.7/32"
+
+
+def test_a_bad_proxy_or_slot_count_names_the_key() -> None:
+    with pytest.raises(ConfigError, match=r"TRUSTED_PROXIES.*'proxy\.example' is not an IP"):
+        Settings.load(environ={"DRAYMAN_TRUSTED_PROXIES": "10.0.0.1,proxy.example"})
+    with pytest.raises(ConfigError, match="login_check_slots: must be 0 or more"):
+        Settings.load(environ={"DRAYMAN_LOGIN_CHECK_SLOTS": "-1"})
+    assert Settings.load(environ={"DRAYMAN_LOGIN_CHECK_SLOTS": "0"}).login_check_slots == 0

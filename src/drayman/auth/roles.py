@@ -26,6 +26,7 @@ class Action(StrEnum):
     CANCEL = "cancel"  # stop a running try
     MANAGE_POOLS = "manage_pools"
     MANAGE_USERS = "manage_users"  # users, their roles and passwords, anybody's API tokens
+    READ_AUDIT = "read_audit"  # the audit trail: who did what, from which address
 
 
 _OPERATE = frozenset({Action.TRIGGER, Action.CLEAR, Action.MARK, Action.PAUSE, Action.CANCEL})

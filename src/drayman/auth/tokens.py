@@ -14,7 +14,8 @@ from datetime import datetime, timedelta
 
 from drayman.auth import users
 from drayman.exceptions import InvalidCredentials, NotFoundError, UnacceptableCredential
-from drayman.store import api_tokens
+from drayman.store import api_tokens, audit
+from drayman.store.audit import SYSTEM, Actor, AuditAction
 from drayman.store.engine import Store
 from drayman.store.schema import ID
 
@@ -53,7 +54,9 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create(store: Store, username: str, name: str, now: datetime) -> NewToken:
+def create(
+    store: Store, username: str, name: str, now: datetime, *, by: Actor = SYSTEM
+) -> NewToken:
     """A new token for `username` (NotFoundError if there is no such user)."""
     label = name.strip()
     if not 1 <= len(label) <= ID:
@@ -63,6 +66,15 @@ def create(store: Store, username: str, name: str, now: datetime) -> NewToken:
     prefix = token[:PREFIX_LENGTH]
     with store.begin() as conn:
         token_id = api_tokens.insert_token(conn, user.id, label, hash_token(token), prefix, now)
+        audit.record(
+            conn,
+            actor=by,
+            action=AuditAction.TOKEN_CREATE,
+            now=now,
+            object_type="token",
+            object_id=str(token_id),
+            detail={"user": user.username, "name": label, "prefix": prefix},
+        )
     return NewToken(token_id, user.username, label, prefix, token, now)
 
 
@@ -80,11 +92,19 @@ def verify(store: Store, token: str, now: datetime) -> users.User:
     return users.User.from_row(row)
 
 
-def revoke(store: Store, token_id: int, now: datetime) -> None:
+def revoke(store: Store, token_id: int, now: datetime, *, by: Actor = SYSTEM) -> None:
     """Revoke a token for good (NotFoundError if there is none with this id)."""
     with store.begin() as conn:
         if not api_tokens.revoke(conn, token_id, now):
             raise NotFoundError(f"no API token with id {token_id}; see `drayman tokens list`")
+        audit.record(
+            conn,
+            actor=by,
+            action=AuditAction.TOKEN_REVOKE,
+            now=now,
+            object_type="token",
+            object_id=str(token_id),
+        )
 
 
 def list_tokens(store: Store, username: str | None = None) -> list[TokenInfo]:

@@ -13,11 +13,18 @@ from datetime import datetime
 from typing import Any
 
 from drayman.auth import throttle
+from drayman.auth.login_gate import LoginGate
 from drayman.auth.passwords import Passwords
 from drayman.auth.roles import Role, parse_role
-from drayman.exceptions import InvalidCredentials, NotFoundError, UnacceptableCredential
+from drayman.exceptions import (
+    InvalidCredentials,
+    NotFoundError,
+    TooManyAttempts,
+    UnacceptableCredential,
+)
+from drayman.store import audit, web_sessions
 from drayman.store import users as user_store
-from drayman.store import web_sessions
+from drayman.store.audit import SYSTEM, Actor, AuditAction
 from drayman.store.engine import Store
 from drayman.store.schema import USERNAME
 
@@ -59,13 +66,21 @@ def normalize_username(username: str) -> str:
 
 
 def create(
-    store: Store, passwords: Passwords, username: str, password: str, role: str, now: datetime
+    store: Store,
+    passwords: Passwords,
+    username: str,
+    password: str,
+    role: str,
+    now: datetime,
+    *,
+    by: Actor = SYSTEM,
 ) -> User:
     """A new user; ConflictError if the name is taken, UnacceptableCredential if refused."""
     name, checked_role = normalize_username(username), parse_role(role)
     password_hash = passwords.hash(password)
     with store.begin() as conn:
         user_id = user_store.insert_user(conn, name, password_hash, checked_role.value, now)
+        _audit(conn, by, AuditAction.USER_CREATE, name, now, role=checked_role.value)
         return User.from_row(user_store.user_by_id(conn, user_id))
 
 
@@ -91,31 +106,47 @@ def authenticate(
     address: str,
     now: datetime,
     limits: throttle.LoginLimits | None = None,
+    gate: LoginGate | None = None,
 ) -> User:
     """The user whose password this is, or InvalidCredentials / TooManyAttempts.
 
     An unknown, malformed or disabled username costs the same time as a wrong password and
-    gets the same answer, so neither timing nor message tells which usernames exist.
+    gets the same answer, so neither timing nor message tells which usernames exist. The
+    check runs inside a `gate` slot (LoginBusy at once when none is free), and the attempt
+    is counted by the rate limit before the check (see auth.throttle). Every outcome but
+    LoginBusy is an audit event.
     """
     limits = limits or throttle.LoginLimits()
+    gate = gate or LoginGate(1 << 16)
     name = _lookup_name(username)
-    with store.read() as conn:
-        throttle.check(conn, name, address, now, limits)
-        row = user_store.user_by_name(conn, name)
-    matched = _matching(passwords, row, password)
+    who = Actor(name, address)
+    with gate.slot():
+        try:
+            throttle.reserve(store, name, address, now, limits)
+        except TooManyAttempts:
+            _audit_login(store, who, now, "throttled")
+            raise
+        with store.read() as conn:
+            row = user_store.user_by_name(conn, name)
+        matched = _matching(passwords, row, password)
     if matched is None:
-        with store.begin() as conn:
-            throttle.record_failure(conn, name, address, now, limits)
+        _audit_login(store, who, now, "invalid")
         raise InvalidCredentials("invalid username or password")
     # hashed outside the write transaction: argon2 takes long enough to matter to SQLite
     new_hash = None
     if passwords.needs_rehash(matched.password_hash):
         new_hash = passwords.hash(password, check=False)
     with store.begin() as conn:
-        throttle.record_success(conn, name)
+        throttle.record_success(conn, name, address)
         if new_hash is not None:
             user_store.set_password_hash(conn, matched.id, new_hash, None)
+        _audit(conn, who, AuditAction.LOGIN_SUCCESS, name, now)
     return User.from_row(matched)
+
+
+def _audit_login(store: Store, who: Actor, now: datetime, reason: str) -> None:
+    with store.begin() as conn:
+        _audit(conn, who, AuditAction.LOGIN_FAILURE, who.name, now, reason=reason)
 
 
 def _matching(passwords: Passwords, row: Any, password: str) -> Any:
@@ -129,7 +160,13 @@ def _matching(passwords: Passwords, row: Any, password: str) -> Any:
 
 
 def set_password(
-    store: Store, passwords: Passwords, username: str, password: str, now: datetime
+    store: Store,
+    passwords: Passwords,
+    username: str,
+    password: str,
+    now: datetime,
+    *,
+    by: Actor = SYSTEM,
 ) -> int:
     """Change a password and end every web session of the user; how many sessions ended.
 
@@ -140,21 +177,66 @@ def set_password(
     password_hash = passwords.hash(password)
     with store.begin() as conn:
         user_store.set_password_hash(conn, user.id, password_hash, now)
-        return web_sessions.delete_user_sessions(conn, user.id)
+        ended = web_sessions.delete_user_sessions(conn, user.id)
+        _audit(conn, by, AuditAction.USER_SET_PASSWORD, user.username, now, sessions_ended=ended)
+        return ended
 
 
-def set_disabled(store: Store, username: str, disabled: bool) -> None:
-    """Disable (or enable again) a user: a disabled user's logins, sessions and tokens fail."""
+def set_disabled(
+    store: Store, username: str, disabled: bool, now: datetime | None = None, *, by: Actor = SYSTEM
+) -> int:
+    """Disable (or enable again) a user: a disabled user cannot log in, and their sessions
+    and tokens stop working (the lookups check the flag). Disabling also ends the sessions
+    for good; tokens come back with `enable`. How many sessions ended."""
     user = get(store, username)
+    when = now or store.now()
+    action = AuditAction.USER_DISABLE if disabled else AuditAction.USER_ENABLE
     with store.begin() as conn:
         user_store.set_disabled(conn, user.id, disabled)
+        ended = web_sessions.delete_user_sessions(conn, user.id) if disabled else 0
+        _audit(conn, by, action, user.username, when)
+    return ended
 
 
-def delete(store: Store, username: str) -> None:
+def set_role(store: Store, username: str, role: str, now: datetime, *, by: Actor = SYSTEM) -> User:
+    """Give a user another role; it applies to their next request (sessions and tokens
+    carry no role of their own)."""
+    new_role = parse_role(role)
+    user = get(store, username)
+    with store.begin() as conn:
+        user_store.set_role(conn, user.id, new_role.value)
+        _audit(
+            conn,
+            by,
+            AuditAction.USER_SET_ROLE,
+            user.username,
+            now,
+            old_role=user.role.value,
+            role=new_role.value,
+        )
+        return User.from_row(user_store.user_by_id(conn, user.id))
+
+
+def delete(store: Store, username: str, now: datetime | None = None, *, by: Actor = SYSTEM) -> None:
     """Delete a user with their API tokens and sessions."""
     user = get(store, username)
     with store.begin() as conn:
         user_store.delete_user(conn, user.id)
+        _audit(conn, by, AuditAction.USER_DELETE, user.username, now or store.now())
+
+
+def _audit(
+    conn: Any, by: Actor, action: AuditAction, username: str, now: datetime, **detail: Any
+) -> None:
+    audit.record(
+        conn,
+        actor=by,
+        action=action,
+        now=now,
+        object_type="user",
+        object_id=username,
+        detail=detail,
+    )
 
 
 def _lookup_name(username: str) -> str:

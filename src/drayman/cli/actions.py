@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Connection
 
     from drayman.store.actions import TIKey
+    from drayman.store.audit import Event
 
 # (conn, now, dry_run) -> the task instances changed (or, dry, that would be)
 Action = Callable[["Connection", datetime, bool], "list[TIKey]"]
@@ -34,13 +35,15 @@ def run_action(
     dry_run: bool,
     confirm: bool,
     as_json: bool,
+    event: Event,
 ) -> None:
-    """Apply `action` and report what it changed.
+    """Apply `action` with its audit `event` (one transaction) and report what it changed.
 
     With `confirm` (no --yes) and a terminal on stdin, the person sees the task instances
     first and answers; a script (stdin not a terminal) is never held up by a question.
     """
     from drayman.scheduler.wakeup import wake_schedulers
+    from drayman.store import audit
 
     settings = load_settings()
     store = open_store(settings)
@@ -57,7 +60,9 @@ def run_action(
             keys = action(conn, store.now(), True)
     else:
         with store.begin() as conn:
-            keys = action(conn, store.now(), False)
+            now = store.now()
+            keys = action(conn, now, False)
+            audit.record_event(conn, event, now, task_instances=len(keys))
         if keys:
             wake_schedulers(settings)
     _report(keys, (verb, past), dag_id, run_id, dry_run=dry_run, as_json=as_json)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import socket
@@ -15,6 +16,7 @@ from drayman import fleet
 from drayman.config import Settings, hide_secrets
 from drayman.exceptions import ConfigError
 from drayman.redact import mask_url
+from drayman.store.audit import Actor
 from drayman.store.engine import Store
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
@@ -54,6 +56,15 @@ def who() -> str:
     """Who is acting, for triggered_by and deploy records."""
     user = os.environ.get("USER") or os.environ.get("LOGNAME") or "unknown"
     return f"{user}@{socket.gethostname()}"
+
+
+def cli_actor() -> Actor:
+    """Who acts, for the audit trail: the OS user, from "cli"."""
+    try:
+        name = getpass.getuser()
+    except (KeyError, OSError):  # no USER/LOGNAME and no passwd entry (some containers)
+        name = f"uid:{os.getuid()}"
+    return Actor(name, "cli")
 
 
 iso = fleet.iso

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 import click
 
 from drayman.cli.common import (
+    cli_actor,
     iso,
     json_option,
     load_settings,
@@ -198,16 +199,21 @@ def trigger_cmd(
     settings = load_settings()
     store = open_store(settings)
     when = parse_when(logical_date, "--logical-date") if logical_date else None
+    from drayman.store import audit
+
+    given = parse_conf(conf)
     with store.begin() as conn:
+        now = store.now()
         new_id = run_creation.trigger(
             conn,
             dag_id,
-            conf=parse_conf(conf),
+            conf=given,
             triggered_by=who(),
-            now=store.now(),
+            now=now,
             run_id=run_id,
             logical_date=when,
         )
+        audit.record_trigger(conn, cli_actor(), dag_id, new_id, given, now)
     wake_schedulers(settings)
     if as_json:
         print_json({"dag_id": dag_id, "run_id": new_id})
@@ -231,12 +237,15 @@ def unpause_cmd(dag_id: str) -> None:
 
 def _set_paused(dag_id: str, paused: bool) -> None:
     from drayman.scheduler.wakeup import wake_schedulers
+    from drayman.store import audit
     from drayman.store import dags as dag_store
 
     settings = load_settings()
     store = open_store(settings)
     with store.begin() as conn:
-        dag_store.set_paused(conn, dag_id, paused, store.now())
+        now = store.now()
+        dag_store.set_paused(conn, dag_id, paused, now)
+        audit.record_pause(conn, cli_actor(), dag_id, paused, now)
     wake_schedulers(settings)
     click.echo(f"{dag_id} {'paused' if paused else 'unpaused'}")
 
@@ -318,15 +327,27 @@ def backfill_cmd(dag_id: str, start_text: str, end_text: str, include_future: bo
     start, end = parse_when(start_text, "--start"), parse_when(end_text, "--end")
     if end < start:
         raise click.BadParameter("must not be before --start", param_hint="--end")
+    from drayman.store import audit
+
     with store.begin() as conn:
+        now = store.now()
         done = run_creation.backfill(
             conn,
             dag_id,
             start=start,
             end=end,
             triggered_by=who(),
-            now=store.now(),
+            now=now,
             include_future=include_future,
+        )
+        audit.record(
+            conn,
+            actor=cli_actor(),
+            action=audit.AuditAction.DAG_BACKFILL,
+            now=now,
+            object_type="dag",
+            object_id=dag_id,
+            detail={"start": start, "end": end, "runs": len(done.created)},
         )
     wake_schedulers(settings)
     created = done.created

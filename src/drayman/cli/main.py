@@ -15,6 +15,7 @@ import click
 from drayman import __version__
 
 GROUPS = {
+    "audit": ("drayman.cli.audit", "audit"),
     "config": ("drayman.cli.config_cmd", "config"),
     "db": ("drayman.cli.db", "db"),
     "dags": ("drayman.cli.dags", "dags"),
@@ -32,6 +33,7 @@ GROUPS = {
 }
 
 HELP = {
+    "audit": "Read the audit trail: logins, run actions, user and token changes.",
     "config": "Show the effective settings and where each came from.",
     "db": "Create or upgrade the metadata database.",
     "dags": "List, trigger, pause, test and backfill DAGs.",
@@ -43,7 +45,7 @@ HELP = {
     "worker": "Run a Celery worker that takes tries from the broker (executor 'celery').",
     "workers": "List the workers, their queues, running tries and heartbeats.",
     "queues": "List queues: waiting and running tasks, and the workers serving each.",
-    "users": "Create, list and delete users of the web UI and API; set passwords.",
+    "users": "Create, list, disable and delete users of the web UI and API; set roles.",
     "tokens": "Create, list and revoke API tokens for scripts and CI.",
     "web": "Serve the web UI and the REST API (/api/v1).",
 }

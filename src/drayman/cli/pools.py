@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import click
 
-from drayman.cli.common import json_option, load_settings, open_store, print_json, print_table
+from drayman.cli.common import (
+    cli_actor,
+    json_option,
+    load_settings,
+    open_store,
+    print_json,
+    print_table,
+)
 
 
 @click.group("pools")
@@ -48,9 +55,19 @@ def list_pools(as_json: bool) -> None:
 @click.option("--description", default="")
 def set_pool(name: str, slots: int, description: str) -> None:
     """Create pool NAME or change its number of SLOTS."""
+    from drayman.store import audit
     from drayman.store import pools as pool_store
 
     store = open_store(load_settings())
     with store.begin() as conn:
         pool_store.set_pool(conn, name, slots, description)
+        audit.record(
+            conn,
+            actor=cli_actor(),
+            action=audit.AuditAction.POOL_SET,
+            now=store.now(),
+            object_type="pool",
+            object_id=name,
+            detail={"slots": slots},
+        )
     click.echo(f"pool {name}: {slots} slots")

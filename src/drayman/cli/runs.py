@@ -10,6 +10,7 @@ import click
 
 from drayman.cli.actions import run_action
 from drayman.cli.common import (
+    cli_actor,
     duration,
     iso,
     json_option,
@@ -163,8 +164,17 @@ def clear_run(
             conn, dag_id, run_id, only_failed=only_failed, dry_run=dry, now=now, by=who()
         )
 
+    from drayman.store.audit import AuditAction, Event, run_object
+
+    event = Event(
+        cli_actor(),
+        AuditAction.RUN_CLEAR,
+        *run_object(dag_id, run_id),
+        {"only_failed": only_failed},
+    )
     run_action(
         clear,
+        event=event,
         verb="clear",
         past="cleared",
         dag_id=dag_id,

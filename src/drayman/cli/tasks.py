@@ -12,7 +12,15 @@ from typing import TYPE_CHECKING
 import click
 
 from drayman.cli.actions import run_action
-from drayman.cli.common import json_option, load_settings, open_store, parse_conf, parse_when, who
+from drayman.cli.common import (
+    cli_actor,
+    json_option,
+    load_settings,
+    open_store,
+    parse_conf,
+    parse_when,
+    who,
+)
 from drayman.exceptions import NotFoundError
 
 if TYPE_CHECKING:
@@ -195,8 +203,19 @@ def clear_cmd(
             by=who(),
         )
 
+    from drayman.store.audit import AuditAction, Event, run_object
+
+    one = task_ids[0] if len(task_ids) == 1 else None
+    options = {"downstream": downstream, "upstream": upstream, "only_failed": only_failed}
+    event = Event(
+        cli_actor(),
+        AuditAction.TASK_CLEAR if task_ids else AuditAction.RUN_CLEAR,
+        *run_object(dag_id, run_id, one),
+        {**options, "map_index": map_index, "tasks": list(task_ids)},
+    )
     run_action(
         clear,
+        event=event,
         verb="clear",
         past="cleared",
         dag_id=dag_id,
@@ -252,8 +271,17 @@ def mark_cmd(
             by=who(),
         )
 
+    from drayman.store.audit import AuditAction, Event, run_object
+
+    event = Event(
+        cli_actor(),
+        AuditAction.TASK_MARK,
+        *run_object(dag_id, run_id, task_id),
+        {"state": state, "downstream": downstream, "upstream": upstream, "map_index": map_index},
+    )
     run_action(
         mark,
+        event=event,
         verb=f"mark {state}",
         past=f"marked {state}",
         dag_id=dag_id,
@@ -293,8 +321,17 @@ def cancel_cmd(
             conn, dag_id, run_id, task_id, map_index=map_index, dry_run=dry, now=now, by=who()
         )
 
+    from drayman.store.audit import AuditAction, Event, run_object
+
+    event = Event(
+        cli_actor(),
+        AuditAction.TASK_CANCEL,
+        *run_object(dag_id, run_id, task_id),
+        {"map_index": map_index},
+    )
     run_action(
         cancel,
+        event=event,
         verb="cancel",
         past="cancelled",
         dag_id=dag_id,

@@ -9,7 +9,15 @@ from __future__ import annotations
 
 import click
 
-from drayman.cli.common import iso, json_option, load_settings, open_store, print_json, print_table
+from drayman.cli.common import (
+    cli_actor,
+    iso,
+    json_option,
+    load_settings,
+    open_store,
+    print_json,
+    print_table,
+)
 from drayman.cli.users import policy_errors
 
 
@@ -28,7 +36,7 @@ def create_token(username: str, name: str, as_json: bool) -> None:
 
     store = open_store(load_settings())
     with policy_errors():
-        new = api_tokens.create(store, username, name, store.now())
+        new = api_tokens.create(store, username, name, store.now(), by=cli_actor())
     if as_json:
         print_json(
             {
@@ -96,5 +104,5 @@ def revoke_token(token_id: int) -> None:
     from drayman.auth import tokens as api_tokens
 
     store = open_store(load_settings())
-    api_tokens.revoke(store, token_id, store.now())
+    api_tokens.revoke(store, token_id, store.now(), by=cli_actor())
     click.echo(f"token {token_id} revoked")

@@ -14,7 +14,15 @@ from typing import Any
 
 import click
 
-from drayman.cli.common import iso, json_option, load_settings, open_store, print_json, print_table
+from drayman.cli.common import (
+    cli_actor,
+    iso,
+    json_option,
+    load_settings,
+    open_store,
+    print_json,
+    print_table,
+)
 from drayman.cli.errors import BadInput
 
 ROLES = ["admin", "operator", "viewer"]
@@ -28,7 +36,7 @@ password_stdin_option = click.option(
 
 @click.group("users")
 def users() -> None:
-    """Create, list and delete users; set their passwords."""
+    """Create, list, disable and delete users; set their passwords and roles."""
 
 
 @users.command("create")
@@ -45,7 +53,9 @@ def create_user(username: str, role: str, password_stdin: bool, as_json: bool) -
     password = read_password(password_stdin)
     store = open_store(load_settings())
     with policy_errors():
-        user = accounts.create(store, Passwords(), username, password, role, store.now())
+        user = accounts.create(
+            store, Passwords(), username, password, role, store.now(), by=cli_actor()
+        )
     if as_json:
         print_json(user_document(user))
     else:
@@ -83,7 +93,9 @@ def set_password(username: str, password_stdin: bool) -> None:
     accounts.get(store, username)  # an unknown user fails before the prompt, not after
     password = read_password(password_stdin)
     with policy_errors():
-        ended = accounts.set_password(store, Passwords(), username, password, store.now())
+        ended = accounts.set_password(
+            store, Passwords(), username, password, store.now(), by=cli_actor()
+        )
     click.echo(f"password of {username.strip().lower()} changed; {ended} web session(s) ended")
 
 
@@ -98,8 +110,46 @@ def delete_user(username: str, yes: bool) -> None:
     user = accounts.get(store, username)
     if not yes and sys.stdin.isatty():
         click.confirm(f"delete user {user.username} and their API tokens?", abort=True, err=True)
-    accounts.delete(store, user.username)
+    accounts.delete(store, user.username, store.now(), by=cli_actor())
     click.echo(f"user {user.username} deleted")
+
+
+@users.command("set-role")
+@click.argument("username")
+@click.argument("role", type=click.Choice(ROLES))
+def set_role(username: str, role: str) -> None:
+    """Give USERNAME another ROLE; it applies to their next request, sessions and tokens too."""
+    from drayman.auth import users as accounts
+
+    store = open_store(load_settings())
+    before = accounts.get(store, username)
+    user = accounts.set_role(store, username, role, store.now(), by=cli_actor())
+    click.echo(f"user {user.username}: role {before.role} -> {user.role}")
+
+
+@users.command("disable")
+@click.argument("username")
+def disable_user(username: str) -> None:
+    """Stop USERNAME from logging in; their web sessions end and their API tokens stop
+    working (until `enable`). Nothing is deleted."""
+    from drayman.auth import users as accounts
+
+    store = open_store(load_settings())
+    user = accounts.get(store, username)
+    ended = accounts.set_disabled(store, user.username, True, store.now(), by=cli_actor())
+    click.echo(f"user {user.username} disabled; {ended} web session(s) ended")
+
+
+@users.command("enable")
+@click.argument("username")
+def enable_user(username: str) -> None:
+    """Let a disabled USERNAME log in again; their unrevoked API tokens work again."""
+    from drayman.auth import users as accounts
+
+    store = open_store(load_settings())
+    user = accounts.get(store, username)
+    accounts.set_disabled(store, user.username, False, store.now(), by=cli_actor())
+    click.echo(f"user {user.username} enabled")
 
 
 def read_password(from_stdin: bool) -> str:

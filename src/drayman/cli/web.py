@@ -56,6 +56,9 @@ def serve_web(settings: Settings, store: Store, *, host: str, port: int) -> None
         port=port,
         log_level="warning",
         proxy_headers=True,  # X-Forwarded-Proto from the proxy: Secure cookies behind TLS
+        # only from the proxies drayman trusts: uvicorn then also takes the client address
+        # from X-Forwarded-For as `web.client_address` would (the right-most untrusted hop)
+        forwarded_allow_ips=list(settings.trusted_proxies),
         server_header=False,
     )
     _server_exiting_0(config).run()

@@ -1,37 +1,111 @@
-"""Failed logins, kept for the rate limit's window: per username and per client address."""
+"""Failed-login counters for the rate limit: one row per (scope, key), reserved atomically.
+
+`reserve` is the whole point: "is the counter full? if not, count this attempt" is ONE
+guarded UPDATE (`... WHERE failures < limit OR the window is over`), so thirty concurrent
+logins against one counter get exactly `limit` reservations whatever the database: the row
+lock the UPDATE takes on PostgreSQL and MySQL (SQLite: the one writer) serializes them. A
+count read first and written later would let them all through.
+
+Deadlocks (MySQL finds them readily): rows are locked in primary-key order, as a login's
+reservation does ("pair ..." sorts before "user ..."). So `purge` picks its rows with a
+plain read and deletes them one by one by key, guarded by the window again, never through
+the `window_start` index (another order); and `ensure` inserts one missing counter per
+transaction (an INSERT IGNORE that meets an existing row holds a shared lock on it until
+commit). Counters are created only when a reservation finds one missing: most logins
+insert nothing. Two logins inserting a key that a purge has just deleted can still deadlock
+on MySQL (its duplicate-key locks); `auth.throttle` runs such a transaction again.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import Connection, delete, func, insert, select
+from sqlalchemy import Connection, case, delete, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
-from drayman.store.schema import login_failure
+from drayman.store.schema import login_counter
+
+CounterKey = tuple[str, str]  # (scope, key)
 
 
-def record(conn: Connection, username: str, address: str, now: datetime) -> None:
-    conn.execute(insert(login_failure).values(username=username, address=address, created_at=now))
+def ensure(conn: Connection, counter: CounterKey, now: datetime) -> None:
+    """Create the counter if it does not exist yet (empty); an existing one is left alone.
+    Alone in its transaction (see the module docstring)."""
+    scope, key = counter
+    values = {"scope": scope, "key": key, "window_start": now, "failures": 0}
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        conn.execute(postgresql.insert(login_counter).values(**values).on_conflict_do_nothing())
+    elif dialect == "sqlite":
+        conn.execute(sqlite.insert(login_counter).values(**values).on_conflict_do_nothing())
+    else:
+        conn.execute(insert(login_counter).prefix_with("IGNORE").values(**values))
 
 
-def count_since(
-    conn: Connection, since: datetime, *, username: str | None = None, address: str | None = None
-) -> tuple[int, datetime | None]:
-    """How many failures since `since` for a username or an address, and the oldest of them."""
-    query = select(func.count(), func.min(login_failure.c.created_at)).where(
-        login_failure.c.created_at > since
+PURGE_BATCH = 20
+
+
+def purge(conn: Connection, ended_before: datetime) -> int:
+    """Delete up to PURGE_BATCH counters whose window started at or before `ended_before`
+    (they mean nothing any more), locking in primary-key order; how many were candidates."""
+    query = (
+        select(login_counter.c.scope, login_counter.c.key)
+        .where(login_counter.c.window_start <= ended_before)
+        .limit(PURGE_BATCH)
     )
-    if username is not None:
-        query = query.where(login_failure.c.username == username)
-    if address is not None:
-        query = query.where(login_failure.c.address == address)
-    count, oldest = conn.execute(query).one()
-    return int(count), oldest
+    victims = sorted(tuple(r) for r in conn.execute(query))
+    for scope, key in victims:
+        conn.execute(
+            delete(login_counter).where(
+                login_counter.c.scope == scope,
+                login_counter.c.key == key,
+                login_counter.c.window_start <= ended_before,  # not reset since it was read
+            )
+        )
+    return len(victims)
 
 
-def clear_username(conn: Connection, username: str) -> None:
-    """Forget a username's failures (after a successful login). Addresses keep theirs."""
-    conn.execute(delete(login_failure).where(login_failure.c.username == username))
+def reserve(
+    conn: Connection, counter: CounterKey, limit: int, window_start_after: datetime, now: datetime
+) -> bool:
+    """Count one attempt if the counter is below `limit` (or its window ended, then it starts
+    again at 1 from `now`); whether it was counted (False also when the row is missing: see
+    `window_start`). One statement: atomic."""
+    scope, key = counter
+    expired = login_counter.c.window_start <= window_start_after
+    count, started = login_counter.c.failures, login_counter.c.window_start
+    result = conn.execute(
+        update(login_counter)
+        .where(
+            login_counter.c.scope == scope,
+            login_counter.c.key == key,
+            (login_counter.c.failures < limit) | expired,
+        )
+        # failures first: MySQL evaluates SET left to right, and `expired` must see the old
+        # window_start (the default order would be the table's: window_start first)
+        .ordered_values(
+            (count, case((expired, 1), else_=count + 1)),
+            (started, case((expired, now), else_=started)),
+        )
+    )
+    return result.rowcount == 1
 
 
-def purge_before(conn: Connection, cutoff: datetime) -> None:
-    conn.execute(delete(login_failure).where(login_failure.c.created_at <= cutoff))
+def window_start(conn: Connection, counter: CounterKey) -> datetime | None:
+    scope, key = counter
+    return conn.execute(
+        select(login_counter.c.window_start).where(
+            login_counter.c.scope == scope, login_counter.c.key == key
+        )
+    ).scalar_one_or_none()
+
+
+def forget(conn: Connection, counters: Sequence[CounterKey]) -> None:
+    """Set counters back to no failures (a successful login)."""
+    for scope, key in counters:
+        conn.execute(
+            update(login_counter)
+            .where(login_counter.c.scope == scope, login_counter.c.key == key)
+            .values(failures=0)
+        )

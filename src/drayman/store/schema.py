@@ -283,16 +283,38 @@ web_session = Table(
     Index(None, "expires_at"),
 )
 
-login_failure = Table(
-    "login_failure",
+# The login rate limit's counters (auth/throttle.py): one row per (scope, key), where scope
+# is "user" (a username, from anywhere) or "pair" (a username from one client address). A
+# login reserves its attempt with one guarded UPDATE of these rows before the password is
+# checked, so concurrent guesses cannot all get past a count they all read at once.
+login_counter = Table(
+    "login_counter",
+    metadata,
+    Column("scope", String(8), primary_key=True),
+    Column("key", String(USERNAME + 1 + 64), primary_key=True),  # "name" or "name address"
+    Column("window_start", UtcDateTime, nullable=False),
+    Column("failures", Integer, nullable=False, default=0),  # attempts not (yet) successful
+    # purging counters whose window has ended (store.login_failures.purge)
+    Index(None, "window_start"),
+)
+
+# ---------------------------------------------------------------- audit trail
+
+# Who did what, when and from where: logins, run actions, user and token changes (and, from
+# issue 13, deploys). Kept for good: nothing prunes it (login_counter is the short-lived one).
+audit_event = Table(
+    "audit_event",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("username", String(USERNAME), nullable=False),  # as typed, normalized; maybe unknown
-    Column("address", String(64), nullable=False),  # the client's IP address
     Column("created_at", UtcDateTime, nullable=False),
-    # the login rate limit: recent failures per username and per client address
-    Index(None, "username", "created_at"),
-    Index(None, "address", "created_at"),
-    # purging failures older than the window
+    Column("actor", String(USERNAME), nullable=False),  # a username, or the OS user of the CLI
+    Column("source", String(64), nullable=False),  # the client address, or "cli"
+    Column("action", String(40), nullable=False),  # e.g. "task.clear" (store/audit.py)
+    Column("object_type", String(20), nullable=False, default=""),  # dag|run|task|user|token
+    Column("object_id", String(1000), nullable=False, default=""),  # "dag/run/task", a name, an id
+    Column("detail", Text, nullable=False, default="{}"),  # small JSON, never a secret
+    # `drayman audit list` and GET /api/v1/audit: newest first, by actor or by action
     Index(None, "created_at"),
+    Index(None, "actor", "created_at"),
+    Index(None, "action", "created_at"),
 )

@@ -63,6 +63,10 @@ def set_disabled(conn: Connection, user_id: int, disabled: bool) -> None:
     conn.execute(update(app_user).where(app_user.c.id == user_id).values(disabled=disabled))
 
 
+def set_role(conn: Connection, user_id: int, role: str) -> None:
+    conn.execute(update(app_user).where(app_user.c.id == user_id).values(role=role))
+
+
 def delete_user(conn: Connection, user_id: int) -> None:
     """Delete a user; the database deletes their tokens and sessions with them (FK cascade)."""
     conn.execute(delete(app_user).where(app_user.c.id == user_id))

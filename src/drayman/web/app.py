@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from drayman.auth.login_gate import LoginGate
 from drayman.auth.passwords import Passwords
 from drayman.auth.secret import load_secret_key
 from drayman.config import Settings
@@ -28,6 +29,7 @@ from drayman.exceptions import DraymanError
 from drayman.scheduler.wakeup import SchedulerWaker
 from drayman.store.engine import Store
 from drayman.web import errors
+from drayman.web.client_address import parse_networks
 from drayman.web.errors import ApiError
 from drayman.web.middleware import BodyLimit, CatchUnexpected, SecurityHeaders, ServerTiming
 from drayman.web.state import WebState
@@ -57,11 +59,13 @@ def create_app(
         passwords=passwords or Passwords(),
         waker=SchedulerWaker(settings),
         max_body_bytes=max_body_bytes,
+        login_gate=LoginGate(settings.login_check_slots or os.cpu_count() or 1),
+        trusted_proxies=parse_networks(settings.trusted_proxies),
     )
     app = FastAPI(
         title="drayman",
         version=_version(),
-        openapi_url=f"{API_PREFIX}/openapi.json",
+        openapi_url=None,  # served by `_serve_openapi`, to logged-in users only
         docs_url=None,  # the Swagger UI loads from a CDN, which the CSP forbids
         redoc_url=None,
     )
@@ -76,8 +80,25 @@ def create_app(
     app.include_router(login.router, include_in_schema=False)
     app.include_router(api.health_router)
     app.include_router(api.router, prefix=API_PREFIX)
+    _serve_openapi(app)
     _include_pages(app)
     return app
+
+
+def _serve_openapi(app: FastAPI) -> None:
+    """`/api/v1/openapi.json` for any logged-in user (or token): the document lists every
+    route and field, which is a map for an attacker, so it is not public. Clients and
+    schemathesis load it with a token (`Authorization: Bearer ...`)."""
+    from drayman.auth.roles import Action
+    from drayman.web.security import require
+
+    async def openapi_document(request: Request) -> Response:
+        await require(Action.READ)(request)
+        return JSONResponse(app.openapi())
+
+    app.add_api_route(
+        f"{API_PREFIX}/openapi.json", openapi_document, methods=["GET"], include_in_schema=False
+    )
 
 
 def _version() -> str:

@@ -1,9 +1,12 @@
 """GET/POST /login and POST /logout: the only way a browser gets (and drops) a session.
 
 Login goes through `auth.users.authenticate` (same answer and time for every failure, rate
-limited per username and per address). The form is plain HTML: no script is needed to log in.
-There is no session yet to derive a CSRF token from, so a login POST from another origin is
-refused by its Origin header instead (browsers send it on every cross-origin POST).
+limited per username and per (username, client address), at most `login_check_slots`
+password checks at once: more get a quick 429). The client address is the peer's, or from
+X-Forwarded-For behind a trusted proxy (`web.client_address`). The form is plain HTML: no
+script is needed to log in. There is no session yet to derive a CSRF token from, so a login
+POST from another origin is refused by its Origin header instead (browsers send it on every
+cross-origin POST).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 
 from drayman.auth import sessions, users
 from drayman.exceptions import InvalidCredentials, TooManyAttempts
+from drayman.web.client_address import client_address
 from drayman.web.errors import ApiError
 from drayman.web.security import SESSION_COOKIE, Caller, caller, cookie_is_secure
 from drayman.web.state import web_state
@@ -43,7 +47,7 @@ async def login(
     _refuse_cross_origin(request)
     state = web_state(request)
     target = _safe_next(next)
-    address = request.client.host if request.client else "unknown"
+    address = client_address(request, state.trusted_proxies)
     try:
         user = await run_in_threadpool(
             users.authenticate,
@@ -51,9 +55,10 @@ async def login(
             state.passwords,
             username,
             password,
-            address[:64],
+            address,
             state.store.now(),
             state.login_limits,
+            state.login_gate,
         )
     except InvalidCredentials as exc:
         return _form(request, target, error=str(exc), status=401, username=username)

@@ -128,7 +128,9 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
         https = scope.get("scheme") == "https"
-        api = str(scope.get("path", "")).startswith("/api/")
+        # every page and API answer may show logs, run conf or params: no browser or proxy
+        # cache may keep one (a shared machine's back button, a caching proxy); static files may
+        private = not str(scope.get("path", "")).startswith("/static/")
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -137,7 +139,7 @@ class SecurityHeaders:
                 extra = [h for h in SECURITY_HEADERS if h[0] not in present]
                 if https:
                     extra.append((b"strict-transport-security", b"max-age=31536000"))
-                if api and b"cache-control" not in present:
+                if private and b"cache-control" not in present:
                     extra.append((b"cache-control", b"no-store"))
                 message["headers"] = headers + extra
             await send(message)

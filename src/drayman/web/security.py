@@ -29,6 +29,8 @@ from drayman.auth import sessions, tokens
 from drayman.auth.roles import Action, allows
 from drayman.auth.users import User
 from drayman.exceptions import InvalidCredentials
+from drayman.store.audit import Actor
+from drayman.web.client_address import client_address
 from drayman.web.errors import ApiError
 from drayman.web.state import WebState, web_state
 
@@ -136,6 +138,11 @@ def cookie_is_secure(request: Request) -> bool:
 
 def _now(state: WebState) -> datetime:
     return state.store.now()
+
+
+def audit_actor(request: Request, user: User) -> Actor:
+    """Who acted, for the audit trail: the username and the client's address."""
+    return Actor(user.username, client_address(request, web_state(request).trusted_proxies))
 
 
 def actor(user: User) -> str:

@@ -9,11 +9,13 @@ from dataclasses import dataclass, field
 
 from starlette.requests import HTTPConnection
 
+from drayman.auth.login_gate import LoginGate
 from drayman.auth.passwords import Passwords
 from drayman.auth.throttle import LoginLimits
 from drayman.config import Settings
 from drayman.scheduler.wakeup import SchedulerWaker
 from drayman.store.engine import Store
+from drayman.web.client_address import Network
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,8 @@ class WebState:
     waker: SchedulerWaker  # after every change: this host's schedulers and, with Celery, all
     login_limits: LoginLimits = field(default_factory=LoginLimits)
     max_body_bytes: int = 1024 * 1024
+    login_gate: LoginGate = field(default_factory=lambda: LoginGate(1))
+    trusted_proxies: tuple[Network, ...] = ()
 
 
 def web_state(request: HTTPConnection) -> WebState:

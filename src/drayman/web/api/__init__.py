@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from drayman.web.api import dags, health, logs, runs, tasks, workers
+from drayman.web.api import audit, dags, health, logs, runs, tasks, workers
 
 router = APIRouter()
-for module in (health, dags, runs, tasks, logs, workers):
+for module in (health, dags, runs, tasks, logs, workers, audit):
     router.include_router(module.router)
 
 health_router = health.root_router

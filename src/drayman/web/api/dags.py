@@ -8,13 +8,14 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from drayman.auth.roles import Action
 from drayman.auth.users import User
+from drayman.store import audit
 from drayman.store import dags as dag_store
 from drayman.store.schema import ID
 from drayman.web import reads
 from drayman.web.api import models
 from drayman.web.api.common import ERROR_RESPONSES, DagId, paging, state_of
 from drayman.web.reads import Paging
-from drayman.web.security import require
+from drayman.web.security import audit_actor, require
 
 router = APIRouter(tags=["dags"], responses=ERROR_RESPONSES)
 
@@ -53,14 +54,17 @@ def get_dag(request: Request, _user: Reader, dag_id: DagId) -> dict[str, object]
 @router.patch("/dags/{dag_id}", response_model=models.DagSummary)
 def patch_dag(
     request: Request,
-    _user: Annotated[User, Depends(require(Action.PAUSE))],
+    user: Annotated[User, Depends(require(Action.PAUSE))],
     dag_id: DagId,
     body: models.DagPatch,
 ) -> dict[str, object]:
     """Pause or unpause (`{"paused": true|false}`); operators and admins."""
     state = state_of(request)
+    who = audit_actor(request, user)
     with state.store.begin() as conn:
-        dag_store.set_paused(conn, dag_id, body.paused, state.store.now())
+        now = state.store.now()
+        dag_store.set_paused(conn, dag_id, body.paused, now)
+        audit.record_pause(conn, who, dag_id, body.paused, now)
         row = dag_store.get_dag(conn, dag_id)
     state.waker.wake()
     return reads.dag_summary(row)

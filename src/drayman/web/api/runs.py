@@ -15,8 +15,9 @@ from drayman.conf import validate_conf
 from drayman.exceptions import ParamsError
 from drayman.scheduler import runs as run_creation
 from drayman.states import RunState
-from drayman.store import actions
+from drayman.store import actions, audit
 from drayman.store import dags as dag_store
+from drayman.store.audit import AuditAction
 from drayman.web import reads
 from drayman.web.api import models
 from drayman.web.api.common import (
@@ -28,7 +29,7 @@ from drayman.web.api.common import (
 )
 from drayman.web.errors import ApiError
 from drayman.web.reads import Paging
-from drayman.web.security import actor, require
+from drayman.web.security import actor, audit_actor, require
 from drayman.web.state import WebState
 
 router = APIRouter(tags=["runs"], responses=ERROR_RESPONSES)
@@ -68,6 +69,7 @@ def trigger_run(
     params (422 naming `conf.<param>`); 409 if `run_id` is taken."""
     state = state_of(request)
     now = state.store.now()
+    who = audit_actor(request, user)
     try:
         with state.store.begin() as conn:
             run_id = run_creation.trigger(
@@ -78,6 +80,7 @@ def trigger_run(
                 now=now,
                 run_id=body.run_id,
             )
+            audit.record_trigger(conn, who, dag_id, run_id, body.conf, now)
     except ParamsError as exc:
         raise ApiError(
             422, "invalid_conf", str(exc), _bad_param(state, dag_id, body.conf)
@@ -114,18 +117,29 @@ def clear_run(
             by=actor(user),
         )
 
-    keys = apply(state_of(request), clear, dry_run=options.dry_run)
+    event = audit.Event(
+        audit_actor(request, user),
+        AuditAction.RUN_CLEAR,
+        *audit.run_object(dag_id, run_id),
+        {"only_failed": options.only_failed},
+    )
+    keys = apply(state_of(request), clear, dry_run=options.dry_run, event=event)
     return action_result(dag_id, run_id, options.dry_run, keys)
 
 
-def apply(state: WebState, action: Any, *, dry_run: bool) -> list[actions.TIKey]:
-    """Run a store action in one transaction (a read for a dry run) and wake the scheduler."""
+def apply(
+    state: WebState, action: Any, *, dry_run: bool, event: audit.Event
+) -> list[actions.TIKey]:
+    """Run a store action in one transaction with its audit event (a read for a dry run,
+    which is not audited) and wake the scheduler."""
     if dry_run:
         with state.store.read() as conn:
             keys: list[actions.TIKey] = action(conn, state.store.now(), True)
         return keys
     with state.store.begin() as conn:
-        keys = action(conn, state.store.now(), False)
+        now = state.store.now()
+        keys = action(conn, now, False)
+        audit.record_event(conn, event, now, task_instances=len(keys))
     if keys:
         state.waker.wake()
     return keys

@@ -11,13 +11,14 @@ from sqlalchemy import Connection
 from drayman.auth.roles import Action
 from drayman.auth.users import User
 from drayman.states import TIState
-from drayman.store import actions
+from drayman.store import actions, audit
+from drayman.store.audit import AuditAction
 from drayman.web import reads
 from drayman.web.api import models
 from drayman.web.api.common import ERROR_RESPONSES, DagId, RunId, TaskId, paging, state_of
 from drayman.web.api.runs import action_result, apply
 from drayman.web.reads import Paging
-from drayman.web.security import actor, require
+from drayman.web.security import actor, audit_actor, require
 
 router = APIRouter(tags=["tasks"], responses=ERROR_RESPONSES)
 
@@ -79,7 +80,13 @@ def clear_task(
             by=actor(user),
         )
 
-    keys = apply(state_of(request), clear, dry_run=options.dry_run)
+    event = audit.Event(
+        audit_actor(request, user),
+        AuditAction.TASK_CLEAR,
+        *audit.run_object(dag_id, run_id, task_id),
+        options.model_dump(exclude={"dry_run"}),
+    )
+    keys = apply(state_of(request), clear, dry_run=options.dry_run, event=event)
     return action_result(dag_id, run_id, options.dry_run, keys)
 
 
@@ -111,7 +118,13 @@ def mark_task(
             by=actor(user),
         )
 
-    keys = apply(state_of(request), mark, dry_run=body.dry_run)
+    event = audit.Event(
+        audit_actor(request, user),
+        AuditAction.TASK_MARK,
+        *audit.run_object(dag_id, run_id, task_id),
+        body.model_dump(exclude={"dry_run"}),
+    )
+    keys = apply(state_of(request), mark, dry_run=body.dry_run, event=event)
     return action_result(dag_id, run_id, body.dry_run, keys)
 
 
@@ -143,5 +156,11 @@ def cancel_task(
             by=actor(user),
         )
 
-    keys = apply(state_of(request), cancel, dry_run=options.dry_run)
+    event = audit.Event(
+        audit_actor(request, user),
+        AuditAction.TASK_CANCEL,
+        *audit.run_object(dag_id, run_id, task_id),
+        {"map_index": options.map_index},
+    )
+    keys = apply(state_of(request), cancel, dry_run=options.dry_run, event=event)
     return action_result(dag_id, run_id, options.dry_run, keys)

@@ -28,11 +28,13 @@ from drayman.exceptions import ParamsError
 from drayman.scheduler import runs as run_creation
 from drayman.states import TIState
 from drayman.store import actions as store_actions
+from drayman.store import audit
 from drayman.store import dags as dag_store
 from drayman.store.actions import TIKey
+from drayman.store.audit import Actor, AuditAction
 from drayman.web.pages import conf_form
 from drayman.web.pages.render import page, u
-from drayman.web.security import actor, require
+from drayman.web.security import actor, audit_actor, require
 from drayman.web.state import WebState, web_state
 
 router = APIRouter()
@@ -86,7 +88,8 @@ async def trigger(
     spec = await run_in_threadpool(_newest_spec, state, dag_id)
     try:
         conf = conf_form.conf_from_form(spec.params, form)
-        run_id = await run_in_threadpool(_trigger, state, dag_id, conf, actor(user))
+        who = audit_actor(request, user)
+        run_id = await run_in_threadpool(_trigger, state, dag_id, conf, actor(user), who)
     except ParamsError as exc:
         given = {name: form.get(conf_form.PREFIX + name) for name in spec.params}
         fields = conf_form.fields(spec.params, {k: v for k, v in given.items() if v is not None})
@@ -103,11 +106,11 @@ async def trigger(
     return RedirectResponse(_run_url(dag_id, run_id), status_code=303)
 
 
-def _trigger(state: WebState, dag_id: str, conf: dict[str, Any], by: str) -> str:
+def _trigger(state: WebState, dag_id: str, conf: dict[str, Any], by: str, who: Actor) -> str:
     with state.store.begin() as conn:
-        run_id = run_creation.trigger(
-            conn, dag_id, conf=conf, triggered_by=by, now=state.store.now()
-        )
+        now = state.store.now()
+        run_id = run_creation.trigger(conn, dag_id, conf=conf, triggered_by=by, now=now)
+        audit.record_trigger(conn, who, dag_id, run_id, conf, now)
     state.waker.wake()
     return run_id
 
@@ -123,13 +126,15 @@ async def pause(
     state = web_state(request)
     form = await request.form()
     paused = _flag(form, "paused")
-    await run_in_threadpool(_set_paused, state, dag_id, paused)
+    await run_in_threadpool(_set_paused, state, dag_id, paused, audit_actor(request, user))
     return RedirectResponse(_back(form, f"/dags/{u(dag_id)}"), status_code=303)
 
 
-def _set_paused(state: WebState, dag_id: str, paused: bool) -> None:
+def _set_paused(state: WebState, dag_id: str, paused: bool, who: Actor) -> None:
     with state.store.begin() as conn:
-        dag_store.set_paused(conn, dag_id, paused, state.store.now())
+        now = state.store.now()
+        dag_store.set_paused(conn, dag_id, paused, now)
+        audit.record_pause(conn, who, dag_id, paused, now)
     state.waker.wake()
 
 
@@ -171,7 +176,13 @@ async def clear(
         )
 
     what = f"task {task_id!r}" if task_id else "every task of the run"
-    return await _confirmed(request, user, form, dag_id, run_id, change, f"Clear {what}")
+    event = audit.Event(
+        audit_actor(request, user),
+        AuditAction.TASK_CLEAR if task_id else AuditAction.RUN_CLEAR,
+        *audit.run_object(dag_id, run_id, task_id or None),
+        {"downstream": downstream, "upstream": upstream, "only_failed": only_failed},
+    )
+    return await _confirmed(request, user, form, dag_id, run_id, change, event, f"Clear {what}")
 
 
 @router.post("/dags/{dag_id}/runs/{run_id}/mark")
@@ -206,7 +217,15 @@ async def mark(
         )
 
     what = f"task {task_id!r}" if task_id else "every task of the run"
-    return await _confirmed(request, user, form, dag_id, run_id, change, f"Mark {what} {wanted}")
+    event = audit.Event(
+        audit_actor(request, user),
+        AuditAction.TASK_MARK,
+        *audit.run_object(dag_id, run_id, task_id or None),
+        {"state": wanted, "downstream": downstream, "upstream": upstream},
+    )
+    return await _confirmed(
+        request, user, form, dag_id, run_id, change, event, f"Mark {what} {wanted}"
+    )
 
 
 @router.post("/dags/{dag_id}/runs/{run_id}/cancel")
@@ -228,7 +247,13 @@ async def cancel(
 
     element = f"[{map_index}]" if map_index >= 0 else ""
     title = f"Cancel the running try of task {task_id + element!r}; it fails"
-    return await _confirmed(request, user, form, dag_id, run_id, change, title)
+    event = audit.Event(
+        audit_actor(request, user),
+        AuditAction.TASK_CANCEL,
+        *audit.run_object(dag_id, run_id, task_id),
+        {"map_index": map_index},
+    )
+    return await _confirmed(request, user, form, dag_id, run_id, change, event, title)
 
 
 def _map_index(form: FormData) -> int:
@@ -256,12 +281,14 @@ async def _confirmed(
     dag_id: str,
     run_id: str,
     change: Change,
+    event: audit.Event,
     title: str,
 ) -> Response:
-    """Without `confirmed`, show what `change` would do; with it, do it and go back."""
+    """Without `confirmed`, show what `change` would do; with it, do it (with its audit
+    event, in one transaction) and go back."""
     state = web_state(request)
     confirmed = _flag(form, "confirmed")
-    keys = await run_in_threadpool(_apply, state, change, not confirmed)
+    keys = await run_in_threadpool(_apply, state, change, event, not confirmed)
     if confirmed:
         return RedirectResponse(_back(form, _run_url(dag_id, run_id)), status_code=303)
     fields = [(k, str(v)) for k, v in form.multi_items() if k not in {"csrf_token", "confirmed"}]
@@ -278,11 +305,13 @@ async def _confirmed(
     )
 
 
-def _apply(state: WebState, change: Change, dry: bool) -> list[TIKey]:
+def _apply(state: WebState, change: Change, event: audit.Event, dry: bool) -> list[TIKey]:
     if dry:
         with state.store.read() as conn:
             return change(conn, state.store.now(), True)
     with state.store.begin() as conn:
-        keys = change(conn, state.store.now(), False)
+        now = state.store.now()
+        keys = change(conn, now, False)
+        audit.record_event(conn, event, now, task_instances=len(keys))
     state.waker.wake()
     return keys
