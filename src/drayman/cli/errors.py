@@ -14,6 +14,7 @@ from drayman.exceptions import (
     DraymanError,
     NotFoundError,
     ParamsError,
+    RunIdError,
 )
 
 EXIT_FAILED = 1
@@ -27,7 +28,7 @@ def exit_code_for(exc: DraymanError) -> int:
         return EXIT_NOT_FOUND
     if isinstance(exc, ConflictError):
         return EXIT_CONFLICT
-    if isinstance(exc, ConfigError | ParamsError | DagDefinitionError):
+    if isinstance(exc, ConfigError | ParamsError | RunIdError | DagDefinitionError):
         return EXIT_BAD_INPUT
     return EXIT_FAILED
 
