@@ -41,6 +41,7 @@ API_GETS = [
     (f"/api/v1/dags/web_demo/runs/r/tasks/t/tries?map_index={BIG}", 422, "map_index"),
     ("/api/v1/dags/web_demo/runs/r/tasks/t/tries?map_index=-2", 422, "map_index"),
     *[(f"{RUNS}?since={d.replace('+', '%2B')}", 422, "since") for d in OVERFLOW_DATES],
+    (f"{RUNS}?since=-22367", 422, "since"),  # not a Unix time: ISO 8601 only
     *[(f"{RUNS}?until={d.replace('+', '%2B')}", 422, "until") for d in OVERFLOW_DATES],
     (f"/api/v1/dags/{'d' * 251}", 422, "dag_id"),
 ]

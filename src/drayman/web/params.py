@@ -8,11 +8,12 @@ an INT column ends at 2**31 - 1, and 9999-12-31T23:00-05:00 has no UTC.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Path, Query
-from pydantic import AfterValidator
+from pydantic import AfterValidator, BeforeValidator
 
 from drayman.store.schema import ID
 
@@ -20,6 +21,16 @@ INT_MAX = 2**31 - 1  # an Integer column on every database (MariaDB's INT)
 MAX_OFFSET = 1_000_000_000
 MAX_MAP_INDEX = 1_000_000
 MAX_LOG_POS = 2**53  # positions go through the browser's numbers and come back
+
+
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def iso_text(value: Any) -> Any:
+    """Only ISO 8601 text is a date here: pydantic would read `-22367` as a Unix time."""
+    if isinstance(value, str) and not _ISO_DATE.match(value):
+        raise ValueError("an ISO 8601 date or time is expected, like 2026-03-01T00:00:00Z")
+    return value
 
 
 def utc_instant(value: datetime) -> datetime:
@@ -42,4 +53,4 @@ TryId = Annotated[int, Path(ge=1, le=INT_MAX)]
 Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET)]
 MapIndex = Annotated[int, Query(ge=-1, le=MAX_MAP_INDEX)]
 LogPos = Annotated[int | None, Query(ge=-1, le=MAX_LOG_POS)]
-UtcInstant = Annotated[datetime, AfterValidator(utc_instant)]
+UtcInstant = Annotated[datetime, BeforeValidator(iso_text), AfterValidator(utc_instant)]
