@@ -243,6 +243,9 @@ def test_no_hostile_url_is_a_5xx_on_any_database(app_on: TestClient) -> None:
         "/api/v1/dags/x/runs/r/tasks/t/tries?map_index=1000000",
         "/tries/2147483647?pos=9007199254740992",
         "/dags/x?since=0001-01-01&until=9999-12-31",
+        f"/dags/{'x' * 5000}",
+        f"/dags/x/runs/{'🚂' * 300}",
+        f"/?q={'🚂' * 300}&tag={'x' * 5000}",
     ]
     for path in paths:
         answer = app_on.get(path)
