@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from drayman.conf import ConfLimits, check_conf, parse_conf, validate_conf
+from drayman.conf import DEFAULT_LIMITS, ConfLimits, check_conf, parse_conf, validate_conf
 from drayman.config import Settings
 from drayman.exceptions import ParamsError
 from drayman.spec import ParamSpec
@@ -21,7 +21,7 @@ LIMITS = ConfLimits(max_bytes=1024, max_depth=4)
 
 
 def test_limits_come_from_the_settings() -> None:
-    assert ConfLimits.of(Settings()) == ConfLimits(65536, 32)
+    assert ConfLimits.of(Settings()) == ConfLimits(65536, 32) == DEFAULT_LIMITS
     env = {"DRAYMAN_MAX_CONF_BYTES": "100", "DRAYMAN_MAX_CONF_DEPTH": "3"}
     assert ConfLimits.of(Settings.load(env)) == ConfLimits(100, 3)
 
