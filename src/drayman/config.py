@@ -131,6 +131,8 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "heartbeat_interval_s": _positive_float,
     "heartbeat_timeout_s": _positive_float,
     "max_result_bytes": _positive_int,
+    "max_conf_bytes": _positive_int,
+    "max_conf_depth": _positive_int,
     "default_pool_slots": _positive_int,
     "worker_idle_s": _positive_float,
     "worker_grace_s": _positive_float,
@@ -170,6 +172,9 @@ class Settings:
     heartbeat_interval_s: float = 5.0
     heartbeat_timeout_s: float = 30.0  # a worker silent this long is dead; its tries retry
     max_result_bytes: int = 65536  # cap on a Python task's JSON return value
+    # a run conf (CLI, pages, API) as compact JSON, and how deep its objects and arrays nest
+    max_conf_bytes: int = 65536
+    max_conf_depth: int = 32
     default_pool_slots: int = 128
     worker_idle_s: float = 300.0  # an idle local worker process beyond the warm ones exits
     # `drayman worker` on SIGTERM: running tries get this long to finish, then they are killed

@@ -5,7 +5,8 @@
     ├── DagDefinitionError        a DAG file describes something impossible (cycle, duplicate id)
     │   ├── ScheduleError         a schedule string or interval cannot be understood
     │   └── TimezoneError         a timezone name is not an IANA zone
-    ├── ParamsError               run conf does not match a DAG's params
+    ├── ParamsError               run conf does not match a DAG's params (or is no JSON object)
+    ├── RunIdError                a run id that a manual run may not take
     ├── ResultTooLargeError       a task returned a value above the size cap
     ├── BundleError               a DAG folder cannot be packed, stored or fetched
     ├── StoreError                the metadata database refuses something
@@ -45,7 +46,16 @@ class TimezoneError(DagDefinitionError):
 
 
 class ParamsError(DraymanError):
-    """Run conf that does not fit a DAG's declared params."""
+    """Run conf that does not fit a DAG's declared params, or that is no safe JSON object.
+    `field` names where (`conf.rows`, `conf.a.b[2]`), for the API's error body."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class RunIdError(DraymanError):
+    """A run id a manual run may not take: reserved prefix, a path part, too long..."""
 
 
 class ResultTooLargeError(DraymanError):

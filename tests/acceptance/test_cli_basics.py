@@ -257,6 +257,36 @@ def test_conf_failing_a_typed_param_names_it(scheduler: tuple[Drayman, Server]) 
     assert len(d.runs("templated")) == before
 
 
+def test_hostile_conf_run_ids_and_dates_are_one_clear_line_and_exit_2(
+    scheduler: tuple[Drayman, Server],
+) -> None:
+    """The same checks as the pages' and the API's (drayman.conf, drayman.run_ids)."""
+    d, _server = scheduler
+    before = len(d.runs("templated"))
+    cases = [
+        (["--conf", '{"greeting": 5}'], "param 'greeting': expected string, got 5"),
+        (["--conf", '{"a": NaN}'], "--conf: not valid JSON: NaN is not JSON"),
+        (["--conf", '{"a": ' + "[" * 40 + "]" * 40 + "}"], "deeper than 32 levels"),
+        (["--conf", '{"a": "' + "x" * 70_000 + '"}'], "over the limit of 65536"),
+        (["--conf", '{"a": "x\\u0000"}'], "--conf.a: the string holds a NUL character"),
+        (["--conf", '{"a": ["\\ud800"]}'], "--conf.a[0]: the string holds a lone surrogate"),
+        (["--conf", '{"a": ' + "9" * 5000 + "}"], "--conf: not valid JSON"),
+        (["--run-id", "scheduled__2026-01-01T00:00:00+00:00"], "'scheduled__' is reserved"),
+        (["--run-id", "backfill__x"], "'backfill__' is reserved"),
+        (["--run-id", "../etc"], "'/' at position 2 is not allowed"),
+        (["--run-id", "a..b"], "hold '..'"),
+        (["--run-id", "a\x01b"], "U+0001 at position 1"),
+        (["--run-id", "r" * 251], "251 characters, over the limit of 250"),
+        (["--logical-date", "9999-12-31T23:00:00-05:00"], "outside the dates UTC can hold"),
+    ]
+    for args, expected in cases:
+        proc = d.cli("dags", "trigger", "templated", *args)
+        assert proc.returncode == 2, d.last
+        line = _error_line(proc.stderr)
+        assert expected in line and len(line) < 400, (args[0], line)
+    assert len(d.runs("templated")) == before
+
+
 # ------------------------------------------------------------------ schedules and DST
 
 

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from drayman.conf import DEFAULT_LIMITS
 from drayman.exceptions import ParamsError
 from drayman.spec import DagSpec, ParamSpec, TaskSpec
 from drayman.web.pages import conf_form, durations, gantt, graph, grid, logview
@@ -126,7 +127,7 @@ def test_conf_form_reads_back_typed_values_and_names_the_bad_field() -> None:
     }
     form = {"param.rows": "7", "param.ratio": "1.5", "param.ids": "[2, 3]", "param.label": ""}
     form["conf_json"] = '{"extra": true}'
-    assert conf_form.conf_from_form(params, form) == {
+    assert conf_form.conf_from_form(params, form, DEFAULT_LIMITS) == {
         "extra": True,
         "rows": 7,
         "ratio": 1.5,
@@ -134,9 +135,9 @@ def test_conf_form_reads_back_typed_values_and_names_the_bad_field() -> None:
         "ids": [2, 3],
     }
     with pytest.raises(ParamsError, match="param 'rows': expected an integer"):
-        conf_form.conf_from_form(params, {"param.rows": "seven"})
+        conf_form.conf_from_form(params, {"param.rows": "seven"}, DEFAULT_LIMITS)
     with pytest.raises(ParamsError, match="extra conf: must be a JSON object"):
-        conf_form.conf_from_form(params, {"conf_json": "[1]"})
+        conf_form.conf_from_form(params, {"conf_json": "[1]"}, DEFAULT_LIMITS)
 
 
 def test_a_big_log_file_comes_in_pages_of_whole_lines(tmp_path: Path) -> None:

@@ -72,7 +72,7 @@ with DAG(
 OTHER_DAG = """
 from drayman import DAG, task
 
-with DAG("web_other", schedule=None, tags=["other"]):
+with DAG("web_other", schedule=None, tags=["other"], params={"limit": 10}):
 
     @task
     def only():

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from drayman import fleet
+from drayman import conf, fleet
 from drayman.config import Settings, hide_secrets
 from drayman.exceptions import ConfigError
 from drayman.redact import mask_url
@@ -98,21 +98,25 @@ def parse_when(text: str, what: str) -> datetime:
             "2026-03-08T03:00:00-08:00)",
             param_hint=what,
         ) from exc
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        value.astimezone(UTC)  # the store keeps UTC: 9999-12-31T23:00-05:00 has none
+    except OverflowError:
+        raise click.BadParameter(
+            f"{text!r} is outside the dates UTC can hold (years 1 to 9999) once its offset "
+            "is applied",
+            param_hint=what,
+        ) from None
+    return value
 
 
-def parse_conf(text: str | None) -> dict[str, Any]:
+def parse_conf(text: str | None, settings: Settings) -> dict[str, Any]:
+    """`--conf` as a run conf, checked like the pages' and the API's (`drayman.conf`): a bad
+    one is one `error: --conf: ...` line and exit code 2."""
     if not text:
         return {}
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise click.BadParameter(f"not valid JSON: {exc}", param_hint="--conf") from exc
-    if not isinstance(value, dict):
-        raise click.BadParameter(
-            'must be a JSON object, like \'{"out": "/tmp/x"}\'', param_hint="--conf"
-        )
-    return value
+    return conf.parse_conf(text, conf.ConfLimits.of(settings), where="--conf")
 
 
 def duration(start: datetime | None, end: datetime | None) -> str:

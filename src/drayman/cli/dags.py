@@ -193,27 +193,28 @@ def trigger_cmd(
     dag_id: str, conf: str | None, run_id: str | None, logical_date: str | None, as_json: bool
 ) -> None:
     """Create a manual run of DAG_ID; a running scheduler starts it at once."""
+    from drayman.conf import ConfLimits
     from drayman.scheduler import runs as run_creation
     from drayman.scheduler.wakeup import wake_schedulers
-
-    settings = load_settings()
-    store = open_store(settings)
-    when = parse_when(logical_date, "--logical-date") if logical_date else None
     from drayman.store import audit
 
-    given = parse_conf(conf)
+    settings = load_settings()
+    run_conf = parse_conf(conf, settings)
+    when = parse_when(logical_date, "--logical-date") if logical_date else None
+    store = open_store(settings)
     with store.begin() as conn:
         now = store.now()
         new_id = run_creation.trigger(
             conn,
             dag_id,
-            conf=given,
+            conf=run_conf,
             triggered_by=who(),
             now=now,
             run_id=run_id,
             logical_date=when,
+            limits=ConfLimits.of(settings),
         )
-        audit.record_trigger(conn, cli_actor(), dag_id, new_id, given, now)
+        audit.record_trigger(conn, cli_actor(), dag_id, new_id, run_conf, now)
     wake_schedulers(settings)
     if as_json:
         print_json({"dag_id": dag_id, "run_id": new_id})
@@ -376,5 +377,5 @@ def test_cmd(dag_id: str, conf: str | None, logical_date: str | None) -> None:
 
     settings = load_settings()
     when = parse_when(logical_date, "--logical-date") if logical_date else None
-    ok = run_dag_once(settings, dag_id, conf=parse_conf(conf), logical_date=when)
+    ok = run_dag_once(settings, dag_id, conf=parse_conf(conf, settings), logical_date=when)
     raise SystemExit(0 if ok else 1)

@@ -14,6 +14,7 @@ from drayman.exceptions import (
     DraymanError,
     NotFoundError,
     ParamsError,
+    RunIdError,
 )
 from drayman.redact import mask_text
 
@@ -28,7 +29,7 @@ def exit_code_for(exc: DraymanError) -> int:
         return EXIT_NOT_FOUND
     if isinstance(exc, ConflictError):
         return EXIT_CONFLICT
-    if isinstance(exc, ConfigError | ParamsError | DagDefinitionError):
+    if isinstance(exc, ConfigError | ParamsError | RunIdError | DagDefinitionError):
         return EXIT_BAD_INPUT
     return EXIT_FAILED
 

@@ -53,12 +53,13 @@ def test_cmd(
     """
     from drayman.cli.testing import run_task_once
 
+    settings = load_settings()
     when = parse_when(logical_date, "--logical-date") if logical_date else None
     ok = run_task_once(
-        load_settings(),
+        settings,
         dag_id,
         task_id,
-        conf=parse_conf(conf),
+        conf=parse_conf(conf, settings),
         logical_date=when,
         map_index=map_index,
     )

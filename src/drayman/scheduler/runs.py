@@ -6,20 +6,24 @@ All of them read DagSpecs from the store and never import user code.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Row, select
 
-from drayman.conf import validate_conf
-from drayman.exceptions import NotFoundError, ParamsError
+from drayman.conf import DEFAULT_LIMITS, ConfLimits, check_conf, validate_conf
+from drayman.exceptions import ConflictError, NotFoundError, ParamsError
+from drayman.run_ids import check_manual_run_id
 from drayman.spec import DagSpec
 from drayman.states import RunType
 from drayman.store import dags as dag_store
 from drayman.store import runs as run_store
 from drayman.store.schema import dag_run
 from drayman.timetables import RunInfo, Timetable, parse_schedule
+
+log = logging.getLogger("drayman.scheduler")
 
 
 def _aware(text: str | None) -> datetime | None:
@@ -66,19 +70,25 @@ def trigger(
     now: datetime,
     run_id: str | None = None,
     logical_date: datetime | None = None,
+    limits: ConfLimits = DEFAULT_LIMITS,
 ) -> str:
     """Create a manual run of the DAG's newest version. Returns its run id.
 
     A manual run's logical date is the moment it was triggered (or the one given), and its
-    data interval is that instant: it processes "now", not a scheduled interval.
+    data interval is that instant: it processes "now", not a scheduled interval. The CLI, the
+    pages and the API all come here, so a conf (see `drayman.conf`) and a run id (see
+    `drayman.run_ids`) are checked the same way wherever they come from, before any write.
     """
+    if run_id is not None:
+        check_manual_run_id(run_id)
+    conf = {} if conf is None else conf
+    check_conf(conf, limits)
     row = _defined_dag(conn, dag_id)
     spec = dag_store.load_spec(conn, dag_id, row.bundle_version)
-    conf = conf or {}
     try:
         params = validate_conf(spec.params, conf)
     except ParamsError as exc:
-        raise ParamsError(f"DAG {dag_id!r}: {exc}") from exc
+        raise ParamsError(f"DAG {dag_id!r}: {exc}", field=exc.field) from exc
     when = logical_date or now
     run_id = run_id or run_store.run_id_for(RunType.MANUAL, when)
     run_store.create_run(
@@ -211,9 +221,8 @@ def _why_not_ended(not_ended: list[RunInfo], intervals: int, existing: int) -> s
 def create_scheduled_run(
     conn: Connection, dag_row: Row[Any], spec: DagSpec, now: datetime
 ) -> str | None:
-    """Create the run a DAG's stored next_* fields describe; None if it already exists."""
-    from drayman.exceptions import ConflictError
-
+    """Create the run a DAG's stored next_* fields describe; None if its id is taken (logged:
+    a run of that id already exists, so this interval gets no run of its own)."""
     run_id = run_store.run_id_for(RunType.SCHEDULED, dag_row.next_logical_date)
     try:
         run_store.create_run(
@@ -232,5 +241,29 @@ def create_scheduled_run(
             now=now,
         )
     except ConflictError:
+        _report_taken(conn, dag_row.dag_id, run_id)
         return None
     return run_id
+
+
+def _report_taken(conn: Connection, dag_id: str, run_id: str) -> None:
+    """Say why a due run was not made. Another scheduler making it first is the design (the
+    unique run id is the lock); any other run holding the id is a problem an operator must
+    see: that interval gets no scheduled run."""
+    taken_by = conn.execute(
+        select(dag_run.c.run_type, dag_run.c.triggered_by).where(
+            dag_run.c.dag_id == dag_id, dag_run.c.run_id == run_id
+        )
+    ).first()
+    # not visible (MariaDB's snapshot of a concurrent insert): another scheduler's, too
+    if taken_by is None or taken_by.run_type == RunType.SCHEDULED:
+        log.debug("run.exists dag=%s run_id=%s: made by another scheduler", dag_id, run_id)
+        return
+    log.warning(
+        "run.id_taken dag=%s run_id=%s taken_by=%s: a %s run already has this id, so the "
+        "scheduled run of this interval was not created",
+        dag_id,
+        run_id,
+        taken_by.triggered_by,
+        taken_by.run_type,
+    )

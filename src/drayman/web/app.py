@@ -31,7 +31,13 @@ from drayman.store.engine import Store
 from drayman.web import errors
 from drayman.web.client_address import parse_networks
 from drayman.web.errors import ApiError
-from drayman.web.middleware import BodyLimit, CatchUnexpected, SecurityHeaders, ServerTiming
+from drayman.web.middleware import (
+    BodyLimit,
+    CatchUnexpected,
+    RefuseNul,
+    SecurityHeaders,
+    ServerTiming,
+)
 from drayman.web.state import WebState
 from drayman.web.templating import STATIC_DIR, templates
 
@@ -72,6 +78,7 @@ def create_app(
     app.state.web = state
     _install_error_handlers(app)
     app.add_middleware(CatchUnexpected, respond=_unexpected)  # innermost
+    app.add_middleware(RefuseNul, respond=_nul_refused)  # reads the body BodyLimit capped
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     app.add_middleware(SecurityHeaders)  # also on 413s and errors
     app.add_middleware(ServerTiming, engine=store.engine)  # outermost: times the others too
@@ -162,6 +169,10 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.exception("web.unexpected_error path=%s", request.url.path, exc_info=exc)
     return error_response(request, ApiError(500, "internal", "internal error; see the server log"))
+
+
+async def _nul_refused(request: Request, message: str) -> Response:
+    return error_response(request, ApiError(400, "bad_request", message))
 
 
 def error_response(

@@ -19,6 +19,7 @@ from drayman.exceptions import (
     NotFoundError,
     ParamsError,
     PermissionDenied,
+    RunIdError,
     TooManyAttempts,
 )
 
@@ -39,6 +40,7 @@ _DRAYMAN_ERRORS: tuple[tuple[type[DraymanError], int, str], ...] = (
     (NotFoundError, 404, "not_found"),
     (ConflictError, 409, "conflict"),
     (ParamsError, 422, "invalid_conf"),
+    (RunIdError, 422, "invalid"),
     (DagDefinitionError, 422, "invalid"),
     (ConfigError, 400, "bad_request"),
     (InvalidCredentials, 401, "unauthenticated"),
@@ -62,11 +64,21 @@ STATUS_CODES = {
 
 
 def from_drayman(exc: DraymanError, field: str | None = None) -> ApiError:
-    """The ApiError for an error drayman raised on purpose (unknown kinds are a 400)."""
+    """The ApiError for an error drayman raised on purpose (unknown kinds are a 400); the
+    field is `field`, else the one the error names (a ParamsError's `conf.rows`)."""
+    field = field or _field_of(exc)
     for kind, status, code in _DRAYMAN_ERRORS:
         if isinstance(exc, kind):
             return ApiError(status, code, str(exc), field)
     return ApiError(400, "bad_request", str(exc), field)
+
+
+def _field_of(exc: DraymanError) -> str | None:
+    if isinstance(exc, ParamsError):
+        return exc.field
+    if isinstance(exc, RunIdError):
+        return "run_id"
+    return None
 
 
 def body(error: ApiError) -> dict[str, Any]:

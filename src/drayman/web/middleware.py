@@ -1,5 +1,5 @@
 """The ASGI middlewares that every response goes through: server timing, security headers,
-a body cap, and the last resort for an unexpected error.
+a body cap, NUL characters refused, and the last resort for an unexpected error.
 
 Written as plain ASGI (not BaseHTTPMiddleware) so streaming responses stay streaming, the
 body cap holds before any handler buffers a byte, and a context variable set here is seen by
@@ -13,6 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from sqlalchemy import Engine, event
 from starlette.requests import Request
@@ -203,6 +204,71 @@ class BodyLimit:
             }
         )
         await send({"type": "http.response.body", "body": content})
+
+
+class RefuseNul:
+    """Answer 400 (through `respond`, so with the usual error body or page) to a request with
+    a NUL character anywhere in its path, query string or form body, before any handler runs.
+
+    No name, id or text drayman keeps may hold one: PostgreSQL refuses NUL in text, a file
+    path cannot carry it, and a terminal or log line would be cut at it. One check here, for
+    every route, the login form included, instead of one per parameter. Sits inside
+    `BodyLimit`, so the form body it reads is already capped."""
+
+    FORM_TYPES = (b"application/x-www-form-urlencoded", b"multipart/form-data")
+
+    def __init__(
+        self, app: ASGIApp, respond: Callable[[Request, str], Awaitable[Response]]
+    ) -> None:
+        self.app = app
+        self.respond = respond
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        where = _nul_in_url(scope)
+        if where is None and _content_type(scope).startswith(self.FORM_TYPES):
+            messages = await _read_body(receive)
+            body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.request")
+            if b"\x00" in body or b"\x00" in unquote_to_bytes(body.replace(b"+", b" ")):
+                where = "the form"
+
+            async def replay() -> Message:
+                return messages.pop(0) if messages else await receive()
+
+            receive = replay
+        if where is None:
+            await self.app(scope, receive, send)
+            return
+        message = f"{where} holds a NUL character (%00 or \\u0000): remove it"
+        response = await self.respond(Request(scope), message)
+        await response(scope, receive, send)
+
+
+def _nul_in_url(scope: Scope) -> str | None:
+    if "\x00" in str(scope.get("path", "")) or b"%00" in scope.get("raw_path", b""):
+        return "the URL path"
+    query = scope.get("query_string", b"")
+    if b"\x00" in unquote_to_bytes(query.replace(b"+", b" ")):
+        return "the query string"
+    return None
+
+
+def _content_type(scope: Scope) -> bytes:
+    for name, value in scope.get("headers", []):
+        if name == b"content-type":
+            return bytes(value).lower().strip()
+    return b""
+
+
+async def _read_body(receive: Receive) -> list[Message]:
+    messages = []
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            return messages
 
 
 class CatchUnexpected:

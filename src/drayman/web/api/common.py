@@ -1,22 +1,18 @@
-"""What every API module shares: paging parameters, path constraints, documented errors."""
+"""What every API module shares: paging parameters and documented errors (the path and
+query types with their bounds are in `web.params`, shared with the pages)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Path, Query, Request
+from fastapi import Query, Request
 
-from drayman.store.schema import ID
 from drayman.web.api.models import ErrorBody
+from drayman.web.params import Offset
 from drayman.web.reads import Paging
 from drayman.web.state import WebState, web_state
 
 MAX_LIMIT = 500
-MAX_OFFSET = 1_000_000_000
-
-DagId = Annotated[str, Path(min_length=1, max_length=ID)]
-RunId = Annotated[str, Path(min_length=1, max_length=ID)]
-TaskId = Annotated[str, Path(min_length=1, max_length=ID)]
 
 _ERRORS = {
     400: "bad request (malformed JSON, bad parameter)",
@@ -35,7 +31,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 def paging(
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
-    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+    offset: Offset = 0,
 ) -> Paging:
     """`limit` (1..500, default 50) and `offset` of a list."""
     return Paging(limit, offset)

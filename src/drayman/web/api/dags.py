@@ -13,7 +13,8 @@ from drayman.store import dags as dag_store
 from drayman.store.schema import ID
 from drayman.web import reads
 from drayman.web.api import models
-from drayman.web.api.common import ERROR_RESPONSES, DagId, paging, state_of
+from drayman.web.api.common import ERROR_RESPONSES, paging, state_of
+from drayman.web.params import DagId
 from drayman.web.reads import Paging
 from drayman.web.security import audit_actor, require
 

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 
 from drayman.auth.roles import Action
 from drayman.auth.users import User
 from drayman.web import reads
 from drayman.web.api import models
 from drayman.web.api.common import ERROR_RESPONSES, state_of
+from drayman.web.params import INT_MAX, TryId
 from drayman.web.security import require
 
 router = APIRouter(tags=["logs"], responses=ERROR_RESPONSES)
 
 Reader = Annotated[User, Depends(require(Action.READ))]
-TryId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
 @router.get("/tries/{try_id}", response_model=models.TryDetail)
@@ -30,7 +30,7 @@ def get_log(
     request: Request,
     _user: Reader,
     try_id: TryId,
-    after_seq: Annotated[int, Query(ge=-1, le=2**31 - 1)] = -1,
+    after_seq: Annotated[int, Query(ge=-1, le=INT_MAX)] = -1,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, object]:
     """Log chunks after `after_seq` (start at -1; pass `next_after_seq` back to go on, and

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from drayman import run_ids
 from drayman.store.schema import ID
 
 
@@ -156,8 +157,12 @@ class RunPage(Paged):
 
 class TriggerBody(Strict):
     conf: dict[str, Any] = Field(default_factory=dict)
+    # checked by drayman.run_ids (as the CLI's and the pages' are), which says what is wrong;
+    # the document still tells clients the rule
     run_id: str | None = Field(
-        default=None, min_length=1, max_length=ID, pattern=r"^[A-Za-z0-9_.:+\-]+$"
+        default=None,
+        json_schema_extra={"pattern": run_ids.PATTERN, "minLength": 1, "maxLength": ID},
+        description="letters, digits and _ . : + -; no '..', no scheduled__ or backfill__ prefix",
     )
 
 

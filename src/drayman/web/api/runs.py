@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -11,23 +10,15 @@ from sqlalchemy import Connection
 
 from drayman.auth.roles import Action
 from drayman.auth.users import User
-from drayman.conf import validate_conf
-from drayman.exceptions import ParamsError
+from drayman.conf import ConfLimits
 from drayman.scheduler import runs as run_creation
 from drayman.states import RunState
 from drayman.store import actions, audit
-from drayman.store import dags as dag_store
 from drayman.store.audit import AuditAction
 from drayman.web import reads
 from drayman.web.api import models
-from drayman.web.api.common import (
-    ERROR_RESPONSES,
-    DagId,
-    RunId,
-    paging,
-    state_of,
-)
-from drayman.web.errors import ApiError
+from drayman.web.api.common import ERROR_RESPONSES, paging, state_of
+from drayman.web.params import DagId, RunId, UtcInstant
 from drayman.web.reads import Paging
 from drayman.web.security import actor, audit_actor, require
 from drayman.web.state import WebState
@@ -44,16 +35,16 @@ def list_runs(
     dag_id: DagId,
     page: Annotated[Paging, Depends(paging)],
     state: RunState | None = None,
-    since: Annotated[datetime | None, Query(description="logical date from (inclusive)")] = None,
-    until: Annotated[datetime | None, Query(description="logical date to (exclusive)")] = None,
+    since: Annotated[UtcInstant | None, Query(description="logical date from (inclusive)")] = None,
+    until: Annotated[UtcInstant | None, Query(description="logical date to (exclusive)")] = None,
 ) -> dict[str, object]:
     """A DAG's runs, newest first; filter by `state` and a logical-date range (naive = UTC)."""
     return reads.run_list(
         state_of(request).store,
         dag_id,
         state=None if state is None else state.value,
-        since=_utc(since),
-        until=_utc(until),
+        since=since,
+        until=until,
         paging=page,
     )
 
@@ -65,26 +56,25 @@ def trigger_run(
     dag_id: DagId,
     body: models.TriggerBody,
 ) -> dict[str, object]:
-    """Start a manual run of the DAG's newest version with `conf`, validated against its
-    params (422 naming `conf.<param>`); 409 if `run_id` is taken."""
+    """Start a manual run of the DAG's newest version with `conf`, checked like the CLI's and
+    the pages' (`drayman.conf`: a JSON object within the size and depth caps, no NUL or lone
+    surrogate, each param of its type; 422 naming the field, e.g. `conf.rows`). A `run_id` of
+    your own may not take a reserved prefix (`scheduled__`, `backfill__`) or hold `..`
+    (422); 409 if it is taken."""
     state = state_of(request)
     now = state.store.now()
     who = audit_actor(request, user)
-    try:
-        with state.store.begin() as conn:
-            run_id = run_creation.trigger(
-                conn,
-                dag_id,
-                conf=body.conf,
-                triggered_by=actor(user),
-                now=now,
-                run_id=body.run_id,
-            )
-            audit.record_trigger(conn, who, dag_id, run_id, body.conf, now)
-    except ParamsError as exc:
-        raise ApiError(
-            422, "invalid_conf", str(exc), _bad_param(state, dag_id, body.conf)
-        ) from None
+    with state.store.begin() as conn:
+        run_id = run_creation.trigger(
+            conn,
+            dag_id,
+            conf=body.conf,
+            triggered_by=actor(user),
+            now=now,
+            run_id=body.run_id,
+            limits=ConfLimits.of(state.settings),
+        )
+        audit.record_trigger(conn, who, dag_id, run_id, body.conf, now)
     state.waker.wake()
     return reads.run_detail(state.store, dag_id, run_id)
 
@@ -155,22 +145,3 @@ def action_result(
         "dry_run": dry_run,
         "task_instances": [{"task_id": k.task_id, "map_index": k.map_index} for k in keys],
     }
-
-
-def _bad_param(state: WebState, dag_id: str, conf: Mapping[str, Any]) -> str:
-    """Which param the conf got wrong: each is checked alone against the DAG's spec."""
-    with state.store.read() as conn:
-        row = dag_store.get_dag(conn, dag_id)
-        spec = dag_store.load_spec(conn, dag_id, row.bundle_version)
-    for name, param in spec.params.items():
-        try:
-            validate_conf({name: param}, conf)
-        except ParamsError:
-            return f"conf.{name}"
-    return "conf"
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)

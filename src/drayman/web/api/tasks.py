@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Request
 from sqlalchemy import Connection
 
 from drayman.auth.roles import Action
@@ -15,8 +15,9 @@ from drayman.store import actions, audit
 from drayman.store.audit import AuditAction
 from drayman.web import reads
 from drayman.web.api import models
-from drayman.web.api.common import ERROR_RESPONSES, DagId, RunId, TaskId, paging, state_of
+from drayman.web.api.common import ERROR_RESPONSES, paging, state_of
 from drayman.web.api.runs import action_result, apply
+from drayman.web.params import DagId, MapIndex, RunId, TaskId
 from drayman.web.reads import Paging
 from drayman.web.security import actor, audit_actor, require
 
@@ -45,7 +46,7 @@ def list_tries(
     run_id: RunId,
     task_id: TaskId,
     page: Annotated[Paging, Depends(paging)],
-    map_index: Annotated[int, Query(ge=-1, le=1_000_000)] = -1,
+    map_index: MapIndex = -1,
 ) -> dict[str, object]:
     """Every try of one task instance (`map_index` for an element of a mapped task)."""
     return reads.tries(state_of(request).store, dag_id, run_id, task_id, map_index, page)

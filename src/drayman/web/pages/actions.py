@@ -24,7 +24,8 @@ from starlette.datastructures import FormData
 
 from drayman.auth.roles import Action
 from drayman.auth.users import User
-from drayman.exceptions import ParamsError
+from drayman.conf import ConfLimits
+from drayman.exceptions import ParamsError, RunIdError
 from drayman.scheduler import runs as run_creation
 from drayman.states import TIState
 from drayman.store import actions as store_actions
@@ -81,16 +82,18 @@ def _newest_spec(state: WebState, dag_id: str) -> Any:
 async def trigger(
     request: Request, dag_id: str, user: Annotated[User, Depends(require(Action.TRIGGER))]
 ) -> Response:
-    """Create a manual run with the form's conf; show the form again, with the error, if the
-    conf does not fit the DAG's params."""
+    """Create a manual run with the form's conf (and `run_id`, if given); show the form again,
+    with the error, if the conf does not fit the DAG's params or the run id is refused."""
     state = web_state(request)
     form = await request.form()
     spec = await run_in_threadpool(_newest_spec, state, dag_id)
+    limits = ConfLimits.of(state.settings)
+    run_id = str(form.get("run_id", "") or "").strip() or None
     try:
-        conf = conf_form.conf_from_form(spec.params, form)
+        conf = conf_form.conf_from_form(spec.params, form, limits)
         who = audit_actor(request, user)
-        run_id = await run_in_threadpool(_trigger, state, dag_id, conf, actor(user), who)
-    except ParamsError as exc:
+        made = await run_in_threadpool(_trigger, state, dag_id, conf, run_id, actor(user), who)
+    except (ParamsError, RunIdError) as exc:
         given = {name: form.get(conf_form.PREFIX + name) for name in spec.params}
         fields = conf_form.fields(spec.params, {k: v for k, v in given.items() if v is not None})
         return page(
@@ -102,17 +105,33 @@ async def trigger(
             fields=fields,
             error=str(exc),
             extra=str(form.get(conf_form.EXTRA_FIELD, "") or ""),
+            run_id=run_id or "",
         )
-    return RedirectResponse(_run_url(dag_id, run_id), status_code=303)
+    return RedirectResponse(_run_url(dag_id, made), status_code=303)
 
 
-def _trigger(state: WebState, dag_id: str, conf: dict[str, Any], by: str, who: Actor) -> str:
+def _trigger(
+    state: WebState,
+    dag_id: str,
+    conf: dict[str, Any],
+    run_id: str | None,
+    by: str,
+    who: Actor,
+) -> str:
     with state.store.begin() as conn:
         now = state.store.now()
-        run_id = run_creation.trigger(conn, dag_id, conf=conf, triggered_by=by, now=now)
-        audit.record_trigger(conn, who, dag_id, run_id, conf, now)
+        made = run_creation.trigger(
+            conn,
+            dag_id,
+            conf=conf,
+            triggered_by=by,
+            now=now,
+            run_id=run_id,
+            limits=ConfLimits.of(state.settings),
+        )
+        audit.record_trigger(conn, who, dag_id, made, conf, now)
     state.waker.wake()
-    return run_id
+    return made
 
 
 # -- pause -----------------------------------------------------------------------------------

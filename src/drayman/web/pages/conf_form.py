@@ -2,8 +2,10 @@
 
 One input per param, its kind chosen by the param's declared type (text, number, a checkbox,
 JSON for arrays and objects), pre-filled with the default; plus a JSON box for conf keys that
-are not params. Reading the form back converts each value to its declared type, so the conf is
-what `drayman dags trigger --conf` would send, and `conf.validate_conf` checks it the same way.
+are not params. Reading the form back converts each value to its declared type (a plain
+param's is its default's), so the conf is what `drayman dags trigger --conf` would send, and
+`drayman.conf` checks it the same way: JSON fields are parsed within the same size and depth
+caps, and `scheduler.runs.trigger` checks the whole conf.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from drayman.conf import ConfLimits, param_type, parse_conf, parse_json
 from drayman.exceptions import ParamsError
 from drayman.spec import ParamSpec
 
@@ -38,7 +41,7 @@ def fields(params: Mapping[str, ParamSpec], given: Mapping[str, Any] | None = No
     result = []
     for name, spec in params.items():
         value = given.get(name, spec.default) if given else spec.default
-        kind = _kind(spec.type, spec.default)
+        kind = _kind(spec)
         result.append(
             Field(
                 name=name,
@@ -55,8 +58,8 @@ def fields(params: Mapping[str, ParamSpec], given: Mapping[str, Any] | None = No
     return result
 
 
-def _kind(declared: str | None, default: Any) -> str:
-    kind = declared or _json_type(default)
+def _kind(spec: ParamSpec) -> str:
+    kind = param_type(spec)
     if kind == "boolean":
         return "checkbox"
     if kind in ("integer", "number"):
@@ -64,20 +67,6 @@ def _kind(declared: str | None, default: Any) -> str:
     if kind in ("array", "object"):
         return "json"
     return "text"
-
-
-def _json_type(value: Any) -> str | None:
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return None
 
 
 def _shown(kind: str, value: Any) -> str:
@@ -88,11 +77,14 @@ def _shown(kind: str, value: Any) -> str:
     return str(value)
 
 
-def conf_from_form(params: Mapping[str, ParamSpec], form: Mapping[str, Any]) -> dict[str, Any]:
+def conf_from_form(
+    params: Mapping[str, ParamSpec], form: Mapping[str, Any], limits: ConfLimits
+) -> dict[str, Any]:
     """The run conf these form values mean; ParamsError names the field that is wrong."""
-    conf = _extra(str(form.get(EXTRA_FIELD, "") or ""))
+    extra = str(form.get(EXTRA_FIELD, "") or "")
+    conf = parse_conf(extra, limits, where="extra conf") if extra.strip() else {}
     for name, spec in params.items():
-        kind = _kind(spec.type, spec.default)
+        kind = _kind(spec)
         raw = form.get(PREFIX + name)
         if kind == "checkbox":
             conf[name] = raw is not None
@@ -100,32 +92,22 @@ def conf_from_form(params: Mapping[str, ParamSpec], form: Mapping[str, Any]) -> 
         text = "" if raw is None else str(raw)
         if text == "":
             continue  # left empty: the default applies
-        conf[name] = _convert(name, spec.type or _json_type(spec.default), kind, text)
+        conf[name] = _convert(name, param_type(spec), kind, text, limits)
     return conf
 
 
-def _extra(text: str) -> dict[str, Any]:
-    if not text.strip():
-        return {}
+def _convert(name: str, declared: str | None, kind: str, text: str, limits: ConfLimits) -> Any:
+    if kind == "json":
+        return parse_json(text, limits, where=f"param {name!r}")
     try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ParamsError(f"extra conf: not valid JSON: {exc}") from None
-    if not isinstance(value, dict):
-        raise ParamsError('extra conf: must be a JSON object, like {"key": "value"}')
-    return value
-
-
-def _convert(name: str, declared: str | None, kind: str, text: str) -> Any:
-    try:
-        if kind == "json":
-            return json.loads(text)
         if declared == "integer":
             return int(text)
         if declared == "number":
             number = float(text)
             return int(number) if number.is_integer() and "." not in text else number
     except ValueError:
-        expected = {"integer": "an integer", "number": "a number"}.get(declared or "", "JSON")
-        raise ParamsError(f"param {name!r}: expected {expected}, got {text[:80]!r}") from None
+        expected = "an integer" if declared == "integer" else "a number"
+        raise ParamsError(
+            f"param {name!r}: expected {expected}, got {text[:80]!r}", field=f"conf.{name}"
+        ) from None
     return text

@@ -30,6 +30,7 @@ from drayman.timetables import parse_schedule
 from drayman.web import reads
 from drayman.web.pages import conf_form, durations, graph, grid
 from drayman.web.pages.render import page, u
+from drayman.web.params import Offset, utc_instant
 from drayman.web.security import current_user
 from drayman.web.state import web_state
 
@@ -53,12 +54,11 @@ def dags_list(
     q: str = "",
     tag: str = "",
     paused: str = "",
-    offset: int = 0,
+    offset: Offset = 0,
 ) -> HTMLResponse:
     """Every DAG: schedule in its timezone, next run local and UTC, recent run states."""
     store = web_state(request).store
     paused_filter = {"yes": True, "no": False}.get(paused)
-    offset = max(offset, 0)
     with store.read() as conn:
         found = history.page_dags(
             conn,
@@ -117,13 +117,12 @@ def dag_page(
     state: str = "",
     since: str = "",
     until: str = "",
-    offset: int = 0,
+    offset: Offset = 0,
 ) -> HTMLResponse:
     store = web_state(request).store
     count = min(max(runs, 1), GRID_MAX)
     state = state if state in RUN_STATES else ""
     start, end = _day(since), _day(until)
-    offset = max(offset, 0)
     with store.read() as conn:
         row = dag_store.get_dag(conn, dag_id)
         spec = dag_store.load_spec(conn, dag_id, row.bundle_version)
@@ -176,10 +175,9 @@ def _day(text: str) -> datetime | None:
     if not text:
         return None
     try:
-        value = datetime.fromisoformat(text[:40])
-    except ValueError:
+        return utc_instant(datetime.fromisoformat(text[:40]))
+    except ValueError:  # not a date, or none UTC can hold (9999-12-31T23:00-05:00)
         return None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _chosen_run(conn: Connection, dag_id: str, run_id: str, columns: list[Any]) -> Any:

@@ -46,8 +46,8 @@ def read_page(
     if source == "db":
         return _db_page(conn, try_id, -1 if pos is None else pos)
     if source == "file" and path is not None:
-        return _file_page(path, 0 if pos is None else pos)
-    start = 0 if pos is None else pos
+        return _file_page(path, 0 if pos is None else max(pos, 0))
+    start = 0 if pos is None else max(pos, 0)
     return LogPage("none", "", start, start, False, start)
 
 

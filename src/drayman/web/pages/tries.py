@@ -20,6 +20,7 @@ from drayman.store import pages as page_store
 from drayman.store.tries import UNFINISHED
 from drayman.web.pages import logview
 from drayman.web.pages.render import page
+from drayman.web.params import LogPos, TryId
 from drayman.web.security import current_user
 from drayman.web.state import web_state
 
@@ -39,7 +40,7 @@ def log_file(settings: Settings, log_path: str) -> Path | None:
 
 @router.get("/tries/{try_id}", response_class=HTMLResponse)
 def try_page(
-    request: Request, try_id: int, user: CurrentUser, pos: int | None = None
+    request: Request, try_id: TryId, user: CurrentUser, pos: LogPos = None
 ) -> HTMLResponse:
     state = web_state(request)
     with state.store.read() as conn:
@@ -69,7 +70,7 @@ def _exit(row: Any) -> str:
 
 @router.get("/tries/{try_id}/log.json")
 def log_json(
-    request: Request, try_id: int, user: CurrentUser, pos: int | None = None, source: str = ""
+    request: Request, try_id: TryId, user: CurrentUser, pos: LogPos = None, source: str = ""
 ) -> JSONResponse:
     """What follows `pos` in the log, and whether the try has ended (then stop asking)."""
     state = web_state(request)
