@@ -138,8 +138,12 @@ def test_only_admins_read_the_audit_trail(as_role: Client, anonymous: TestClient
     assert answer.headers["cache-control"] == "no-store"
 
 
-def test_control_characters_in_the_filters_are_a_clear_422(as_role: Client) -> None:
-    for params in ({"actor": "a\x00b"}, {"action": "user.\n"}):
-        answer = as_role("admin").get("/api/v1/audit", params=params)
-        assert answer.status_code == 422, f"{params}: {answer.status_code} {answer.text}"
-        assert answer.json()["error"]["field"] in {"actor", "action"}
+def test_control_characters_in_the_filters_are_a_clear_4xx(as_role: Client) -> None:
+    # a NUL is refused for the whole query string at the edge (RefuseNul); other control
+    # characters reach the filter's own check, which names the field
+    nul = as_role("admin").get("/api/v1/audit", params={"actor": "a\x00b"})
+    assert nul.status_code == 400, nul.text
+    assert "NUL" in nul.json()["error"]["message"]
+    answer = as_role("admin").get("/api/v1/audit", params={"action": "user.\n"})
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["error"]["field"] == "action"

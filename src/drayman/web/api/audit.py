@@ -6,7 +6,7 @@ every page would be a full scan. Ask for the next page until one comes back shor
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -17,6 +17,7 @@ from drayman.auth.users import User
 from drayman.store import audit as audit_store
 from drayman.store.schema import USERNAME
 from drayman.web.api.common import ERROR_RESPONSES, paging, state_of
+from drayman.web.params import UtcInstant
 from drayman.web.reads import Paging
 from drayman.web.security import require
 
@@ -54,8 +55,8 @@ def list_audit(
             max_length=40, pattern=PRINTABLE, description='e.g. "task.clear", or "user." for all'
         ),
     ] = None,
-    since: Annotated[datetime | None, Query(description="from (inclusive; naive = UTC)")] = None,
-    until: Annotated[datetime | None, Query(description="to (exclusive; naive = UTC)")] = None,
+    since: Annotated[UtcInstant | None, Query(description="from (inclusive; naive = UTC)")] = None,
+    until: Annotated[UtcInstant | None, Query(description="to (exclusive; naive = UTC)")] = None,
 ) -> dict[str, object]:
     """Audit events (logins, run actions, user and token changes), newest first; admins."""
     with state_of(request).store.read() as conn:
@@ -63,16 +64,10 @@ def list_audit(
             conn,
             actor=actor,
             action=action,
-            since=_utc(since),
-            until=_utc(until),
+            since=since,
+            until=until,
             limit=page.limit,
             offset=page.offset,
         )
     items = [audit_store.as_document(r) for r in rows]
     return {"items": items, "limit": page.limit, "offset": page.offset}
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
