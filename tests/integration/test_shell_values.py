@@ -384,3 +384,27 @@ def test_airflow_idioms_give_their_literal_text(
     outcome = run("t", value=None, conf={})
     assert outcome.succeeded, outcome.error
     assert run.written() == expected
+
+
+# Bash expands a subscript the command itself writes around a value once more, so there a
+# value with `$(` runs even without a `[` of its own: such a value fails the try.
+@pytest.mark.parametrize(
+    "command",
+    [
+        "a=([{{ conf.value }}]=1)",
+        'a+=(["{{ conf.value }}"]=1)',
+        'printf -v "a[{{ conf.value }}]" x',
+        'read "a[{{ conf.value }}]" <<< x',
+        'test -v "a[{{ conf.value }}]"',
+        'declare "a[{{ conf.value }}]=x"',
+        'let "a[{{ conf.value }}]=1"',
+    ],
+)
+def test_a_command_in_a_value_inside_a_subscript_fails_the_try(
+    one: Callable[[str], Try], command: str
+) -> None:
+    run = one(command)
+    outcome = run("t", value=run.hostile(INJECTION))
+    assert not outcome.succeeded
+    error = outcome.error or ""
+    assert "conf['value']" in error and "holds `$(`, `${` or a backtick and lands inside" in error

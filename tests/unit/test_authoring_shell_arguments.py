@@ -242,3 +242,92 @@ def test_a_word_is_shown_on_one_line_as_bash_would_read_it(word: str, shown: str
 def test_the_display_is_the_whole_command() -> None:
     shell = command('printf %s "{{ conf.v }}"\necho done', v="a\nb")
     assert shell.display() == ("bash -c $'printf %s \"${1}\"\\necho done' drayman $'a\\nb'")
+
+
+# Every place a template can put a value, crossed with values that try to run `touch pwned`:
+# the rendered command either is refused or runs in real bash without running the value.
+PLACES = [
+    "echo {{ conf.v }}",
+    'echo "{{ conf.v }}"',
+    'v="$(basename "{{ conf.v }}")"',
+    'echo "${X:-"{{ conf.v }}"}" ${X:-{{ conf.v }}} "${X:-{{ conf.v }}}"',
+    'echo "`echo "{{ conf.v }}"`" `echo {{ conf.v }}`',
+    "cat <<EOF # c\nday={{ conf.v }}\nEOF",
+    "cat <<-EOF\n\tday={{ conf.v }}\n\tEOF",
+    "cat <<EOF\n$(echo {{ conf.v }}) `echo {{ conf.v }}` '{{ conf.v }}'\nEOF",
+    'echo $[ {{ conf.v }} + 1 ] $(( {{ conf.v }} )) "$(( {{ conf.v }} ))"',
+    "a=([{{ conf.v }}]=1); echo ${a[{{ conf.v }}]}",
+    "let {{ conf.v }}; declare -i n; n={{ conf.v }}",
+    "[[ -n x &&\n {{ conf.v }} -eq 1 ]]; (( {{ conf.v }} ))",
+    "printf -v {{ conf.v }} %s 1; read {{ conf.v }} <<< 1; test -v {{ conf.v }}",
+    "eval echo {{ conf.v | length }}; echo \\{{ conf.v }} ${{ conf.v }}",
+    '{% macro q(v) %}{{ v }}{{ caller() }}{% endmacro %}echo "{% call q(conf.v) %}{% endcall %}"',
+    "{% set s %}echo {{ conf.v }}{% endset %}{{ s | unsafe_raw_shell }}; echo {{ s }}",
+    "echo # {{ conf.v }}\necho {{ conf.v }}#{{ conf.v }}",
+    'f() { echo "$1"; }; f {{ conf.v }}; x={{ conf.v }}; echo $x ${x}',
+    # subscripts the command writes around a value
+    'a+=(["{{ conf.v }}"]=1); printf -v "a[{{ conf.v }}]" x; read "a[{{ conf.v }}]" <<< x',
+    'test -v "a[{{ conf.v }}]"; declare "a[{{ conf.v }}]=x"; let "a[{{ conf.v }}]=1"',
+    "printf -v 'a['{{ conf.v }}']' x; printf -v a\\[{{ conf.v }}\\] x",
+    'printf -v "{{ conf.a }}{{ conf.v }}]" x; printf -v {{ conf.a }}"{{ conf.v }}]" x',
+]
+VALUES = [
+    "$(touch pwned)",
+    "`touch pwned`",
+    "x; touch pwned",
+    "x\ntouch pwned",
+    "a[$(touch pwned)]",
+    "x[`touch pwned`]",
+    "a[${b[$(touch pwned)]}]",
+    '"; touch pwned; echo "',
+    "'; touch pwned; echo '",
+    "x\nEOF\ntouch pwned\nEOF",
+    "$'\\x24(touch pwned)'",
+]
+
+
+@pytest.mark.parametrize("place", PLACES)
+def test_no_place_runs_a_value(place: str, tmp_path: Any) -> None:
+    ran = 0
+    for value in VALUES:
+        try:
+            shell = command(place, v=value, a="a[")
+        except (ParamsError, DagDefinitionError):
+            continue
+        subprocess.run(
+            shell.argv(), cwd=tmp_path, stdin=subprocess.DEVNULL, capture_output=True, timeout=10
+        )
+        ran += 1
+        assert not (tmp_path / "pwned").exists(), (place, value, shell)
+    assert ran >= 6  # at least every value without `$(`, `${` or a backtick ran
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "a=([{{ conf.v }}]=1)",
+        'printf -v "a[{{ conf.v }}]" x',
+        "read a\\[{{ conf.v }}] <<< x",
+        "printf -v {{ conf.a }}{{ conf.v }} x",
+        'x="$(echo a[{{ conf.v }})"',
+    ],
+)
+def test_a_command_in_a_value_inside_a_subscript_is_refused(template: str) -> None:
+    with pytest.raises(ParamsError, match=r"conf\['v'\] holds `\$\(`, `\$\{` or a backtick and"):
+        command(template, v="$(id)", a="a[")
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "printf '[%s]' {{ conf.v }}",
+        'printf "[%s]\\n" "{{ conf.v }}"',
+        "[[ -n {{ conf.v }} ]] && [ -n {{ conf.v }} ]",
+        "ls data[0-9] {{ conf.v }}",
+        "x=a[1]; echo {{ conf.v }}",
+        "cat <<EOF\n[{{ conf.v }}]\nEOF",
+        "echo # [\necho {{ conf.v }}",
+    ],
+)
+def test_a_command_in_a_value_outside_subscripts_is_data(template: str) -> None:
+    assert "$(id)" in command(template, v="$(id)").args

@@ -19,8 +19,11 @@ Two things bash cannot receive or would run anyway are refused per value, whatev
 a NUL byte (no process can receive one), and text that runs a command when bash evaluates it as
 arithmetic or as a variable name, which it does even for a quoted variable (`$(( $1 ))`,
 `[[ $1 -eq 0 ]]`, `let`, `declare -i`, `printf -v "$1"`, `read "$1"`, `test -v "$1"`): an array
-subscript `[...]` followed by `$(`, `${` or a backtick. A value over the kernel's limit for one
-argument is refused too, with advice instead of E2BIG.
+subscript `[...]` followed by `$(`, `${` or a backtick. Bash expands a subscript the command
+writes again, too (`a=([{{ x }}]=1)`, `printf -v "a[{{ x }}]"`), so a value with `$(`, `${`
+or a backtick is refused where the scanner sees an open `[` in its word: it errs towards
+"inside". A value over the kernel's limit for one argument is refused, with advice instead
+of E2BIG.
 
 While rendering, `finalize` puts a marker in the output for each value (`\\0<nonce>:<n>\\0`, a
 nonce no value can know); `ScriptBuilder` then replaces each marker by the reference its place
@@ -111,6 +114,24 @@ class ArithmeticHazardError(UnsafeValueError):
         super().__init__(value, _subscript_with_command)
 
 
+def _has_command(text: str) -> bool:
+    return any(mark in text for mark in ("$(", "${", "`"))
+
+
+class SubscriptHazardError(UnsafeValueError):
+    """A value with a command in it lands inside an array subscript the command writes."""
+
+    problem = (
+        "holds `$(`, `${` or a backtick and lands inside a `[...]` of the command, where bash "
+        'would run it if the text is an array subscript (`a=([x]=1)`, `printf -v "a[x]"`, '
+        "`read`, `declare`, `let`, `test -v`): trigger the run with a value without them, or "
+        "make the subscript a number (`{{ x | int }}`)"
+    )
+
+    def __init__(self, value: str) -> None:
+        super().__init__(value, _has_command)
+
+
 class ArgumentTooLongError(UnsafeValueError):
     """A value longer than the kernel accepts for one program argument."""
 
@@ -187,9 +208,10 @@ class Values:
 
     def text(self, value: Any) -> str:
         """`value`'s text, a marker in it (from a macro or a block) replaced by its value."""
-        return self.pattern.sub(lambda found: self._joined(int(found[1])), str(value))
+        return self.pattern.sub(lambda found: self.text_of(int(found[1])), str(value))
 
-    def _joined(self, index: int) -> str:
+    def text_of(self, index: int) -> str:
+        """The text of value `index`; a list's items joined by spaces."""
         slot = self.slots[index]
         return slot if isinstance(slot, str) else " ".join(slot)
 
@@ -226,13 +248,16 @@ class ScriptBuilder:
                 script.append(part)
                 continue
             context = scanner.where()
+            text = self.values.text_of(int(part))
+            if scanner.in_subscript() and _has_command(text):
+                raise SubscriptHazardError(text)
             if context in REFUSED:
                 before = "".join(script)[-30:]
                 raise ReferenceContextError(
                     f"the value after {before!r} lands inside {REFUSED[context]}"
                 )
             script.append(self._reference(int(part), context))
-            scanner.value()
+            scanner.value(text)
         return ShellCommand("".join(script), tuple(self.args))
 
     def _reference(self, slot: int, context: str) -> str:

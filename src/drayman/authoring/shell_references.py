@@ -72,16 +72,31 @@ class Scanner:
     line: str = ""  # the current line of a here-document body
     escaped: bool = False
     word_start: bool = True  # a `#` here starts a comment
+    # `[` not yet closed in the current top-level word, quoted or not: a value placed now may
+    # be inside an array subscript, which bash expands again (`a=([x]=1)`, `printf -v "a[x]"`)
+    brackets: int = 0
 
     def where(self) -> str:
         """The context a reference placed now lands in: PLAIN, DOUBLE, SINGLE, HEREDOC..."""
         return self.stack[-1].kind
 
-    def value(self) -> None:
-        """A reference was placed: it is part of a word, and of a here-document line."""
+    def in_subscript(self) -> bool:
+        """Whether a value placed now may land inside an array subscript (errs towards yes)."""
+        return self.brackets > 0
+
+    def value(self, text: str = "") -> None:
+        """A reference to `text` was placed: part of a word, and of a here-document line."""
         self.escaped = False
         self.word_start = False
         self.line += "\0"  # a line holding a value is never the delimiter
+        self._count_brackets(text)
+
+    def _count_brackets(self, text: str) -> None:
+        for char in text:
+            if char == "[":
+                self.brackets += 1
+            elif char == "]" and self.brackets:
+                self.brackets -= 1
 
     def feed(self, text: str) -> None:
         index = 0
@@ -93,6 +108,8 @@ class Scanner:
         if frame.kind in (HEREDOC, QUOTED_HEREDOC):
             self._heredoc_char(text[index])
             return index + 1
+        if frame.kind != COMMENT:
+            self._count_brackets(text[index])
         if self.escaped:
             self.escaped = False
             return index + 1
@@ -138,6 +155,8 @@ class Scanner:
         char = text[index]
         frame = self.stack[-1]
         word_start, self.word_start = self.word_start, char in " \t\n;&|()<>"
+        if self.word_start and len(self.stack) == 1:
+            self.brackets = 0  # a new top-level word
         opener = {")": "(", "}": "{"}.get(frame.closer)
         if char == "\\":
             self.escaped = True
@@ -174,6 +193,7 @@ class Scanner:
         return index + 1
 
     def _start_heredoc(self) -> None:
+        self.brackets = 0
         self.stack.append(_Frame(QUOTED_HEREDOC if self.pending[0].quoted else HEREDOC))
         self.line = ""
 
@@ -189,11 +209,6 @@ class Scanner:
             self.stack.pop()
             if self.pending:
                 self._start_heredoc()
-
-    def finish(self) -> None:
-        """The end of the script also ends a here-document whose delimiter line is last."""
-        if self.stack[-1].kind in (HEREDOC, QUOTED_HEREDOC) and self.line:
-            self._heredoc_char("\n")
 
 
 def reference(context: str, index: int, count: int | None) -> str:
