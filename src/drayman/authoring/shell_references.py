@@ -13,6 +13,10 @@ scanner here is light and permissive. It follows the quoting of the script's tex
 `reference_error` runs the same scanner over a template's literal text when the DAG file is
 parsed, so a value inside single quotes fails the file with its line; `ScriptBuilder` runs it
 over the rendered text, which also sees what macros and `{% %}` blocks produced.
+
+One thing it tells does guard execution: whether a value may sit inside a `[...]` the script
+writes, which bash would expand again as an array subscript (`in_subscript`). There it errs
+towards yes: any `[` not yet closed in the value's top-level word counts.
 """
 
 from __future__ import annotations
