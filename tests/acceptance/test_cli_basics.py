@@ -36,8 +36,8 @@ TEMPLATED = """
     ):
         Shell(
             "write",
-            "printf '%s %s x%s (%s)\\\\n' {{ params.greeting }} {{ conf.word }} {{ params.count }}"
-            " {{ dag_id }} > \\"$OUT\\"",
+            'echo "{{ params.greeting }} {{ conf.word }} x{{ params.count }} ({{ dag_id }})"'
+            ' > "$OUT"',
             env={"OUT": "{{ conf.out }}"},
         )
 """

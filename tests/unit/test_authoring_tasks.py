@@ -12,6 +12,7 @@ from drayman import DAG, Shell, task
 from drayman.authoring.context import Context
 from drayman.authoring.dag import reset_registry
 from drayman.authoring.decorator import TaskFunction
+from drayman.authoring.shell_arguments import ShellCommand
 from drayman.authoring.tasks import PythonTask, ResultRef, ShellTask
 from drayman.exceptions import DagDefinitionError
 
@@ -431,17 +432,17 @@ def test_shell_render() -> None:
             "extract",
             "etl --day {{ ds }} --out {{ params.out }}",
             env={"DAY": "{{ ds_nodash }}", "STATIC": "1"},
-            cwd="/srv/{{ dag_id }}",
+            cwd="srv/{{ dag_id }}",
         )
     assert isinstance(shell, ShellTask)
     ctx = make_ctx(params={"out": "/data"})
     assert shell.render(ctx) == (
-        "etl --day 2026-01-02 --out /data",
+        ShellCommand('etl --day "${1}" --out "${2}"', ("2026-01-02", "/data")),
         {"DAY": "20260102", "STATIC": "1"},
-        "/srv/d",
+        "srv/d",
     )
     with DAG("e"):
-        assert Shell("s", "true").render(ctx) == ("true", {}, None)
+        assert Shell("s", "true").render(ctx) == (ShellCommand("true"), {}, None)
 
 
 @pytest.mark.parametrize(

@@ -14,17 +14,19 @@ import copy
 import inspect
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar, Unpack
 
 from drayman.authoring.callbacks import CALLBACK_NAMES, invoke_callbacks
 from drayman.authoring.context import Context
 from drayman.authoring.locations import caller_location, check_id
 from drayman.authoring.options import TaskArgs, TaskOptions, normalize_options
-from drayman.exceptions import DagDefinitionError
+from drayman.exceptions import DagDefinitionError, ParamsError
 from drayman.spec import TaskKind, resolve_refs
 
 if TYPE_CHECKING:
     from drayman.authoring.dag import DAG
+    from drayman.authoring.shell_arguments import ShellCommand
 
 CONTEXT_PARAMS = frozenset({"ctx", "context"})  # a function parameter that receives the Context
 
@@ -227,8 +229,9 @@ class ShellTask(Task):
     """A shell command; `command`, `env` values and `cwd` are Jinja templates.
 
     Exported as `Shell`: `Shell("extract", "etl extract --day {{ ds }}", env={...}, cwd=...)`.
-    Every value the command's template puts in is quoted shell words, so a run's conf is data,
-    never shell code (`drayman.authoring.shell_quoting`); `env` and `cwd` are plain text.
+    Every value the command's template puts in is passed to bash as an argument, so a run's
+    conf is data, never shell code (`drayman.authoring.shell_arguments`); `env` and `cwd` are
+    plain text, and `cwd` is a directory inside the bundle.
     """
 
     kind = "shell"
@@ -252,18 +255,20 @@ class ShellTask(Task):
             for key, value in (env or {}).items()
         }
         self.cwd = None if cwd is None else _template(cwd, "cwd", owner)
+        if self.cwd is not None and "{" not in self.cwd and _outside_bundle(self.cwd):
+            raise DagDefinitionError(f"{owner}: cwd {self.cwd!r} {_CWD_RULE}")
         normalized = normalize_options(options, owner)
         super().__init__(task_id, dag=dag, doc=doc, options=normalized, where=where)
 
     def spec_fields(self) -> dict[str, Any]:
         return {"command": self.command, "env": dict(self.env), "cwd": self.cwd}
 
-    def render(self, ctx: Context) -> tuple[str, dict[str, str], str | None]:
+    def render(self, ctx: Context) -> tuple[ShellCommand, dict[str, str], str | None]:
         """The command, env and cwd with their templates rendered for this try."""
         from drayman.authoring.templating import render, render_command
 
         env = {key: render(value, ctx, f"env[{key!r}]") for key, value in self.env.items()}
-        cwd = None if self.cwd is None else render(self.cwd, ctx, "cwd")
+        cwd = None if self.cwd is None else _inside_bundle(render(self.cwd, ctx, "cwd"), ctx)
         return render_command(self.command, ctx), env, cwd
 
 
@@ -282,6 +287,24 @@ def _template(value: object, what: str, owner: str) -> str:
     if problem:
         raise DagDefinitionError(f"{owner}: template in {what}: {problem}")
     return value
+
+
+_CWD_RULE = (
+    "is outside the bundle: cwd is a directory relative to the bundle's root, so it may not "
+    "be absolute or hold a `..` segment; to work elsewhere, `cd` in the command"
+)
+
+
+def _outside_bundle(cwd: str) -> bool:
+    path = PurePosixPath(cwd)
+    return path.is_absolute() or ".." in path.parts
+
+
+def _inside_bundle(cwd: str, ctx: Context) -> str:
+    """`cwd` if it names a directory inside the bundle (a value from a run cannot leave it)."""
+    if _outside_bundle(cwd):
+        raise ParamsError(f"cwd of task {ctx.task_id!r} renders to {cwd!r}, which {_CWD_RULE}")
+    return cwd
 
 
 def _env_name(key: object, owner: str) -> str:

@@ -6,10 +6,11 @@ context, and an unknown name is an error instead of an empty string. There is no
 template cannot read files. Params and conf values are data: their text is never rendered as a
 template itself, so a conf value of "{{ 7*7 }}" comes out literally.
 
-A Shell `command` renders in an environment of its own whose every `{{ }}` output becomes
-quoted shell words (`drayman.authoring.shell_quoting`): `render_command` and
-`command_error`. `env` and `cwd` values reach the process as data, not shell code, and render
-as plain text with `render`. Neither lets a NUL byte through: the error names the value's key.
+A Shell `command` renders in an environment of its own whose every `{{ }}` output becomes an
+argument of bash that the script refers to (`drayman.authoring.shell_arguments`):
+`render_command` and `command_error`. `env` and `cwd` values reach the process as data, not
+shell code, and render as plain text with `render`. Values bash must not receive (a NUL byte,
+a subscript arithmetic would run) fail the render, with an error that names the value's key.
 
 jinja2 is imported inside the functions, never at module import, so `import drayman` stays fast.
 """
@@ -20,7 +21,16 @@ import functools
 from typing import TYPE_CHECKING, Any
 
 from drayman.authoring.context import Context
-from drayman.authoring.shell_quoting import NulByteError, shorten
+from drayman.authoring.shell_arguments import (
+    RAW_FILTER,
+    VALUES_KEY,
+    ReferenceContextError,
+    ScriptBuilder,
+    ShellCommand,
+    UnsafeValueError,
+    Values,
+    shorten,
+)
 from drayman.exceptions import DagDefinitionError, ParamsError
 
 if TYPE_CHECKING:
@@ -43,15 +53,25 @@ def render(template: str, ctx: Context, what: str = "template") -> str:
     """`template` rendered with the names of `ctx.template_vars()`, values as plain text.
 
     Raises DagDefinitionError for an unknown name or a syntax error (naming the task and
-    `what`), ParamsError for a value with a NUL byte (naming its key), and lets
+    `what`), ParamsError for a value bash must not receive (naming its key), and lets
     `jinja2.sandbox.SecurityError` through for anything the sandbox refuses.
     """
-    return _render(template, ctx, what, command=False)
+    return _render(template, ctx, what, _variables(ctx), command=False)
 
 
-def render_command(template: str, ctx: Context) -> str:
-    """A Shell command: like `render`, but every `{{ }}` output is quoted shell words."""
-    return _render(template, ctx, "command", command=True)
+def render_command(template: str, ctx: Context) -> ShellCommand:
+    """A Shell command: its script, where every `{{ }}` output is a reference to an argument,
+    and those arguments. Raises like `render`, and DagDefinitionError for a value that lands
+    where bash never expands one (inside '...')."""
+    values = Values()
+    variables = {**_variables(ctx), VALUES_KEY: values}
+    marked = _render(template, ctx, "command", variables, command=True)
+    try:
+        return ScriptBuilder(values).build(marked)
+    except ReferenceContextError as exc:
+        raise DagDefinitionError(f"command of task {ctx.task_id!r}: {exc}") from exc
+    except UnsafeValueError as exc:
+        raise _unsafe_value(exc, ctx, "command") from exc
 
 
 def syntax_error(template: str) -> str | None:
@@ -66,42 +86,45 @@ def syntax_error(template: str) -> str | None:
 
 
 def command_error(template: str) -> str | None:
-    """Why a Shell command template is refused, or None: a syntax error, or a value placed where
-    quoting cannot keep it one shell word (inside quotes, backticks, a here-document...)."""
+    """Why a Shell command template is refused, or None: a syntax error, or a value inside
+    quotes where bash would never expand it (`'{{ x }}'`)."""
     from jinja2 import TemplateSyntaxError
 
-    from drayman.authoring.shell_placement import placement_error
+    from drayman.authoring.shell_references import reference_error
 
     try:
         _compile(template, True)
     except TemplateSyntaxError as exc:
         return f"line {exc.lineno}: {exc.message}"
-    return placement_error(template, _environment(True))
+    return reference_error(template, _environment(True), RAW_FILTER)
 
 
-def _render(template: str, ctx: Context, what: str, *, command: bool) -> str:
+def _render(
+    template: str, ctx: Context, what: str, variables: dict[str, Any], *, command: bool
+) -> str:
     from jinja2 import TemplateSyntaxError, UndefinedError
 
     owner = f"{what} of task {ctx.task_id!r}"
     try:
-        return _compile(template, command).render(_variables(ctx))
+        return _compile(template, command).render(variables)
     except TemplateSyntaxError as exc:
         raise DagDefinitionError(f"{owner}: line {exc.lineno}: {exc.message}") from exc
     except UndefinedError as exc:
         raise DagDefinitionError(f"{owner}: {exc.message}") from exc
-    except NulByteError as exc:
-        raise ParamsError(
-            f"{owner}: {_nul_source(exc.value, ctx)} holds a NUL byte, which no process can "
-            "receive in its arguments or environment: trigger the run with a value without one"
-        ) from exc
+    except UnsafeValueError as exc:
+        raise _unsafe_value(exc, ctx, what) from exc
 
 
-def _nul_source(value: str, ctx: Context) -> str:
-    """Where a value with a NUL byte came from: `conf['x']`, `params['y'][2]`, or its text."""
-    found = [path for path, leaf in _leaves(ctx) if leaf == value]
-    if not found:  # the template changed the value: name every NUL-holding one
-        found = [path for path, leaf in _leaves(ctx) if "\0" in leaf]
-    return " or ".join(found) if found else f"the value {shorten(value)}"
+def _unsafe_value(exc: UnsafeValueError, ctx: Context, what: str) -> ParamsError:
+    return ParamsError(f"{what} of task {ctx.task_id!r}: {_source(exc, ctx)} {exc.problem}")
+
+
+def _source(exc: UnsafeValueError, ctx: Context) -> str:
+    """Where a refused value came from: `conf['x']`, `params['y'][2]`, or its text."""
+    found = [path for path, leaf in _leaves(ctx) if leaf == exc.value]
+    if not found:  # the template changed the value: name every leaf the rule blames
+        found = [path for path, leaf in _leaves(ctx) if exc.applies(leaf)]
+    return " or ".join(found) if found else f"the value {shorten(exc.value)}"
 
 
 def _leaves(ctx: Context) -> list[tuple[str, str]]:
@@ -135,10 +158,10 @@ def _compile(template: str, command: bool) -> Template:
 
 @functools.lru_cache(maxsize=2)
 def _environment(command: bool) -> ImmutableSandboxedEnvironment:
-    from jinja2 import StrictUndefined
+    from jinja2 import StrictUndefined, pass_context
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-    from drayman.authoring import shell_quoting
+    from drayman.authoring import shell_arguments
 
     class NamedUndefined(StrictUndefined):
         """Names the template variable in the error instead of "'dict object'"."""
@@ -155,8 +178,10 @@ def _environment(command: bool) -> ImmutableSandboxedEnvironment:
         undefined=NamedUndefined,
         autoescape=False,
         keep_trailing_newline=True,
-        finalize=shell_quoting.finalize if command else shell_quoting.check_text,
+        finalize=(
+            pass_context(shell_arguments.finalize) if command else shell_arguments.check_text
+        ),
     )
     if command:
-        environment.filters[shell_quoting.RAW_FILTER] = shell_quoting.unsafe_raw_shell
+        environment.filters[RAW_FILTER] = shell_arguments.unsafe_raw_shell
     return environment

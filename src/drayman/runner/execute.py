@@ -14,7 +14,6 @@ from __future__ import annotations
 import errno
 import functools
 import os
-import shlex
 import signal
 import socket
 import sys
@@ -294,22 +293,23 @@ def _exec_shell(task: ShellTask, ctx: Context, bundle_dir: Path) -> NoReturn:
     # Relative to the bundle, so `bash scripts/load.sh` finds the bundle's own scripts.
     os.chdir(bundle_dir / cwd if cwd else bundle_dir)
     environment = {**os.environ, **_context_env(ctx), **env}
-    print(f"[drayman] bash -c {shlex.quote(command)}", file=sys.stderr, flush=True)
+    print(f"[drayman] {command.display()}", file=sys.stderr, flush=True)
     sys.stdout.flush()
     # Python ignores SIGPIPE and an ignored signal stays ignored across exec: `yes | head`
     # would never end. subprocess resets these too (restore_signals).
     for number in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM):
         signal.signal(number, signal.SIG_DFL)
+    argv = command.argv()
     try:
-        os.execvpe("bash", ["bash", "-c", command], environment)
+        os.execvpe(argv[0], argv, environment)
     except OSError as exc:
         if exc.errno != errno.E2BIG:
             raise
-        size = len(command.encode(errors="surrogateescape"))
+        size = sum(len(word.encode(errors="surrogateescape")) for word in argv)
         raise ParamsError(
-            f"command of task {task.task_id!r} ({size} bytes) and its env are over the "
-            "operating system's limit for a program's arguments (128 KiB for one): pass big "
-            "values in a file or on stdin, not in conf"
+            f"command of task {task.task_id!r} ({size} bytes with its arguments) and its env "
+            "are over the operating system's limit for a program's arguments: pass big values "
+            "in a file or on stdin, not in conf"
         ) from exc
 
 

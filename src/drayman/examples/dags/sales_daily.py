@@ -77,9 +77,8 @@ with DAG(
 
     report = Shell(
         "report",
-        # Each {{ }} value becomes one quoted shell word: no quotes of your own around it.
-        "printf 'warehouse updated for %s (run %s)\\n' {{ ds }} {{ run_id }} && "
-        'ls -l "$DRAYMAN_HOME/example_data/raw/"{{ ds }}',
+        'echo "warehouse updated for {{ ds }} (run {{ run_id }})" && '
+        'ls -l "$DRAYMAN_HOME/example_data/raw/{{ ds }}"',
     )
 
     load(transform(extract())) >> report

@@ -1,9 +1,8 @@
 """Shell tasks with templated commands: the DAG's schedule, params and run conf reach the
 command through Jinja (rendered in a sandbox: conf values are data, never code).
 
-Every `{{ }}` value in a command becomes quoted shell words, so a greeting of
-`hi; rm -rf ~` is printed, not run. Write values outside quotes of your own: `printf` with a
-format string is the way to put them inside a sentence."""
+Every `{{ }}` value in a command reaches bash as an argument, never as script text, so a
+greeting of `hi; rm -rf ~` is printed, not run, with or without quotes around it."""
 
 from __future__ import annotations
 
@@ -23,8 +22,7 @@ with DAG(
     day_env = {"OUT": "{{ conf.get('out', '') }}", "DAY": "{{ ds_nodash }}"}
     prepare = Shell(
         "prepare",
-        f"mkdir -p {out} && "
-        f"printf '%s from %s\\n' {{{{ params.greeting }}}} {{{{ ds }}}} > {out}/note.txt",
+        f'mkdir -p {out} && echo "{{{{ params.greeting }}}} from {{{{ ds }}}}" > {out}/note.txt',
         env=day_env,
     )
     count = Shell("count", f"wc -c {out}/note.txt", env=day_env)
