@@ -112,6 +112,15 @@ class RunCache:
         return {run_id: self._rows[run_id] for run_id in wanted if run_id in self._rows}
 
 
+@dataclass
+class Claimed:
+    """What one claim took: the workloads to run, and the tries it failed instead because
+    their workloads could not be built (recorded failed in the claim's transaction)."""
+
+    workloads: list[TryWorkload] = field(default_factory=list)
+    failed: list[try_store.Recorded] = field(default_factory=list)
+
+
 def claim_tries(
     conn: Connection,
     try_ids: Sequence[int],
@@ -120,22 +129,29 @@ def claim_tries(
     worker_id: int | None,
     now: datetime,
     runs: RunCache | None = None,
-) -> list[TryWorkload]:
-    """Claim the tries among `try_ids` that are QUEUED and current; their workloads."""
+) -> Claimed:
+    """Claim the tries among `try_ids` that are QUEUED and current; their workloads.
+
+    A try whose workload cannot be rebuilt fails here, alone, with the reason in its log
+    (`dispatch.fail_undispatchable`): it is never left claimed with nothing running it.
+    """
     tries = try_store.lock_claimable(conn, try_ids)
     rows = None if runs is None else runs.rows(conn, [t.dag_run_id for t in tries])
-    workloads = dispatch.try_workloads(conn, tries, spec_of, rows)
+    built = dispatch.try_workloads(conn, tries, spec_of, rows)
     taken = try_store.record_claimed(
         conn,
-        [w.try_id for w in workloads],
+        [w.try_id for w in built.workloads],
         started_at=now,
         hostname=hostname(),
         pid=os.getpid(),
         worker_id=worker_id,
     )
-    if taken != len(workloads):  # the rows are locked: only a bug of ours gets here
-        raise RuntimeError(f"claimed {taken} of {len(workloads)} locked tries")
-    return workloads
+    if taken != len(built.workloads):  # the rows are locked: only a bug of ours gets here
+        raise RuntimeError(f"claimed {taken} of {len(built.workloads)} locked tries")
+    for item in built.failed:
+        log.error("try.undispatchable try_id=%s: %s", item.try_id, item.error)
+    failed = dispatch.fail_undispatchable(conn, built.failed, spec_of, hostname=hostname(), now=now)
+    return Claimed(built.workloads, failed)
 
 
 class Released(Exception):
@@ -377,7 +393,7 @@ class RemoteRunner:
         try:
             with self.store.begin() as conn:
                 recorded = self._write_outcomes(conn, outcomes, chunks)
-                workloads = self._claim_in(conn, requests)
+                claimed = self._claim_in(conn, requests)
         except Exception as exc:
             self._to_claim = requests + self._to_claim
             self._outcomes, self._chunks = outcomes + self._outcomes, chunks + self._chunks
@@ -386,7 +402,7 @@ class RemoteRunner:
             return False
         self._succeeded()
         self._recorded(outcomes, recorded, unsure=False)
-        self._claimed(requests, workloads)
+        self._claimed(requests, claimed)
         return True
 
     def _claim(self) -> bool:
@@ -396,18 +412,18 @@ class RemoteRunner:
             return True
         try:
             with self.store.begin() as conn:
-                workloads = self._claim_in(conn, requests)
+                claimed = self._claim_in(conn, requests)
         except Exception as exc:
             self._to_claim = requests + self._to_claim
             self._failed("claim", exc)
             return False
         self._succeeded()
-        self._claimed(requests, workloads)
+        self._claimed(requests, claimed)
         return True
 
-    def _claim_in(self, conn: Connection, requests: list[_TryRequest]) -> list[TryWorkload]:
+    def _claim_in(self, conn: Connection, requests: list[_TryRequest]) -> Claimed:
         if not requests:
-            return []
+            return Claimed()
         return claim_tries(
             conn,
             [r.try_id for r in requests],
@@ -417,17 +433,20 @@ class RemoteRunner:
             runs=self.runs,
         )
 
-    def _claimed(self, requests: list[_TryRequest], workloads: list[TryWorkload]) -> None:
+    def _claimed(self, requests: list[_TryRequest], claimed: Claimed) -> None:
         """Start what the claim took; answer "not run" to the rest."""
         if not requests:
             return
-        by_id = {w.try_id: w for w in workloads}
+        by_id = {w.try_id: w for w in claimed.workloads}
+        failed = {r.try_id for r in claimed.failed}
         for request in requests:
             workload = by_id.get(request.try_id)
             if workload is None:
-                log.warning(
-                    "try.fenced try_id=%s: not a queued current try; nothing run", request.try_id
-                )
+                if request.try_id not in failed:
+                    log.warning(
+                        "try.fenced try_id=%s: not a queued current try; nothing run",
+                        request.try_id,
+                    )
                 request.done.set_result(None)
             else:
                 self._running[request.try_id] = _Running(workload, request.done)
@@ -437,8 +456,10 @@ class RemoteRunner:
                     workload.run.dag_id,
                     workload.task_id,
                 )
-        self._fetch_bundles(workloads)
-        self._executor.submit(workloads)
+        if claimed.failed and self._bell is not None:  # their runs move on: failed tries
+            self._bell(*{r.dag_run_id for r in claimed.failed})
+        self._fetch_bundles(claimed.workloads)
+        self._executor.submit(claimed.workloads)
 
     def _fetch_bundles(self, workloads: Sequence[TryWorkload | CallbackWorkload]) -> None:
         """Put each new bundle version in the cache before a warm process needs it.
