@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, create_engine, func, select, text
+from sqlalchemy import Connection, create_engine, func, select, text, update
 
 from drayman.bundles.processor import DagProcessor
 from drayman.config import Settings
@@ -71,6 +71,25 @@ DAGS = {
                 return f"loaded {summary['total']}"
 
             load(transform(extract()))
+    """,
+    "two.py": """
+        from drayman import DAG, task
+
+        def said(ctx, reason):
+            print("on_failure:", reason)
+
+        with DAG("two", on_failure=said):
+
+            @task
+            def first() -> str:
+                return "first ran"
+
+            @task
+            def second() -> str:
+                return "second ran"
+
+            first()
+            second()
     """,
     "flaky.py": """
         from drayman import DAG, task
@@ -436,3 +455,72 @@ def test_the_scheduler_registers_no_local_worker_with_celery(redis_cluster: Clus
         ).one()
     assert scheduler.executor == "celery"
     assert redis_cluster.scheduler.worker_id is None
+
+
+# -- tries that cannot be dispatched -----------------------------------------------------------
+
+
+def _set_conf(store: Store, dag_id: str, run_id: str, raw: str) -> None:
+    """Write a run's conf straight into the store, bypassing every entry point's checks."""
+    with store.begin() as conn:
+        conn.execute(
+            update(dag_run)
+            .where(dag_run.c.dag_id == dag_id, dag_run.c.run_id == run_id)
+            .values(conf=raw)
+        )
+
+
+def _assert_failed_alone(c: Cluster, bad: str, good: str, reason: str) -> None:
+    """Both runs end; the good one ran, each try of the bad one failed with `reason` in its
+    error and in its log shipped to the store; the worker still runs tries afterwards."""
+    assert c.drive_run("two", good).state == RunState.SUCCESS
+    assert c.drive_run("two", bad).state == RunState.FAILED
+    for task_id, (only,) in c.tries("two", bad).items():
+        assert only.state == TryState.FAILED, task_id
+        assert "cannot be dispatched" in only.error and reason in only.error, only.error
+        with c.store.read() as conn:
+            shipped = "".join(text for _, text in log_store.read_chunks(conn, only.id))
+        assert f"not run: cannot be dispatched: {reason}" in shipped, shipped
+    after = f"{bad}-after"
+    c.trigger("two", after)
+    assert c.drive_run("two", after).state == RunState.SUCCESS, c.worker.log()[-3000:]
+    assert c.worker.process.poll() is None
+
+
+def test_a_conf_too_deep_to_hand_to_a_warm_process_fails_only_its_tries(
+    redis_cluster: Cluster,
+) -> None:
+    """900 levels parse, so the scheduler sends the ids; the worker rebuilds the workload but
+    cannot pickle it to its warm process (this killed the worker's engine thread)."""
+    c = redis_cluster
+    c.trigger("two", "deep")
+    c.trigger("two", "fine")
+    _set_conf(c.store, "two", "deep", '{"a": ' * 900 + "1" + "}" * 900)
+    _assert_failed_alone(c, "deep", "fine", "RecursionError")
+
+
+def test_a_try_whose_workload_the_worker_cannot_rebuild_fails_alone(
+    redis_cluster: Cluster,
+) -> None:
+    """The conf breaks after the scheduler sent the tries and before the worker claims them
+    (the worker is stopped with SIGSTOP meanwhile): the claim fails them, and them only."""
+    c = redis_cluster
+    os.kill(c.worker.process.pid, signal.SIGSTOP)
+    try:
+        c.trigger("two", "broken")
+        c.trigger("two", "whole")
+        c.drive(lambda conn: _queued_tries(conn, "two") == 4)
+        _set_conf(c.store, "two", "broken", '{"a": ')
+    finally:
+        os.kill(c.worker.process.pid, signal.SIGCONT)
+    _assert_failed_alone(c, "broken", "whole", "JSONDecodeError")
+
+
+def _queued_tries(conn: Connection, dag_id: str) -> int:
+    return conn.execute(
+        select(func.count())
+        .select_from(task_try)
+        .join(task_instance, task_instance.c.id == task_try.c.task_instance_id)
+        .join(dag_run, dag_run.c.id == task_instance.c.dag_run_id)
+        .where(dag_run.c.dag_id == dag_id, task_try.c.state == TryState.QUEUED)
+    ).scalar_one()
