@@ -181,7 +181,9 @@ class Worker:
             pytest.fail(f"the worker ignored SIGTERM; its output:\n{self.log()}")
 
 
-def start_worker(database: str, broker: str, home: Path, *queues: str) -> Worker:
+def start_worker(
+    database: str, broker: str, home: Path, *queues: str, env: dict[str, str] | None = None
+) -> Worker:
     home.mkdir(parents=True, exist_ok=True)
     env = {
         **os.environ,
@@ -190,6 +192,7 @@ def start_worker(database: str, broker: str, home: Path, *queues: str) -> Worker
         "DRAYMAN_HOME": str(home),
         "DRAYMAN_EXECUTOR": "celery",
         "DRAYMAN_HEARTBEAT_INTERVAL_S": "0.5",
+        **(env or {}),
     }
     output = home / "worker.out"
     with open(output, "wb") as out:
@@ -524,3 +527,62 @@ def _queued_tries(conn: Connection, dag_id: str) -> int:
         .join(dag_run, dag_run.c.id == task_instance.c.dag_run_id)
         .where(dag_run.c.dag_id == dag_id, task_try.c.state == TryState.QUEUED)
     ).scalar_one()
+
+
+# -- a worker whose engine dies -------------------------------------------------------------
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is `pid`, from /proc."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # it exited meanwhile
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _cmdline(pid: int) -> str:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+
+
+def test_a_worker_whose_engine_dies_exits_non_zero(database: str, tmp_path: Path) -> None:
+    """The engine thread meets a fault it cannot survive: a tmp cleaner removed the socket of
+    the worker's forkserver, then the OOM killer took a warm process, so the engine cannot
+    start its replacement. The worker must exit non-zero (systemd restarts it), not go on
+    heartbeating while nothing can run its tries."""
+    try:
+        _flush_redis()
+    except Exception as exc:
+        _unavailable(f"Redis at {REDIS_URL}", exc)
+    tmp = tmp_path / "tmp"  # the worker's TMPDIR: multiprocessing puts its sockets there
+    tmp.mkdir()
+    worker = start_worker(database, REDIS_URL, tmp_path / "worker", env={"TMPDIR": str(tmp)})
+    try:
+        (socket_file,) = tmp.glob("pymp-*/listener-*")
+        (forkserver,) = [p for p in _children(worker.process.pid) if "forkserver" in _cmdline(p)]
+        warm = _children(forkserver)
+        assert len(warm) == 2, warm  # --concurrency 2: two warm processes wait
+        socket_file.unlink()
+        os.kill(warm[0], signal.SIGKILL)
+        try:
+            code = worker.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the worker runs on without its engine; its output:\n{worker.log()}")
+        assert code != 0, worker.log()
+        assert "worker.engine_died" in worker.log() and "FileNotFoundError" in worker.log()
+        store = Store(database)
+        try:
+            with store.read() as conn:
+                state = conn.execute(
+                    select(component.c.state).where(component.c.pid == worker.process.pid)
+                ).scalar_one()
+        finally:
+            store.dispose()
+        assert state == "stopped"  # its tries, if any, are retried at once
+    finally:
+        worker.stop()
+        _flush_redis()

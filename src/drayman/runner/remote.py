@@ -39,7 +39,7 @@ import select
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, wait
+from concurrent.futures import FIRST_COMPLETED, Future, InvalidStateError, wait
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -154,6 +154,10 @@ def claim_tries(
     return Claimed(built.workloads, failed)
 
 
+class EngineDied(Exception):
+    """The worker's engine thread ended on an error: this worker runs and records nothing more."""
+
+
 class Released(Exception):
     """This worker let a try go unclaimed (no free slot for `worker_hold_s`, or it is
     stopping): the try is still QUEUED, for another worker once its id is sent again."""
@@ -197,6 +201,7 @@ class RemoteRunner:
         worker_id: int | None,
         concurrency: int,
         bell: Callable[..., None] | None = None,  # bell(*run_ids): ADR 9's OutcomeBell.ring
+        on_death: Callable[[BaseException], None] | None = None,
     ) -> None:
         self.settings = replace(settings, parallelism=concurrency)
         self._concurrency = concurrency
@@ -224,6 +229,11 @@ class RemoteRunner:
         self._release = threading.Event()
         self._handed_back = False
         self._stop = threading.Event()
+        # what ended the engine thread, if an error did; set under _post_lock, so that every
+        # request posted before it is answered by the dying engine and none is posted after
+        self.failure: BaseException | None = None
+        self._post_lock = threading.Lock()
+        self._on_death = on_death
         self._thread = threading.Thread(target=self._pump, name="drayman-engine", daemon=True)
 
     # --------------------------------------------------------------------- any thread
@@ -242,7 +252,10 @@ class RemoteRunner:
         """
         requests: dict[Future[TryOutcome | None], int] = {Future(): try_id for try_id in try_ids}
         for done, try_id in requests.items():
-            self._post(_TryRequest(try_id, done))
+            try:
+                self._post(_TryRequest(try_id, done))
+            except EngineDied:  # still QUEUED in the store: for another worker
+                done.set_exception(Released(try_id))
         pending: set[Future[TryOutcome | None]] = set(requests)
         while pending:
             finished, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -286,9 +299,12 @@ class RemoteRunner:
             os.close(fd)
 
     def _post(self, request: _TryRequest | _CallbackRequest) -> None:
-        if self._stop.is_set():
-            raise RuntimeError("the worker's engine is stopped")
-        self._inbox.put(request)
+        with self._post_lock:
+            if self.failure is not None:
+                raise EngineDied(f"the worker's engine died: {self.failure!r}")
+            if self._stop.is_set():
+                raise RuntimeError("the worker's engine is stopped")
+            self._inbox.put(request)
         self._wake()
 
     def _wake(self) -> None:
@@ -298,6 +314,52 @@ class RemoteRunner:
     # ------------------------------------------------------------------ the pump thread
 
     def _pump(self) -> None:
+        """The engine thread. An error it does not expect ends the worker (see `_die`)."""
+        try:
+            self._rounds()
+        except BaseException as exc:
+            self._die(exc)
+
+    def _die(self, exc: BaseException) -> None:
+        """The engine cannot go on: answer every waiting Celery thread, stop the warm
+        processes (their tries are killed), and tell the worker to exit (`on_death`).
+
+        A worker without an engine would heartbeat on while its claimed tries never end and
+        its messages wait forever; exiting lets systemd restart it and the schedulers fail
+        its tries at once (its component is marked stopped) and retry them elsewhere.
+        Tries not claimed yet are `Released`: their Celery threads send them again at once.
+        """
+        log.critical(
+            "worker.engine_died: %s: %s; the worker stops", type(exc).__name__, exc, exc_info=exc
+        )
+        with self._post_lock:
+            self.failure = exc
+        self._answer_all()
+        with contextlib.suppress(Exception):
+            self._executor.stop(0.0)
+        if self._on_death is not None:
+            self._on_death(exc)
+
+    def _answer_all(self) -> None:
+        """Answer every request this engine holds; nothing of it will run here."""
+        while True:
+            try:
+                request = self._inbox.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(request, _CallbackRequest):
+                self._callbacks[id(request.workload)] = request
+            else:
+                self._to_claim.append(request)
+        for waiting in self._to_claim:
+            _answer(waiting.done, exception=Released(waiting.try_id))
+        for running in self._running.values():
+            _answer(running.done, result=None)
+        for callback in self._callbacks.values():
+            _answer(callback.done, result=False)
+        self._to_claim, self._running, self._callbacks = [], {}, {}
+
+    def _rounds(self) -> None:
         next_beat = time.monotonic() + EXECUTOR_BEAT_S
         while not self._stop.is_set():
             self._wait(min(next_beat, self._retry_at or next_beat))
@@ -614,3 +676,14 @@ class RemoteRunner:
         if self._failing:
             self._failing = False
             log.info("worker.database_back: claims and outcomes are recorded again")
+
+
+def _answer(
+    done: Future[Any], *, result: object = None, exception: BaseException | None = None
+) -> None:
+    """Settle `done` unless it already is (a request may be answered twice as the engine dies)."""
+    with contextlib.suppress(InvalidStateError):
+        if exception is not None:
+            done.set_exception(exception)
+        else:
+            done.set_result(result)
