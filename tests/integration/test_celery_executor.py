@@ -27,7 +27,7 @@ from sqlalchemy import Connection, create_engine, func, select, text, update
 
 from drayman.bundles.processor import DagProcessor
 from drayman.config import Settings
-from drayman.executors.celery import RUN_TRIES, RUN_TRY, CeleryExecutor, make_app
+from drayman.executors.celery import RUN_CALLBACK, RUN_TRIES, RUN_TRY, CeleryExecutor, make_app
 from drayman.scheduler import runs as run_creation
 from drayman.scheduler.loop import Scheduler
 from drayman.states import RUN_FINISHED, RunState, TryState
@@ -411,6 +411,86 @@ def test_forged_messages_run_nothing_and_change_nothing(redis_cluster: Cluster) 
     assert _snapshot(c.store) == before
 
 
+# Forged messages, each with the text its refusal logs. Nothing here may run a try or a
+# callback, raise in the worker, be retried, or log more than a bounded line.
+HUGE = 1_500_000  # characters: a log line this long is what the refusals must never write
+FORGED: list[tuple[str, list[Any], dict[str, Any], str]] = [
+    (RUN_TRIES, [[2**31]], {}, "try.refused [2147483648]"),  # past PostgreSQL's INTEGER
+    (RUN_TRIES, [[2**63]], {}, "try.refused [9223372036854775808]"),
+    (RUN_TRIES, [[10**30]], {}, "try.refused [1000000000000000000000000000000]"),
+    (RUN_TRIES, [[0]], {}, "try.refused [0]"),
+    (RUN_TRIES, [[-7]], {}, "try.refused [-7]"),
+    (RUN_TRIES, [[1.0]], {}, "try.refused [1.0]"),
+    (RUN_TRIES, [[None]], {}, "try.refused [None]"),
+    (RUN_TRIES, [[[3]]], {}, "try.refused [[3]]"),
+    (RUN_TRIES, [[4], [5]], {}, "try.refused {'args': ([4], [5]), 'kwargs': {}}"),
+    (RUN_TRIES, [], {"try_ids": [6], "x": 1}, "try.refused {'args': (), 'kwargs':"),
+    (RUN_TRIES, [], {}, "try.refused {'args': (), 'kwargs': {}}"),
+    (RUN_TRIES, [list(range(1, 200_001))], {}, "try.refused [1, 2, 3,"),  # 1.3 MB of JSON
+    (RUN_TRIES, ["9" * HUGE], {}, "try.refused '999"),
+    (RUN_TRY, [2**31], {}, "try.refused 2147483648"),
+    (RUN_TRY, [1.5], {}, "try.refused 1.5"),
+    (RUN_TRY, [None], {}, "try.refused None"),
+    (RUN_TRY, ["8"], {}, "try.refused '8'"),
+    (RUN_TRY, [[9]], {}, "try.refused [9]"),
+    (RUN_TRY, [False], {}, "try.refused False"),
+    (RUN_CALLBACK, [1, 2, 3], {}, "callback.refused {'args': (1, 2, 3)"),
+    (RUN_CALLBACK, ["etl", "r1"], {}, "callback.refused {'args': ('etl', 'r1')"),
+    (RUN_CALLBACK, ["etl", "x" * HUGE, "on_success"], {}, "callback.refused {'args': ('etl', 'xxx"),
+    (RUN_CALLBACK, [], {"dag_id": "etl"}, "callback.refused {'args': (), 'kwargs': {'dag_id'"),
+]
+LONGEST_LINE = 1100  # Celery's own lines cut a message body they cannot decode at 1,024
+
+
+def _forge(c: Cluster) -> None:
+    app = make_app(c.settings)
+    try:
+        for name, args, kwargs, _ in FORGED:
+            app.send_task(name, args=args, kwargs=kwargs, queue="default")
+    finally:
+        app.close()
+
+
+def _assert_all_refused_once(c: Cluster, before: list[Any]) -> None:
+    """Each forged message was refused and logged once in a bounded line; nothing changed."""
+    for _, _, _, refusal in FORGED:
+        c.worker.wait_for_line(refusal)
+    log = c.worker.log()
+    lines = log.splitlines()
+    assert sum(".refused" in line for line in lines) == len(FORGED), log[-5000:]
+    assert max(len(line) for line in lines) <= LONGEST_LINE
+    assert "Traceback" not in log and "sent_again" not in log, log[-5000:]
+    assert _snapshot(c.store) == before
+
+
+def test_malformed_messages_are_refused_in_bounded_lines_and_dropped(
+    redis_cluster: Cluster,
+) -> None:
+    c = redis_cluster
+    c.trigger("etl", "forged-before")
+    assert c.drive_run("etl", "forged-before").state == RunState.SUCCESS
+    before = _snapshot(c.store)
+    refused_before = c.worker.log().count(".refused")
+    _forge(c)
+    for _, _, _, refusal in FORGED:
+        c.worker.wait_for_line(refusal)
+    assert c.worker.log().count(".refused") - refused_before == len(FORGED)
+    assert max(len(line) for line in c.worker.log().splitlines()) <= LONGEST_LINE
+    assert _snapshot(c.store) == before
+    # acknowledged, not requeued: nothing waits in the queue or unacknowledged in Redis
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        deadline = time.monotonic() + 10
+        while client.llen("default") or client.hlen("unacked"):
+            assert time.monotonic() < deadline, "a refused message was left in the broker"
+            time.sleep(0.05)
+    finally:
+        client.close()
+    assert "sent_again" not in c.worker.log()
+
+
 def test_workers_list_shows_the_worker(redis_cluster: Cluster) -> None:
     c = redis_cluster
     listed = subprocess.run(
@@ -449,6 +529,38 @@ def test_on_rabbitmq_a_run_succeeds_and_sigterm_stops_the_worker(
         for _ in clusters:  # runs the generator's cleanup
             pass
         _purge_amqp()
+
+
+def test_on_rabbitmq_malformed_messages_are_refused_and_acknowledged(
+    database: str, tmp_path: Path
+) -> None:
+    try:
+        _purge_amqp()
+    except Exception as exc:
+        _unavailable(f"RabbitMQ at {AMQP_URL}", exc)
+    clusters = _cluster(database, AMQP_URL, tmp_path)
+    c = next(clusters)
+    try:
+        before = _snapshot(c.store)
+        _forge(c)
+        _assert_all_refused_once(c, before)
+        # RabbitMQ puts back what a closing consumer left unacknowledged: none may be left
+        assert c.worker.stop() == 0
+        assert _amqp_waiting("default") == 0
+    finally:
+        for _ in clusters:  # runs the generator's cleanup
+            pass
+        _purge_amqp()
+
+
+def _amqp_waiting(queue: str) -> int:
+    app = make_app(Settings(broker_url=AMQP_URL))
+    try:
+        with app.connection_for_write() as conn:
+            _, waiting, _ = conn.default_channel.queue_declare(queue, passive=True)
+        return int(waiting)
+    finally:
+        app.close()
 
 
 def test_the_scheduler_registers_no_local_worker_with_celery(redis_cluster: Cluster) -> None:
