@@ -91,6 +91,17 @@ DAGS = {
             first()
             second()
     """,
+    "routed.py": """
+        from drayman import DAG, task
+
+        with DAG("routed"):
+
+            @task(queue="heavy")
+            def crunch() -> str:
+                return "crunched"
+
+            crunch()
+    """,
     "flaky.py": """
         from drayman import DAG, task
 
@@ -489,6 +500,34 @@ def test_malformed_messages_are_refused_in_bounded_lines_and_dropped(
     finally:
         client.close()
     assert "sent_again" not in c.worker.log()
+
+
+def test_a_worker_refuses_a_try_of_a_queue_it_does_not_serve(
+    redis_cluster: Cluster, tmp_path: Path
+) -> None:
+    """A message naming a try of queue `heavy` arrives on `default` (forged or misrouted):
+    the `default` worker leaves it QUEUED, and a worker of `heavy` runs it from the
+    scheduler's own message."""
+    c = redis_cluster
+    c.trigger("routed", "r1")
+    c.drive(lambda conn: _queued_tries(conn, "routed") == 1)
+    ((only,),) = c.tries("routed", "r1").values()
+    app = make_app(c.settings)
+    try:
+        app.send_task(RUN_TRIES, args=[[only.id]], queue="default")
+    finally:
+        app.close()
+    c.worker.wait_for_line(f"try.refused try_id={only.id} queue=heavy: this worker serves default")
+    ((still,),) = c.tries("routed", "r1").values()
+    assert (still.state, still.start_date, still.worker_id) == (TryState.QUEUED, None, None)
+    heavy = start_worker(c.settings.database_url, REDIS_URL, tmp_path / "heavy", "heavy")
+    try:
+        assert c.drive_run("routed", "r1").state == RunState.SUCCESS
+        ((ran,),) = c.tries("routed", "r1").values()
+        assert ran.id == only.id and ran.state == TryState.SUCCESS
+        assert ran.pid is not None and heavy.log().count("task.started") == 1
+    finally:
+        assert heavy.stop() == 0
 
 
 def test_workers_list_shows_the_worker(redis_cluster: Cluster) -> None:

@@ -113,6 +113,7 @@ def serve_worker(settings: Settings, store: Store, *, queues: list[str], concurr
         concurrency=concurrency,
         bell=bell.ring,
         on_death=_stop_this_worker,
+        queues=queues,
     )
     runner.start()
     try:

@@ -38,7 +38,7 @@ import queue
 import select
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, InvalidStateError, wait
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -119,6 +119,8 @@ class Claimed:
 
     workloads: list[TryWorkload] = field(default_factory=list)
     failed: list[try_store.Recorded] = field(default_factory=list)
+    # tries of a queue this worker does not serve: left QUEUED for a worker that does
+    refused: list[int] = field(default_factory=list)
 
 
 def claim_tries(
@@ -129,29 +131,48 @@ def claim_tries(
     worker_id: int | None,
     now: datetime,
     runs: RunCache | None = None,
+    queues: Collection[str] | None = None,
 ) -> Claimed:
     """Claim the tries among `try_ids` that are QUEUED and current; their workloads.
 
     A try whose workload cannot be rebuilt fails here, alone, with the reason in its log
     (`dispatch.fail_undispatchable`): it is never left claimed with nothing running it.
+    A try of a queue not in `queues` (None: any) is refused and left QUEUED: a message only
+    names it in the wrong queue if it was forged or misrouted, and the scheduler's own
+    message, or its resend after `queued_timeout_s`, reaches a worker of its queue.
     """
     tries = try_store.lock_claimable(conn, try_ids)
     rows = None if runs is None else runs.rows(conn, [t.dag_run_id for t in tries])
     built = dispatch.try_workloads(conn, tries, spec_of, rows)
+    claimed = Claimed()
+    for workload in built.workloads:
+        if queues is None or workload.queue in queues:
+            claimed.workloads.append(workload)
+            continue
+        claimed.refused.append(workload.try_id)
+        log.warning(
+            "try.refused try_id=%s queue=%s: this worker serves %s; left queued for a "
+            "worker of its queue",
+            workload.try_id,
+            workload.queue,
+            ",".join(sorted(queues)),
+        )
     taken = try_store.record_claimed(
         conn,
-        [w.try_id for w in built.workloads],
+        [w.try_id for w in claimed.workloads],
         started_at=now,
         hostname=hostname(),
         pid=os.getpid(),
         worker_id=worker_id,
     )
-    if taken != len(built.workloads):  # the rows are locked: only a bug of ours gets here
-        raise RuntimeError(f"claimed {taken} of {len(built.workloads)} locked tries")
+    if taken != len(claimed.workloads):  # the rows are locked: only a bug of ours gets here
+        raise RuntimeError(f"claimed {taken} of {len(claimed.workloads)} locked tries")
     for item in built.failed:
         log.error("try.undispatchable try_id=%s: %s", item.try_id, item.error)
-    failed = dispatch.fail_undispatchable(conn, built.failed, spec_of, hostname=hostname(), now=now)
-    return Claimed(built.workloads, failed)
+    claimed.failed = dispatch.fail_undispatchable(
+        conn, built.failed, spec_of, hostname=hostname(), now=now
+    )
+    return claimed
 
 
 class EngineDied(Exception):
@@ -202,7 +223,9 @@ class RemoteRunner:
         concurrency: int,
         bell: Callable[..., None] | None = None,  # bell(*run_ids): ADR 9's OutcomeBell.ring
         on_death: Callable[[BaseException], None] | None = None,
+        queues: Collection[str] | None = None,  # the queues it serves; None: any
     ) -> None:
+        self.queues = None if queues is None else frozenset(queues)
         self.settings = replace(settings, parallelism=concurrency)
         self._concurrency = concurrency
         self.store = store
@@ -493,6 +516,7 @@ class RemoteRunner:
             worker_id=self.worker_id,
             now=datetime.now(UTC),
             runs=self.runs,
+            queues=self.queues,
         )
 
     def _claimed(self, requests: list[_TryRequest], claimed: Claimed) -> None:
@@ -500,11 +524,11 @@ class RemoteRunner:
         if not requests:
             return
         by_id = {w.try_id: w for w in claimed.workloads}
-        failed = {r.try_id for r in claimed.failed}
+        logged = {r.try_id for r in claimed.failed} | set(claimed.refused)
         for request in requests:
             workload = by_id.get(request.try_id)
             if workload is None:
-                if request.try_id not in failed:
+                if request.try_id not in logged:
                     log.warning(
                         "try.fenced try_id=%s: not a queued current try; nothing run",
                         request.try_id,
