@@ -530,6 +530,37 @@ def test_a_worker_refuses_a_try_of_a_queue_it_does_not_serve(
         assert heavy.stop() == 0
 
 
+def test_a_replayed_or_forged_callback_runs_nothing(redis_cluster: Cluster) -> None:
+    """The scheduler's run_callback ran `on_success` once; the same message again, or one for
+    a callback that is not due, runs nothing: the worker claims a finish's callback in the
+    store before it runs it (`dag_run.callback_claimed_at`)."""
+    c = redis_cluster
+    c.trigger("etl", "cb")
+    assert c.drive_run("etl", "cb").state == RunState.SUCCESS
+    marker = c.markers / "cb.on_success"
+    deadline = time.monotonic() + 10
+    while not marker.exists():
+        assert time.monotonic() < deadline, c.worker.log()[-3000:]
+        time.sleep(0.05)
+    with c.store.read() as conn:
+        claimed = conn.execute(
+            select(dag_run.c.callback_claimed_at).where(dag_run.c.run_id == "cb")
+        ).scalar_one()
+    assert claimed is not None
+    marker.unlink()
+    app = make_app(c.settings)
+    try:
+        app.send_task(RUN_CALLBACK, args=["etl", "cb", "on_success"], queue="default")
+        app.send_task(RUN_CALLBACK, args=["etl", "cb", "on_failure"], queue="default")
+        app.send_task(RUN_CALLBACK, args=["etl", "nope", "on_success"], queue="default")
+    finally:
+        app.close()
+    c.worker.wait_for_line("callback.refused dag=etl run=cb callback=on_success: claimed already")
+    c.worker.wait_for_line("callback.refused dag=etl run=cb callback=on_failure: the run is")
+    c.worker.wait_for_line("callback.refused dag=etl run=nope callback=on_success: no such run")
+    assert not marker.exists()
+
+
 def test_workers_list_shows_the_worker(redis_cluster: Cluster) -> None:
     c = redis_cluster
     listed = subprocess.run(

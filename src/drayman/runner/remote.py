@@ -287,18 +287,24 @@ class RemoteRunner:
                 send_again(sorted(released))
 
     def run_callback(self, dag_id: str, run_id: str, callback: str) -> bool:
-        """Run a finished run's DAG-level callback; False when the store says there is none."""
-        with self.store.read() as conn:
-            workload = dispatch.callback_for_run(conn, dag_id, run_id, callback, self.specs)
-        if workload is None:
+        """Run a finished run's DAG-level callback; False when it is not due (see
+        `dispatch.claim_callback`: at most once per finish of the run, whatever the messages)."""
+        if self.failure is not None:
+            raise EngineDied(f"the worker's engine died: {self.failure!r}")
+        with self.store.begin() as conn:
+            claim = dispatch.claim_callback(
+                conn, dag_id, run_id, callback, self.specs, now=self.store.now()
+            )
+        if claim.workload is None:
             log.warning(
-                "callback.refused dag=%s run=%s callback=%s: no such finished run or callback",
+                "callback.refused dag=%s run=%s callback=%s: %s",
                 dag_id,
                 run_id,
                 callback,
+                claim.refusal,
             )
             return False
-        request = _CallbackRequest(workload, Future())
+        request = _CallbackRequest(claim.workload, Future())
         self._post(request)
         return request.done.result()
 

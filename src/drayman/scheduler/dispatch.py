@@ -21,6 +21,7 @@ from drayman.retry import retry_delay_s
 from drayman.spec import DagSpec, referenced_tasks
 from drayman.states import RunState
 from drayman.store import logs as log_store
+from drayman.store import runs as run_store
 from drayman.store import task_instances as ti_store
 from drayman.store import tries as try_store
 from drayman.store.schema import dag_run
@@ -231,23 +232,48 @@ def callback_log_path(run: Row[Any], callback: str) -> str:
     return log_relpath(run.dag_id, run.run_id, f"_dag_{callback}", -1, 1)
 
 
-def callback_for_run(
-    conn: Connection, dag_id: str, run_id: str, callback: str, spec_of: SpecLookup
-) -> CallbackWorkload | None:
-    """The DAG-level callback workload of a finished run, rebuilt from the store.
+@dataclass(frozen=True)
+class CallbackClaim:
+    """A remote worker's claim of a DAG callback: the workload to run, or why nothing runs."""
 
-    None unless the run exists, finished in the state that calls `callback`
-    (on_success after success, on_failure after failure) and its DAG defines that callback.
+    workload: CallbackWorkload | None
+    refusal: str = ""
+
+
+def claim_callback(
+    conn: Connection,
+    dag_id: str,
+    run_id: str,
+    callback: str,
+    spec_of: SpecLookup,
+    *,
+    now: datetime,
+) -> CallbackClaim:
+    """Claim the DAG-level callback of a finished run, rebuilt from the store.
+
+    Nothing runs unless the run exists, finished in the state that calls `callback`
+    (on_success after success, on_failure after failure), its DAG defines that callback,
+    and no worker claimed this finish's callback before (`runs.claim_callback`, in the
+    caller's transaction): a replayed, duplicated or forged message runs nothing. A
+    callback whose workload cannot be built (a stored conf too deep to read) is refused
+    before it is claimed.
     """
     run = conn.execute(
         select(dag_run).where(dag_run.c.dag_id == dag_id, dag_run.c.run_id == run_id)
     ).first()
     if run is None or callback not in ("on_success", "on_failure"):
-        return None
+        return CallbackClaim(None, "no such run or callback")
     wanted = RunState.SUCCESS if callback == "on_success" else RunState.FAILED
     if run.state != wanted:
-        return None
+        return CallbackClaim(None, f"the run is {run.state}, not {wanted}")
     spec = spec_of(run.dag_id, run.bundle_version)
     if callback not in spec.callbacks:
-        return None
-    return callback_workload(run, spec, callback, str(wanted), callback_log_path(run, callback))
+        return CallbackClaim(None, "the DAG defines no such callback")
+    path = callback_log_path(run, callback)
+    try:
+        workload = callback_workload(run, spec, callback, str(wanted), path)
+    except Exception as exc:
+        return CallbackClaim(None, dispatch_error(exc))
+    if not run_store.claim_callback(conn, run.id, wanted, now):
+        return CallbackClaim(None, "claimed already: it ran or runs elsewhere")
+    return CallbackClaim(workload)
