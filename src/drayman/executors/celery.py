@@ -4,7 +4,9 @@ Scheduler side, `CeleryExecutor` sends `drayman.run_tries` with the ids of up to
 `TRIES_PER_MESSAGE` tries of one queue, to that queue, or `drayman.run_callback` with a
 finished run's dag id, run id and callback name. Nothing else travels: a worker rebuilds the
 workload from the store (`drayman.runner.remote`), so a forged or replayed message can only
-name tries, and the try-id fence (ADR 4) refuses one that is not queued and current.
+name tries, and the try-id fence (ADR 4) refuses one that is not queued and current. A message
+of the wrong shape (ids past the database's INTEGER, bools, floats, lists over the cap, extra
+arguments) is refused in a log line of bounded size and acknowledged, never retried (ADR 13).
 `drayman.run_try` (one id) is still understood, from schedulers that sent one try per message.
 
 Worker side, `make_app(settings, runner=...)` registers the task bodies, which hand each id

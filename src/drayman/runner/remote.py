@@ -26,6 +26,10 @@ cleared or marked by a person, or declared lost) and kills their process groups 
 
 On shutdown (`hand_back`, when the worker's grace period is over) the tries still running
 are killed and recorded as handed back: they are retried without using up a retry.
+
+A try of a queue the worker does not serve is left QUEUED; one whose workload cannot be rebuilt
+fails alone in the claim. If the pump thread itself dies, it answers every waiting Celery
+thread and calls `on_death`, which stops the worker with a non-zero exit (ADR 13).
 """
 
 from __future__ import annotations
