@@ -462,6 +462,25 @@ def _forge(c: Cluster) -> None:
         app.close()
 
 
+def _publish_raw(c: Cluster, body: str) -> None:
+    """A `run_tries` message whose JSON body is `body` as is (send_task would encode it)."""
+    app = make_app(c.settings)
+    try:
+        message = app.amqp.as_task_v2(uuid.uuid4().hex, RUN_TRIES, args=[[1]])
+        with app.producer_or_acquire() as producer:
+            producer.publish(
+                body,
+                exchange="",
+                routing_key="default",
+                content_type="application/json",
+                content_encoding="utf-8",
+                headers=message.headers,
+                **message.properties,
+            )
+    finally:
+        app.close()
+
+
 def _assert_all_refused_once(c: Cluster, before: list[Any]) -> None:
     """Each forged message was refused and logged once in a bounded line; nothing changed."""
     for _, _, _, refusal in FORGED:
@@ -483,8 +502,10 @@ def test_malformed_messages_are_refused_in_bounded_lines_and_dropped(
     before = _snapshot(c.store)
     refused_before = c.worker.log().count(".refused")
     _forge(c)
+    _publish_raw(c, "[[" + "[" * 100_000 + "]" * 100_000 + "], {}, {}]")  # too deep to decode
     for _, _, _, refusal in FORGED:
         c.worker.wait_for_line(refusal)
+    c.worker.wait_for_line("Can't decode message body")  # Celery's own refusal: cut at 1 KB
     assert c.worker.log().count(".refused") - refused_before == len(FORGED)
     assert max(len(line) for line in c.worker.log().splitlines()) <= LONGEST_LINE
     assert _snapshot(c.store) == before
