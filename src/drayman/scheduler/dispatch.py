@@ -1,7 +1,9 @@
 """Turning new tries into workloads: everything a worker needs, read from the store in bulk.
 
 The same assembly serves the local executor (which is handed the workload whole) and remote
-workers (which receive a try id and rebuild the workload here, from the store).
+workers (which receive a try id and rebuild the workload here, from the store). A try whose
+workload cannot be built fails alone, with the reason in its log (`fail_undispatchable`,
+ADR 13); a remote worker claims a DAG callback here before it runs it (`claim_callback`).
 """
 
 from __future__ import annotations
@@ -169,7 +171,7 @@ def fail_undispatchable(
         for item in failed
     ]
     recorded = try_store.record_outcomes(
-        conn, outcomes, retry_delay_s=functools.partial(_retry_delay_or_none, conn, spec_of)
+        conn, outcomes, retry_delay_s=functools.partial(_retry_delay_or_zero, conn, spec_of)
     )
     for item in failed:
         line = f"[drayman] not run: {item.error}\n"
@@ -178,9 +180,9 @@ def fail_undispatchable(
     return recorded
 
 
-def _retry_delay_or_none(conn: Connection, spec_of: SpecLookup, ti: Row[Any]) -> float:
-    """The task's retry delay, or none when its DAG version cannot say (what failed the try
-    may be that very spec)."""
+def _retry_delay_or_zero(conn: Connection, spec_of: SpecLookup, ti: Row[Any]) -> float:
+    """The task's retry delay, or 0 when its DAG version cannot say (what failed the try may
+    be that very spec)."""
     try:
         run = runs_by_id(conn, [ti.dag_run_id])[ti.dag_run_id]
         return task_retry_delay_s(spec_of(run.dag_id, run.bundle_version), ti)
