@@ -164,10 +164,10 @@ def _is_name(value: Any) -> bool:
 def _refuse(what: str, args: tuple[Any, ...], kwargs: dict[str, Any], why: str) -> None:
     """Log a refused message in bounded size: its first `REFUSED_REPR_CHARS` characters."""
     shown = args[0] if len(args) == 1 and not kwargs else {"args": args, "kwargs": kwargs}
-    log.warning("%s.refused %s: %s; the message is dropped", what, bounded_repr(shown), why)
+    log.warning("%s.refused %s: %s; the message is dropped", what, _bounded_repr(shown), why)
 
 
-def bounded_repr(value: Any, limit: int = REFUSED_REPR_CHARS) -> str:
+def _bounded_repr(value: Any, limit: int = REFUSED_REPR_CHARS) -> str:
     """`repr(value)` cut to `limit` characters, without building the whole of a huge one."""
     text = _SHORT_REPR.repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
