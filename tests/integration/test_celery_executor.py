@@ -497,8 +497,8 @@ def test_malformed_messages_are_refused_in_bounded_lines_and_dropped(
     redis_cluster: Cluster,
 ) -> None:
     c = redis_cluster
-    c.trigger("etl", "forged-before")
-    assert c.drive_run("etl", "forged-before").state == RunState.SUCCESS
+    c.trigger("two", "forged-before")  # no callback left to run after it: nothing moves
+    assert c.drive_run("two", "forged-before").state == RunState.SUCCESS
     before = _snapshot(c.store)
     refused_before = c.worker.log().count(".refused")
     _forge(c)
@@ -703,6 +703,10 @@ def test_a_conf_too_deep_to_hand_to_a_warm_process_fails_only_its_tries(
     c.trigger("two", "fine")
     _set_conf(c.store, "two", "deep", '{"a": ' * 900 + "1" + "}" * 900)
     _assert_failed_alone(c, "deep", "fine", "RecursionError")
+    # its on_failure callback is claimed, then cannot be pickled either: logged, not run
+    c.worker.wait_for_line(
+        "callback.not_run dag=two run=deep callback=on_failure: cannot be dispatched"
+    )
 
 
 def test_a_try_whose_workload_the_worker_cannot_rebuild_fails_alone(
