@@ -142,6 +142,23 @@ class CallbackDone:
     workload: CallbackWorkload
 
 
+DISPATCH_ERROR_CHARS = 300  # a try's error is one line; an exception's text can be megabytes
+
+
+def dispatch_error(exc: BaseException) -> str:
+    """The error of a try that could not be handed to a worker: what went wrong, one line.
+
+    Whatever stops one try from being built or sent (a run conf too deep to pickle, a stored
+    value that is not JSON, a task the DAG version lacks) fails that try alone with this
+    error, in its record and in its log; the other tries of the batch run.
+    """
+    detail = " ".join(str(exc).split())
+    text = f"cannot be dispatched: {type(exc).__name__}" + (f": {detail}" if detail else "")
+    if len(text) > DISPATCH_ERROR_CHARS:
+        text = text[: DISPATCH_ERROR_CHARS - 3] + "..."
+    return text
+
+
 def log_relpath(dag_id: str, run_id: str, task_id: str, map_index: int, try_number: int) -> str:
     """Where one try's log lives, relative to the logs folder (the same on every worker)."""
     safe_run = "".join(c if c.isalnum() or c in "-_." else "_" for c in run_id)

@@ -4,7 +4,9 @@ It registers a worker component, heartbeats it from a thread on the database's c
 a Celery worker on the given queues whose tries the worker's engine claims, runs and records
 (`drayman.runner.remote`). SIGTERM (or Ctrl-C) is Celery's warm shutdown: no new messages,
 running tries get `worker_grace_s` to finish, then are handed back; the component is marked
-stopped and the process exits 0. A worker needs only the broker URL and the database URL:
+stopped and the process exits 0. If the engine thread dies on an error, the worker stops the
+same way and exits 1, so that systemd (Restart=always) or the operator starts a new one.
+A worker needs only the broker URL and the database URL:
 bundles come from the store.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import sys
 import threading
@@ -25,6 +28,8 @@ from drayman.config import Settings
 from drayman.store.engine import Store
 
 log = logging.getLogger("drayman.worker")
+
+ENGINE_DIED_EXIT = 1  # the worker's engine thread ended on an error: restart the worker
 
 
 def _queue_list(_ctx: click.Context, _param: click.Parameter, value: str) -> list[str]:
@@ -102,7 +107,13 @@ def serve_worker(settings: Settings, store: Store, *, queues: list[str], concurr
     code = 1
     bell = OutcomeBell(settings)  # wakes every scheduler as outcomes are recorded (ADR 9)
     runner = RemoteRunner(
-        settings, store, worker_id=worker_id, concurrency=concurrency, bell=bell.ring
+        settings,
+        store,
+        worker_id=worker_id,
+        concurrency=concurrency,
+        bell=bell.ring,
+        on_death=_stop_this_worker,
+        queues=queues,
     )
     runner.start()
     try:
@@ -115,6 +126,8 @@ def serve_worker(settings: Settings, store: Store, *, queues: list[str], concurr
             nodename=f"drayman-{pid}@{host}",
             grace_s=settings.worker_grace_s,
         )
+        if runner.failure is not None:
+            code = ENGINE_DIED_EXIT
     finally:
         runner.stop()
         bell.close()
@@ -125,6 +138,12 @@ def serve_worker(settings: Settings, store: Store, *, queues: list[str], concurr
         store.dispose()
         log.info("worker.stopped id=%s exit=%s", worker_id, code)
     return code
+
+
+def _stop_this_worker(_: BaseException) -> None:
+    """The engine died: the warm shutdown that SIGTERM starts (no new messages, the
+    Celery threads return), then `serve_worker` exits with `ENGINE_DIED_EXIT`."""
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _heartbeat(settings: Settings, store: Store, worker_id: int, stop: threading.Event) -> None:

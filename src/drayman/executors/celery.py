@@ -4,7 +4,9 @@ Scheduler side, `CeleryExecutor` sends `drayman.run_tries` with the ids of up to
 `TRIES_PER_MESSAGE` tries of one queue, to that queue, or `drayman.run_callback` with a
 finished run's dag id, run id and callback name. Nothing else travels: a worker rebuilds the
 workload from the store (`drayman.runner.remote`), so a forged or replayed message can only
-name tries, and the try-id fence (ADR 4) refuses one that is not queued and current.
+name tries, and the try-id fence (ADR 4) refuses one that is not queued and current. A message
+of the wrong shape (ids past the database's INTEGER, bools, floats, lists over the cap, extra
+arguments) is refused in a log line of bounded size and acknowledged, never retried (ADR 13).
 `drayman.run_try` (one id) is still understood, from schedulers that sent one try per message.
 
 Worker side, `make_app(settings, runner=...)` registers the task bodies, which hand each id
@@ -27,6 +29,7 @@ nothing, and the scheduler declares the try lost once the worker's heartbeat lap
 from __future__ import annotations
 
 import logging
+import reprlib
 import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -95,41 +98,85 @@ def make_app(settings: Settings, *, runner: RemoteRunner | None = None) -> Celer
             "visibility_timeout": settings.broker_visibility_timeout_s
         }
 
-    # shared=False: each app (one per test, one per worker) keeps its own task registry
+    # shared=False: each app (one per test, one per worker) keeps its own task registry.
+    # The bodies take any arguments: a malformed message is refused here, in a log line of
+    # bounded size, and acknowledged (never retried nor sent again), instead of a TypeError.
     @app.task(name=RUN_TRIES, bind=True, ignore_result=True, shared=False)
-    def run_tries_task(task: Task, try_ids: Any) -> None:
+    def run_tries_task(task: Task, *args: Any, **kwargs: Any) -> None:
+        try_ids = _only_argument(args, kwargs, "try_ids")
         if not _is_id_list(try_ids):
-            log.warning(
-                "try.refused %r: try ids must be a list of 1 to %d integers",
-                try_ids,
-                MAX_TRIES_ACCEPTED,
+            _refuse(
+                "try", args, kwargs, f"try ids must be a list of 1 to {MAX_TRIES_ACCEPTED} {_IDS}"
             )
             return
         _run_and_send_back(task, _runner_of(runner), try_ids)
 
     @app.task(name=RUN_TRY, bind=True, ignore_result=True, shared=False)
-    def run_try_task(task: Task, try_id: Any) -> None:
-        if type(try_id) is not int:
-            log.warning("try.refused %r: a try id must be an integer", try_id)
+    def run_try_task(task: Task, *args: Any, **kwargs: Any) -> None:
+        try_id = _only_argument(args, kwargs, "try_id")
+        if not _is_id(try_id):
+            _refuse("try", args, kwargs, f"a try id must be one of the {_IDS}")
             return
         _run_and_send_back(task, _runner_of(runner), [try_id])
 
     @app.task(name=RUN_CALLBACK, ignore_result=True, shared=False)
-    def run_callback_task(dag_id: Any, run_id: Any, callback: Any) -> None:
-        if not all(isinstance(value, str) for value in (dag_id, run_id, callback)):
-            log.warning("callback.refused %r: ids must be strings", (dag_id, run_id, callback))
+    def run_callback_task(*args: Any, **kwargs: Any) -> None:
+        if kwargs or len(args) != 3 or not all(_is_name(value) for value in args):
+            _refuse("callback", args, kwargs, f"expected dag id, run id, callback: {_NAMES}")
             return
-        _runner_of(runner).run_callback(dag_id, run_id, callback)
+        _runner_of(runner).run_callback(*args)
 
     return app
+
+
+MAX_TRY_ID = 2**31 - 1  # task_try.id is a 32-bit INTEGER on PostgreSQL and MariaDB
+MAX_NAME = 250  # dag ids and run ids (store.schema.ID)
+REFUSED_REPR_CHARS = 200  # a refused message is logged this long at most
+_IDS = f"integers from 1 to {MAX_TRY_ID}"
+_NAMES = f"three strings of 1 to {MAX_NAME} characters"
+_MISSING = object()
+
+
+def _only_argument(args: tuple[Any, ...], kwargs: dict[str, Any], name: str) -> Any:
+    """The message's one argument, positional or named `name`; `_MISSING` otherwise."""
+    if len(args) == 1 and not kwargs:
+        return args[0]
+    if not args and list(kwargs) == [name]:
+        return kwargs[name]
+    return _MISSING
+
+
+def _is_id(value: Any) -> bool:
+    return type(value) is int and 1 <= value <= MAX_TRY_ID
 
 
 def _is_id_list(value: Any) -> bool:
     return (
         type(value) is list
         and 0 < len(value) <= MAX_TRIES_ACCEPTED
-        and all(type(item) is int for item in value)
+        and all(_is_id(item) for item in value)
     )
+
+
+def _is_name(value: Any) -> bool:
+    return type(value) is str and 0 < len(value) <= MAX_NAME
+
+
+def _refuse(what: str, args: tuple[Any, ...], kwargs: dict[str, Any], why: str) -> None:
+    """Log a refused message in bounded size: its first `REFUSED_REPR_CHARS` characters."""
+    shown = args[0] if len(args) == 1 and not kwargs else {"args": args, "kwargs": kwargs}
+    log.warning("%s.refused %s: %s; the message is dropped", what, _bounded_repr(shown), why)
+
+
+def _bounded_repr(value: Any, limit: int = REFUSED_REPR_CHARS) -> str:
+    """`repr(value)` cut to `limit` characters, without building the whole of a huge one."""
+    text = _SHORT_REPR.repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+_SHORT_REPR = reprlib.Repr()
+_SHORT_REPR.maxstring = _SHORT_REPR.maxother = _SHORT_REPR.maxlong = REFUSED_REPR_CHARS
+_SHORT_REPR.maxlist = _SHORT_REPR.maxtuple = _SHORT_REPR.maxdict = 16
 
 
 def _run_and_send_back(task: Task, runner: RemoteRunner, try_ids: list[int]) -> None:

@@ -55,7 +55,10 @@ from drayman.workloads import (
     TryStarted,
     TryWorkload,
     Workload,
+    dispatch_error,
 )
+
+log = logging.getLogger("drayman.executors.local")
 
 # Imported once in the forkserver, so every worker shares their pages instead of importing
 # them again: the runner, what every DAG file imports, and what it pulls in on first use.
@@ -294,10 +297,19 @@ class LocalExecutor:
 
     def _report_unstarted(self, workload: Workload, why: str) -> None:
         if not isinstance(workload, TryWorkload):
+            log.warning(
+                "callback.not_run dag=%s run=%s callback=%s: %s",
+                workload.run.dag_id,
+                workload.run.run_id,
+                workload.callback,
+                why,
+            )
             self._callback_done(workload)  # never ran: the run's state is already recorded
             return
         now = datetime.now(UTC)
         self._append_to_log(workload, f"not run: {why}")
+        if self.relay:  # no warm process wrote a chunk of this try: its log starts here
+            self._relayed.append(LogChunks(workload.try_id, 0, (f"[drayman] not run: {why}\n",)))
         self._events.append(
             TryOutcome(
                 try_id=workload.try_id,
@@ -313,11 +325,11 @@ class LocalExecutor:
 
     def _append_to_log(self, workload: TryWorkload, line: str) -> None:
         with contextlib.suppress(OSError):
-            log = TryLog(self.settings.logs_folder / try_log_path(workload))
+            try_log = TryLog(self.settings.logs_folder / try_log_path(workload))
             try:
-                log.line(line)
+                try_log.line(line)
             finally:
-                log.close()
+                try_log.close()
 
     def _fetch_bundles(self, workloads: Sequence[Workload]) -> None:
         """Put each new bundle version in the cache before a worker needs it: workers hold no
@@ -341,8 +353,13 @@ class LocalExecutor:
             if worker is None:
                 return
             workload = self._waiting.popleft()
+            try:
+                data = _pickled(workload)
+            except Exception as exc:  # e.g. a conf too deep to pickle: only this try fails
+                self._report_unstarted(workload, dispatch_error(exc))
+                continue
             worker.workload = workload
-            if not self._send(worker, workload):
+            if not self._send_bytes(worker, data):
                 worker.workload = None
                 self._waiting.appendleft(workload)
 
@@ -401,9 +418,12 @@ class LocalExecutor:
         """Kill what a worker runs now (the grace is over); it reports the try, then exits."""
         self._send(worker, "kill")
 
-    def _send(self, worker: _Worker, message: object) -> bool:
-        try:  # a plain pickle, as the worker sends them (see drayman.runner.worker)
-            worker.conn.send_bytes(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
+    def _send(self, worker: _Worker, message: str) -> bool:
+        return self._send_bytes(worker, _pickled(message))
+
+    def _send_bytes(self, worker: _Worker, data: bytes) -> bool:
+        try:
+            worker.conn.send_bytes(data)
         except OSError:  # it died; the reader thread reports that on its own
             worker.retiring = True
             return False
@@ -448,6 +468,11 @@ def _main_module_hidden() -> Iterator[None]:
             for key in ("__file__", "__spec__"):
                 if key in saved:
                     main.__dict__[key] = saved[key]
+
+
+def _pickled(message: Workload | str) -> bytes:
+    """A plain pickle, as the worker sends them (see drayman.runner.worker)."""
+    return pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
 
 
 def _try_id(workload: Workload | None) -> int | None:

@@ -26,6 +26,10 @@ cleared or marked by a person, or declared lost) and kills their process groups 
 
 On shutdown (`hand_back`, when the worker's grace period is over) the tries still running
 are killed and recorded as handed back: they are retried without using up a retry.
+
+A try of a queue the worker does not serve is left QUEUED; one whose workload cannot be rebuilt
+fails alone in the claim. If the pump thread itself dies, it answers every waiting Celery
+thread and calls `on_death`, which stops the worker with a non-zero exit (ADR 13).
 """
 
 from __future__ import annotations
@@ -38,8 +42,8 @@ import queue
 import select
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, wait
+from collections.abc import Callable, Collection, Iterable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, InvalidStateError, wait
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -112,6 +116,17 @@ class RunCache:
         return {run_id: self._rows[run_id] for run_id in wanted if run_id in self._rows}
 
 
+@dataclass
+class Claimed:
+    """What one claim took: the workloads to run, and the tries it failed instead because
+    their workloads could not be built (recorded failed in the claim's transaction)."""
+
+    workloads: list[TryWorkload] = field(default_factory=list)
+    failed: list[try_store.Recorded] = field(default_factory=list)
+    # tries of a queue this worker does not serve: left QUEUED for a worker that does
+    refused: list[int] = field(default_factory=list)
+
+
 def claim_tries(
     conn: Connection,
     try_ids: Sequence[int],
@@ -120,22 +135,52 @@ def claim_tries(
     worker_id: int | None,
     now: datetime,
     runs: RunCache | None = None,
-) -> list[TryWorkload]:
-    """Claim the tries among `try_ids` that are QUEUED and current; their workloads."""
+    queues: Collection[str] | None = None,
+) -> Claimed:
+    """Claim the tries among `try_ids` that are QUEUED and current; their workloads.
+
+    A try whose workload cannot be rebuilt fails here, alone, with the reason in its log
+    (`dispatch.fail_undispatchable`): it is never left claimed with nothing running it.
+    A try of a queue not in `queues` (None: any) is refused and left QUEUED: a message only
+    names it in the wrong queue if it was forged or misrouted, and the scheduler's own
+    message, or its resend after `queued_timeout_s`, reaches a worker of its queue.
+    """
     tries = try_store.lock_claimable(conn, try_ids)
     rows = None if runs is None else runs.rows(conn, [t.dag_run_id for t in tries])
-    workloads = dispatch.try_workloads(conn, tries, spec_of, rows)
+    built = dispatch.try_workloads(conn, tries, spec_of, rows)
+    claimed = Claimed()
+    for workload in built.workloads:
+        if queues is None or workload.queue in queues:
+            claimed.workloads.append(workload)
+            continue
+        claimed.refused.append(workload.try_id)
+        log.warning(
+            "try.refused try_id=%s queue=%s: this worker serves %s; left queued for a "
+            "worker of its queue",
+            workload.try_id,
+            workload.queue,
+            ",".join(sorted(queues)),
+        )
     taken = try_store.record_claimed(
         conn,
-        [w.try_id for w in workloads],
+        [w.try_id for w in claimed.workloads],
         started_at=now,
         hostname=hostname(),
         pid=os.getpid(),
         worker_id=worker_id,
     )
-    if taken != len(workloads):  # the rows are locked: only a bug of ours gets here
-        raise RuntimeError(f"claimed {taken} of {len(workloads)} locked tries")
-    return workloads
+    if taken != len(claimed.workloads):  # the rows are locked: only a bug of ours gets here
+        raise RuntimeError(f"claimed {taken} of {len(claimed.workloads)} locked tries")
+    for item in built.failed:
+        log.error("try.undispatchable try_id=%s: %s", item.try_id, item.error)
+    claimed.failed = dispatch.fail_undispatchable(
+        conn, built.failed, spec_of, hostname=hostname(), now=now
+    )
+    return claimed
+
+
+class EngineDied(Exception):
+    """The worker's engine thread ended on an error: this worker runs and records nothing more."""
 
 
 class Released(Exception):
@@ -181,7 +226,10 @@ class RemoteRunner:
         worker_id: int | None,
         concurrency: int,
         bell: Callable[..., None] | None = None,  # bell(*run_ids): ADR 9's OutcomeBell.ring
+        on_death: Callable[[BaseException], None] | None = None,
+        queues: Collection[str] | None = None,  # the queues it serves; None: any
     ) -> None:
+        self.queues = None if queues is None else frozenset(queues)
         self.settings = replace(settings, parallelism=concurrency)
         self._concurrency = concurrency
         self.store = store
@@ -208,6 +256,11 @@ class RemoteRunner:
         self._release = threading.Event()
         self._handed_back = False
         self._stop = threading.Event()
+        # what ended the engine thread, if an error did; set under _post_lock, so that every
+        # request posted before it is answered by the dying engine and none is posted after
+        self.failure: BaseException | None = None
+        self._post_lock = threading.Lock()
+        self._on_death = on_death
         self._thread = threading.Thread(target=self._pump, name="drayman-engine", daemon=True)
 
     # --------------------------------------------------------------------- any thread
@@ -226,7 +279,10 @@ class RemoteRunner:
         """
         requests: dict[Future[TryOutcome | None], int] = {Future(): try_id for try_id in try_ids}
         for done, try_id in requests.items():
-            self._post(_TryRequest(try_id, done))
+            try:
+                self._post(_TryRequest(try_id, done))
+            except EngineDied:  # still QUEUED in the store: for another worker
+                done.set_exception(Released(try_id))
         pending: set[Future[TryOutcome | None]] = set(requests)
         while pending:
             finished, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -235,18 +291,24 @@ class RemoteRunner:
                 send_again(sorted(released))
 
     def run_callback(self, dag_id: str, run_id: str, callback: str) -> bool:
-        """Run a finished run's DAG-level callback; False when the store says there is none."""
-        with self.store.read() as conn:
-            workload = dispatch.callback_for_run(conn, dag_id, run_id, callback, self.specs)
-        if workload is None:
+        """Run a finished run's DAG-level callback; False when it is not due (see
+        `dispatch.claim_callback`: at most once per finish of the run, whatever the messages)."""
+        if self.failure is not None:
+            raise EngineDied(f"the worker's engine died: {self.failure!r}")
+        with self.store.begin() as conn:
+            claim = dispatch.claim_callback(
+                conn, dag_id, run_id, callback, self.specs, now=self.store.now()
+            )
+        if claim.workload is None:
             log.warning(
-                "callback.refused dag=%s run=%s callback=%s: no such finished run or callback",
+                "callback.refused dag=%s run=%s callback=%s: %s",
                 dag_id,
                 run_id,
                 callback,
+                claim.refusal,
             )
             return False
-        request = _CallbackRequest(workload, Future())
+        request = _CallbackRequest(claim.workload, Future())
         self._post(request)
         return request.done.result()
 
@@ -270,9 +332,12 @@ class RemoteRunner:
             os.close(fd)
 
     def _post(self, request: _TryRequest | _CallbackRequest) -> None:
-        if self._stop.is_set():
-            raise RuntimeError("the worker's engine is stopped")
-        self._inbox.put(request)
+        with self._post_lock:
+            if self.failure is not None:
+                raise EngineDied(f"the worker's engine died: {self.failure!r}")
+            if self._stop.is_set():
+                raise RuntimeError("the worker's engine is stopped")
+            self._inbox.put(request)
         self._wake()
 
     def _wake(self) -> None:
@@ -282,6 +347,52 @@ class RemoteRunner:
     # ------------------------------------------------------------------ the pump thread
 
     def _pump(self) -> None:
+        """The engine thread. An error it does not expect ends the worker (see `_die`)."""
+        try:
+            self._rounds()
+        except BaseException as exc:
+            self._die(exc)
+
+    def _die(self, exc: BaseException) -> None:
+        """The engine cannot go on: answer every waiting Celery thread, stop the warm
+        processes (their tries are killed), and tell the worker to exit (`on_death`).
+
+        A worker without an engine would heartbeat on while its claimed tries never end and
+        its messages wait forever; exiting lets systemd restart it and the schedulers fail
+        its tries at once (its component is marked stopped) and retry them elsewhere.
+        Tries not claimed yet are `Released`: their Celery threads send them again at once.
+        """
+        log.critical(
+            "worker.engine_died: %s: %s; the worker stops", type(exc).__name__, exc, exc_info=exc
+        )
+        with self._post_lock:
+            self.failure = exc
+        self._answer_all()
+        with contextlib.suppress(Exception):
+            self._executor.stop(0.0)
+        if self._on_death is not None:
+            self._on_death(exc)
+
+    def _answer_all(self) -> None:
+        """Answer every request this engine holds; nothing of it will run here."""
+        while True:
+            try:
+                request = self._inbox.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(request, _CallbackRequest):
+                self._callbacks[id(request.workload)] = request
+            else:
+                self._to_claim.append(request)
+        for waiting in self._to_claim:
+            _answer(waiting.done, exception=Released(waiting.try_id))
+        for running in self._running.values():
+            _answer(running.done, result=None)
+        for callback in self._callbacks.values():
+            _answer(callback.done, result=False)
+        self._to_claim, self._running, self._callbacks = [], {}, {}
+
+    def _rounds(self) -> None:
         next_beat = time.monotonic() + EXECUTOR_BEAT_S
         while not self._stop.is_set():
             self._wait(min(next_beat, self._retry_at or next_beat))
@@ -377,7 +488,7 @@ class RemoteRunner:
         try:
             with self.store.begin() as conn:
                 recorded = self._write_outcomes(conn, outcomes, chunks)
-                workloads = self._claim_in(conn, requests)
+                claimed = self._claim_in(conn, requests)
         except Exception as exc:
             self._to_claim = requests + self._to_claim
             self._outcomes, self._chunks = outcomes + self._outcomes, chunks + self._chunks
@@ -386,7 +497,7 @@ class RemoteRunner:
             return False
         self._succeeded()
         self._recorded(outcomes, recorded, unsure=False)
-        self._claimed(requests, workloads)
+        self._claimed(requests, claimed)
         return True
 
     def _claim(self) -> bool:
@@ -396,18 +507,18 @@ class RemoteRunner:
             return True
         try:
             with self.store.begin() as conn:
-                workloads = self._claim_in(conn, requests)
+                claimed = self._claim_in(conn, requests)
         except Exception as exc:
             self._to_claim = requests + self._to_claim
             self._failed("claim", exc)
             return False
         self._succeeded()
-        self._claimed(requests, workloads)
+        self._claimed(requests, claimed)
         return True
 
-    def _claim_in(self, conn: Connection, requests: list[_TryRequest]) -> list[TryWorkload]:
+    def _claim_in(self, conn: Connection, requests: list[_TryRequest]) -> Claimed:
         if not requests:
-            return []
+            return Claimed()
         return claim_tries(
             conn,
             [r.try_id for r in requests],
@@ -415,19 +526,23 @@ class RemoteRunner:
             worker_id=self.worker_id,
             now=datetime.now(UTC),
             runs=self.runs,
+            queues=self.queues,
         )
 
-    def _claimed(self, requests: list[_TryRequest], workloads: list[TryWorkload]) -> None:
+    def _claimed(self, requests: list[_TryRequest], claimed: Claimed) -> None:
         """Start what the claim took; answer "not run" to the rest."""
         if not requests:
             return
-        by_id = {w.try_id: w for w in workloads}
+        by_id = {w.try_id: w for w in claimed.workloads}
+        logged = {r.try_id for r in claimed.failed} | set(claimed.refused)
         for request in requests:
             workload = by_id.get(request.try_id)
             if workload is None:
-                log.warning(
-                    "try.fenced try_id=%s: not a queued current try; nothing run", request.try_id
-                )
+                if request.try_id not in logged:
+                    log.warning(
+                        "try.fenced try_id=%s: not a queued current try; nothing run",
+                        request.try_id,
+                    )
                 request.done.set_result(None)
             else:
                 self._running[request.try_id] = _Running(workload, request.done)
@@ -437,8 +552,10 @@ class RemoteRunner:
                     workload.run.dag_id,
                     workload.task_id,
                 )
-        self._fetch_bundles(workloads)
-        self._executor.submit(workloads)
+        if claimed.failed and self._bell is not None:  # their runs move on: failed tries
+            self._bell(*{r.dag_run_id for r in claimed.failed})
+        self._fetch_bundles(claimed.workloads)
+        self._executor.submit(claimed.workloads)
 
     def _fetch_bundles(self, workloads: Sequence[TryWorkload | CallbackWorkload]) -> None:
         """Put each new bundle version in the cache before a warm process needs it.
@@ -593,3 +710,14 @@ class RemoteRunner:
         if self._failing:
             self._failing = False
             log.info("worker.database_back: claims and outcomes are recorded again")
+
+
+def _answer(
+    done: Future[Any], *, result: object = None, exception: BaseException | None = None
+) -> None:
+    """Settle `done` unless it already is (a request may be answered twice as the engine dies)."""
+    with contextlib.suppress(InvalidStateError):
+        if exception is not None:
+            done.set_exception(exception)
+        else:
+            done.set_result(result)

@@ -1,27 +1,41 @@
 """Turning new tries into workloads: everything a worker needs, read from the store in bulk.
 
 The same assembly serves the local executor (which is handed the workload whole) and remote
-workers (which receive a try id and rebuild the workload here, from the store).
+workers (which receive a try id and rebuild the workload here, from the store). A try whose
+workload cannot be built fails alone, with the reason in its log (`fail_undispatchable`,
+ADR 13); a remote worker claims a DAG callback here before it runs it (`claim_callback`).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, Row, bindparam, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from drayman.retry import retry_delay_s
 from drayman.spec import DagSpec, referenced_tasks
 from drayman.states import RunState
+from drayman.store import logs as log_store
+from drayman.store import runs as run_store
 from drayman.store import task_instances as ti_store
 from drayman.store import tries as try_store
 from drayman.store.schema import dag_run
 from drayman.store.tries import NewTry
-from drayman.workloads import CallbackWorkload, RunContextData, TryWorkload, log_relpath
+from drayman.workloads import (
+    CallbackWorkload,
+    RunContextData,
+    TryOutcome,
+    TryWorkload,
+    dispatch_error,
+    log_relpath,
+)
 
 SpecLookup = Callable[[str, str], DagSpec]
 
@@ -57,44 +71,125 @@ def runs_by_id(conn: Connection, run_ids: Sequence[int]) -> dict[int, Row[Any]]:
     return {row.id: row for row in rows}
 
 
+@dataclass(frozen=True)
+class Undispatchable:
+    """A new try whose workload could not be built or sent: it fails with `error`."""
+
+    try_id: int
+    error: str
+
+
+@dataclass
+class Built:
+    """The workloads of a batch of new tries, and the tries that could not have one."""
+
+    workloads: list[TryWorkload] = field(default_factory=list)
+    failed: list[Undispatchable] = field(default_factory=list)
+
+
 def try_workloads(
     conn: Connection,
     tries: Sequence[NewTry],
     spec_of: SpecLookup,
     runs: Mapping[int, Row[Any]] | None = None,
-) -> list[TryWorkload]:
+) -> Built:
     """Workloads for new tries, with upstream results for Python tasks that take them.
 
+    A try whose workload cannot be built (a stored conf that is not JSON or too deep to
+    read, a task its DAG version lacks) is in `failed`, with why; the others are built.
+    Database errors are not a try's fault: they propagate, and the transaction is retried.
     `runs` may hold the tries' run rows already (the scheduler caches them).
     """
     if runs is None:
         runs = runs_by_id(conn, [t.dag_run_id for t in tries])
     contexts: dict[int, RunContextData] = {}
-    workloads = []
+    built = Built()
     for new in tries:
-        run = runs[new.dag_run_id]
-        spec = spec_of(run.dag_id, run.bundle_version)
-        if run.id not in contexts:
-            contexts[run.id] = run_context(run, spec)
-        task = spec.tasks[new.task_id]
-        wanted = referenced_tasks(task.args) | referenced_tasks(task.expand or {})
-        workloads.append(
-            TryWorkload(
-                try_id=new.try_id,
-                ti_id=new.ti_id,
-                task_id=new.task_id,
-                map_index=new.map_index,
-                try_number=new.try_number,
-                max_tries=new.max_tries,
-                fileloc=spec.fileloc,
-                run=contexts[run.id],
-                upstream_results=_upstream_results(conn, run.id, spec, wanted),
-                execution_timeout_s=task.execution_timeout_s,
-                queue=task.queue,
-                log_path=new.log_path,
-            )
+        try:
+            built.workloads.append(_try_workload(conn, new, runs, contexts, spec_of))
+        except SQLAlchemyError:
+            raise
+        except Exception as exc:
+            built.failed.append(Undispatchable(new.try_id, dispatch_error(exc)))
+    return built
+
+
+def _try_workload(
+    conn: Connection,
+    new: NewTry,
+    runs: Mapping[int, Row[Any]],
+    contexts: dict[int, RunContextData],
+    spec_of: SpecLookup,
+) -> TryWorkload:
+    run = runs[new.dag_run_id]
+    spec = spec_of(run.dag_id, run.bundle_version)
+    if run.id not in contexts:
+        contexts[run.id] = run_context(run, spec)
+    task = spec.tasks[new.task_id]
+    wanted = referenced_tasks(task.args) | referenced_tasks(task.expand or {})
+    return TryWorkload(
+        try_id=new.try_id,
+        ti_id=new.ti_id,
+        task_id=new.task_id,
+        map_index=new.map_index,
+        try_number=new.try_number,
+        max_tries=new.max_tries,
+        fileloc=spec.fileloc,
+        run=contexts[run.id],
+        upstream_results=_upstream_results(conn, run.id, spec, wanted),
+        execution_timeout_s=task.execution_timeout_s,
+        queue=task.queue,
+        log_path=new.log_path,
+    )
+
+
+def fail_undispatchable(
+    conn: Connection,
+    failed: Sequence[Undispatchable],
+    spec_of: SpecLookup,
+    *,
+    hostname: str,
+    now: datetime,
+) -> list[try_store.Recorded]:
+    """Fail tries that could not be dispatched, the reason in their log in the store.
+
+    Each is recorded like any failed try (fenced, retried by its task's policy) in the
+    caller's transaction; its log, which no worker will write, is one line saying why, so
+    `drayman tasks logs` and the web show it from any host.
+    """
+    if not failed:
+        return []
+    outcomes = [
+        TryOutcome(
+            try_id=item.try_id,
+            succeeded=False,
+            started_at=now,
+            ended_at=now,
+            hostname=hostname,
+            error=item.error,
         )
-    return workloads
+        for item in failed
+    ]
+    recorded = try_store.record_outcomes(
+        conn, outcomes, retry_delay_s=functools.partial(_retry_delay_or_zero, conn, spec_of)
+    )
+    for item in failed:
+        line = f"[drayman] not run: {item.error}\n"
+        first = log_store.last_seq(conn, item.try_id) + 1
+        log_store.append_chunks(conn, item.try_id, first, [line], now=now)
+    return recorded
+
+
+def _retry_delay_or_zero(conn: Connection, spec_of: SpecLookup, ti: Row[Any]) -> float:
+    """The task's retry delay, or 0 when its DAG version cannot say (what failed the try may
+    be that very spec)."""
+    try:
+        run = runs_by_id(conn, [ti.dag_run_id])[ti.dag_run_id]
+        return task_retry_delay_s(spec_of(run.dag_id, run.bundle_version), ti)
+    except SQLAlchemyError:
+        raise
+    except Exception:
+        return 0.0
 
 
 def _upstream_results(
@@ -135,38 +230,52 @@ def task_retry_delay_s(spec: DagSpec, ti: Row[Any]) -> float:
     )
 
 
-def workload_for_try(conn: Connection, try_id: int, spec_of: SpecLookup) -> TryWorkload | None:
-    """The workload of a queued try, rebuilt from the store exactly as the scheduler built it.
-
-    None when the try does not exist, is not its task instance's current try, or is not
-    QUEUED (already started, finished or lost): a remote worker then runs nothing. This read
-    is a filter, not the fence: `tries.record_started` is, in the worker's own transaction.
-    """
-    tries = try_store.queued_current(conn, [try_id])
-    return try_workloads(conn, tries, spec_of)[0] if tries else None
-
-
 def callback_log_path(run: Row[Any], callback: str) -> str:
     return log_relpath(run.dag_id, run.run_id, f"_dag_{callback}", -1, 1)
 
 
-def callback_for_run(
-    conn: Connection, dag_id: str, run_id: str, callback: str, spec_of: SpecLookup
-) -> CallbackWorkload | None:
-    """The DAG-level callback workload of a finished run, rebuilt from the store.
+@dataclass(frozen=True)
+class CallbackClaim:
+    """A remote worker's claim of a DAG callback: the workload to run, or why nothing runs."""
 
-    None unless the run exists, finished in the state that calls `callback`
-    (on_success after success, on_failure after failure) and its DAG defines that callback.
+    workload: CallbackWorkload | None
+    refusal: str = ""
+
+
+def claim_callback(
+    conn: Connection,
+    dag_id: str,
+    run_id: str,
+    callback: str,
+    spec_of: SpecLookup,
+    *,
+    now: datetime,
+) -> CallbackClaim:
+    """Claim the DAG-level callback of a finished run, rebuilt from the store.
+
+    Nothing runs unless the run exists, finished in the state that calls `callback`
+    (on_success after success, on_failure after failure), its DAG defines that callback,
+    and no worker claimed this finish's callback before (`runs.claim_callback`, in the
+    caller's transaction): a replayed, duplicated or forged message runs nothing. A
+    callback whose workload cannot be built (a stored conf too deep to read) is refused
+    before it is claimed.
     """
     run = conn.execute(
         select(dag_run).where(dag_run.c.dag_id == dag_id, dag_run.c.run_id == run_id)
     ).first()
     if run is None or callback not in ("on_success", "on_failure"):
-        return None
+        return CallbackClaim(None, "no such run or callback")
     wanted = RunState.SUCCESS if callback == "on_success" else RunState.FAILED
     if run.state != wanted:
-        return None
+        return CallbackClaim(None, f"the run is {run.state}, not {wanted}")
     spec = spec_of(run.dag_id, run.bundle_version)
     if callback not in spec.callbacks:
-        return None
-    return callback_workload(run, spec, callback, str(wanted), callback_log_path(run, callback))
+        return CallbackClaim(None, "the DAG defines no such callback")
+    path = callback_log_path(run, callback)
+    try:
+        workload = callback_workload(run, spec, callback, str(wanted), path)
+    except Exception as exc:
+        return CallbackClaim(None, dispatch_error(exc))
+    if not run_store.claim_callback(conn, run.id, wanted, now):
+        return CallbackClaim(None, "claimed already: it ran or runs elsewhere")
+    return CallbackClaim(workload)

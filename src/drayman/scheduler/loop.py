@@ -40,7 +40,14 @@ from drayman.store import task_instances as ti_store
 from drayman.store import tries as try_store
 from drayman.store.dags import NextRun
 from drayman.store.engine import Store
-from drayman.workloads import RunsChanged, TryOutcome, TryStarted, Workload, log_relpath
+from drayman.workloads import (
+    RunsChanged,
+    TryOutcome,
+    TryStarted,
+    Workload,
+    dispatch_error,
+    log_relpath,
+)
 
 log = logging.getLogger("drayman.scheduler")
 
@@ -323,12 +330,11 @@ class Scheduler:
             for try_id in try_store.unclaimed_since(conn, cutoff)
             if self._resent.get(try_id, 0.0) <= mono - timeout
         ]
-        workloads: list[Workload] = []
-        for try_id in due:
-            workload = dispatch.workload_for_try(conn, try_id, self._spec)
-            if workload is not None:
-                workloads.append(workload)
-                self._resent[try_id] = mono
+        built = dispatch.try_workloads(conn, try_store.queued_current(conn, due), self._spec)
+        self._fail_undispatchable(conn, built.failed, self.clock())
+        workloads: list[Workload] = list(built.workloads)
+        for workload in built.workloads:
+            self._resent[workload.try_id] = mono
         if workloads:
             log.warning("try.resent count=%d: unclaimed for %.0f s", len(workloads), timeout)
         # forget tries resent long ago: they were claimed, finished or will be resent again
@@ -477,7 +483,17 @@ class Scheduler:
         if callback not in spec.callbacks:
             return []
         path = dispatch.callback_log_path(run, callback)
-        return [dispatch.callback_workload(run, spec, callback, str(state), path)]
+        try:
+            return [dispatch.callback_workload(run, spec, callback, str(state), path)]
+        except Exception as exc:  # e.g. a stored conf too deep to read: the run stays finished
+            log.error(
+                "callback.undispatchable dag=%s run=%s callback=%s: %s",
+                run.dag_id,
+                run.run_id,
+                callback,
+                dispatch_error(exc),
+            )
+            return []
 
     # -- queueing ----------------------------------------------------------------------------
 
@@ -535,7 +551,20 @@ class Scheduler:
             conn, picked, log_paths=paths, worker_id=self.worker_id, now=now
         )
         report.queued += len(new)
-        return list(dispatch.try_workloads(conn, new, self._spec, runs))
+        built = dispatch.try_workloads(conn, new, self._spec, runs)
+        self._fail_undispatchable(conn, built.failed, now)
+        return list(built.workloads)
+
+    def _fail_undispatchable(
+        self, conn: Connection, failed: Sequence[dispatch.Undispatchable], now: datetime
+    ) -> None:
+        """Fail the tries whose workloads could not be built: each alone, never the tick."""
+        for item in failed:
+            log.error("try.undispatchable try_id=%s: %s", item.try_id, item.error)
+        for recorded in dispatch.fail_undispatchable(
+            conn, failed, self._spec, hostname=self.hostname, now=now
+        ):
+            self._dirty.add(recorded.dag_run_id)
 
     def _queue_caps(self, conn: Connection, floor: int) -> dict[str, int]:
         """Remote workers: each served queue's cap on tries queued or running

@@ -416,7 +416,7 @@ def _reopen(conn: Connection, run: Row[Any]) -> None:
     changed = conn.execute(
         update(dag_run)
         .where(dag_run.c.id == run.id, dag_run.c.state == run.state)
-        .values(state=RunState.RUNNING, end_date=None)
+        .values(state=RunState.RUNNING, end_date=None, callback_claimed_at=None)
     ).rowcount
     if changed != 1:
         raise ConflictError(f"run {run.run_id!r} changed state meanwhile: nothing was changed")

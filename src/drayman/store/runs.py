@@ -148,6 +148,26 @@ def finish_run(conn: Connection, run_id: int, state: RunState, now: datetime) ->
     return result.rowcount == 1
 
 
+def claim_callback(conn: Connection, run_pk: int, state: RunState, now: datetime) -> bool:
+    """Take the DAG callback of a run that finished in `state`; False when it is not due.
+
+    The fence of DAG callbacks, as the try id is for tries (ADR 4): a worker runs a callback
+    only after this returns True, so a replayed or forged `run_callback` message, or a second
+    copy, runs nothing. A run reopened by a clear or a mark is due a callback again when it
+    finishes again (`actions` sets `callback_claimed_at` back to NULL).
+    """
+    changed = conn.execute(
+        update(dag_run)
+        .where(
+            dag_run.c.id == run_pk,
+            dag_run.c.state == state,
+            dag_run.c.callback_claimed_at.is_(None),
+        )
+        .values(callback_claimed_at=now)
+    ).rowcount
+    return changed == 1
+
+
 def get_run(conn: Connection, dag_id: str, run_id: str) -> Row[Any]:
     row = conn.execute(
         select(dag_run).where(dag_run.c.dag_id == dag_id, dag_run.c.run_id == run_id)

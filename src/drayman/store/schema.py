@@ -132,6 +132,9 @@ dag_run = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("start_date", UtcDateTime, nullable=True),
     Column("end_date", UtcDateTime, nullable=True),
+    # when a worker claimed this finish's DAG callback (runs.claim_callback): the fence that
+    # makes a replayed or forged run_callback message run nothing; cleared when it reopens
+    Column("callback_claimed_at", UtcDateTime, nullable=True),
     # run ids are unique per DAG; scheduled run ids derive from the logical date, so two
     # schedulers creating the same run collide here instead of creating it twice
     UniqueConstraint("dag_id", "run_id"),
