@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, func, insert, select, update
+from sqlalchemy import Connection, Row, bindparam, func, insert, select, update
 
 from drayman.states import TI_ACTIVE, StateChange, TIState, can_transition
 from drayman.store.schema import dag_run, task_instance
@@ -133,6 +133,28 @@ def _element(placeholder: Row[Any], index: int) -> dict[str, Any]:
         "pool_slots": placeholder.pool_slots,
         "queue": placeholder.queue,
     }
+
+
+_LOCK_BY_ID = (
+    select(task_instance, task_instance.c.current_try_id.label("fence"))
+    .where(task_instance.c.id.in_(bindparam("b_ids", expanding=True)))
+    .order_by(task_instance.c.id)
+    .with_for_update()
+)
+
+
+def lock_by_id(conn: Connection, ids: Iterable[int]) -> list[Row[Any]]:
+    """These task instances, read afresh and locked until the transaction ends.
+
+    Locks are taken in ascending id order on every database (ADR 13): the `IN` list on the
+    primary key is a range scan in key order on InnoDB, and PostgreSQL sorts before it locks.
+    Each row carries its `current_try_id` also as `fence`, the shape `tries.record_outcomes`
+    hands to its retry-delay callback.
+    """
+    wanted = sorted(set(ids))
+    if not wanted:
+        return []
+    return list(conn.execute(_LOCK_BY_ID, {"b_ids": wanted}))
 
 
 def schedulable(conn: Connection, limit: int, *, lock: bool = False) -> list[Row[Any]]:
