@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Connection, Row, select, text
+from sqlalchemy.exc import DBAPIError
 
 from drayman.exceptions import ConflictError
 from drayman.spec import DagSpec, ParsedDag, TaskSpec
@@ -35,11 +36,13 @@ LATER = NOW + timedelta(minutes=5)
 BUNDLE = "f" * 64
 WAIT_S = 30.0
 
-# two independent tasks: the action hits "a"; an outcome batch carries "a" and "b"
+# two independent tasks: the action hits "a"; an outcome batch carries "a" and "b". "b" comes
+# first, so its task instance has the lower id while "a" sorts first by task id and gets the
+# lower try id: an index on either would take their locks in the opposite order to their ids.
 SPEC = DagSpec(
     dag_id="fence",
     fileloc="fence.py",
-    tasks={t: TaskSpec(task_id=t, kind="python", upstream=(), retries=1) for t in ("a", "b")},
+    tasks={t: TaskSpec(task_id=t, kind="python", upstream=(), retries=1) for t in ("b", "a")},
 )
 
 # -- a run with running tries ----------------------------------------------------------------
@@ -51,6 +54,7 @@ class Running:
 
     run_id: str
     ti_a: int
+    ti_b: int
     try_a: int
     try_b: int
 
@@ -98,7 +102,7 @@ def running_run(store: Store, run_id: str) -> Running:
         for one in new:
             assert tries.record_started(conn, TryStarted(one.try_id, "worker-1", 42, NOW))
     a, b = new
-    return Running(run_id, a.ti_id, a.try_id, b.try_id)
+    return Running(run_id, a.ti_id, b.ti_id, a.try_id, b.try_id)
 
 
 def outcome(try_id: int, *, ok: bool = True) -> TryOutcome:
@@ -212,8 +216,9 @@ class Second:
         assert self._ready.wait(WAIT_S), "the second connection never opened"
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self._thread.join(WAIT_S)
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        if exc_type is None:  # else the first writer still holds its locks: it rolls back next
+            self._thread.join(WAIT_S)
 
     def _run(self) -> None:
         try:
@@ -402,3 +407,59 @@ def test_any_order_of_outcome_cancel_clear_and_mark_keeps_history_and_instance_a
         else:
             assert ended.state == TryState.FAILED, order
             assert FENCE_REASON[str(model.ended_by)] in (ended.error or ""), (order, ended.error)
+
+
+# -- one lock order for every writer ---------------------------------------------------------
+
+BOTH = ["a", "b"]
+# On a table of a few rows InnoDB scans the primary key, in id order, whatever the query: the
+# production case, where it reads by an index in that index's order, needs some more rows.
+FILLER_RUNS = 20
+WRITERS: dict[str, Callable[[Connection, Running], object]] = {
+    "outcomes": lambda conn, run: record(conn, outcome(run.try_a), outcome(run.try_b)),
+    "clear": lambda conn, run: actions.clear_task_instances(
+        conn, SPEC.dag_id, run.run_id, BOTH, now=LATER, by="ann"
+    ),
+    "mark": lambda conn, run: actions.mark_task_instances(
+        conn, SPEC.dag_id, run.run_id, BOTH, state=TIState.FAILED, now=LATER, by="ann"
+    ),
+}
+
+
+def lockable(store: Store, ti_id: int) -> bool:
+    """Whether another transaction could lock this task instance right now."""
+    with store.engine.connect() as conn, conn.begin():
+        try:
+            conn.execute(
+                select(task_instance.c.id)
+                .where(task_instance.c.id == ti_id)
+                .with_for_update(nowait=True)
+            )
+        except DBAPIError:
+            return False
+    return True
+
+
+@SERVERS
+@pytest.mark.parametrize("writer", list(WRITERS))
+def test_every_writer_locks_task_instances_in_ascending_id_order(store: Store, writer: str) -> None:
+    """Blocked on the lower id, a writer holds no higher one: two writers whose sets overlap
+    can wait on each other, never in a circle (ADR 13)."""
+    publish(store)
+    run = running_run(store, "r1")
+    for n in range(FILLER_RUNS):  # enough rows that InnoDB reads through the indexes
+        running_run(store, f"filler{n}")
+    low, high = sorted((run.ti_a, run.ti_b))
+    assert (low, high) == (run.ti_b, run.ti_a)  # SPEC makes ids and names disagree
+    assert run.try_a < run.try_b  # ... and ids and try ids
+    with first_writer(store) as first:
+        task_instances.lock_by_id(first, [low])
+        with Second(store, lambda conn: WRITERS[writer](conn, run)) as second:
+            second.wait_until_blocked()
+            assert lockable(store, high), f"{writer} locked {high} before {low}"
+            first.commit()
+            second.finish()
+    assert second.error is None
+    with store.read() as conn:
+        assert_agree(conn, run.ti_a)
+        assert_agree(conn, run.ti_b)
