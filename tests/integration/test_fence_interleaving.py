@@ -50,7 +50,8 @@ SPEC = DagSpec(
 
 @dataclass(frozen=True)
 class Running:
-    """A started run whose task instances "a" and "b" each run their first try."""
+    """A started run whose task instances "a" and "b" each run (or are queued for) their
+    first try."""
 
     run_id: str
     ti_a: int
@@ -66,7 +67,7 @@ def publish(store: Store) -> None:
         )
 
 
-def running_run(store: Store, run_id: str) -> Running:
+def running_run(store: Store, run_id: str, *, start: bool = True) -> Running:
     with store.begin() as conn:
         pk = runs.create_run(
             conn,
@@ -99,7 +100,7 @@ def running_run(store: Store, run_id: str) -> Running:
         new = tries.create_tries(
             conn, scheduled, log_paths=["a.log", "b.log"], worker_id=None, now=NOW
         )
-        for one in new:
+        for one in new if start else ():
             assert tries.record_started(conn, TryStarted(one.try_id, "worker-1", 42, NOW))
     a, b = new
     return Running(run_id, a.ti_id, b.ti_id, a.try_id, b.try_id)
@@ -200,10 +201,12 @@ def ti_state(conn: Connection, ti_id: int) -> str:
 
 class Second:
     """The second writer: `work(conn)` in its own transaction, on its own connection, in a
-    thread; it keeps what the work returned or raised."""
+    thread; it keeps what the work returned or raised. `first` is the first writer's
+    connection, rolled back if the test fails before it commits."""
 
-    def __init__(self, store: Store, work: Callable[[Connection], Any]) -> None:
+    def __init__(self, store: Store, first: Connection, work: Callable[[Connection], Any]) -> None:
         self.store = store
+        self.first = first
         self.work = work
         self.backend_id: int | None = None
         self.result: Any = None
@@ -217,8 +220,9 @@ class Second:
         return self
 
     def __exit__(self, exc_type: object, *_: object) -> None:
-        if exc_type is None:  # else the first writer still holds its locks: it rolls back next
-            self._thread.join(WAIT_S)
+        if exc_type is not None:  # the test failed while the first writer held its locks
+            self.first.rollback()
+        self._thread.join(WAIT_S)
 
     def _run(self) -> None:
         try:
@@ -302,7 +306,7 @@ def test_an_outcome_that_waits_on_an_action_is_refused_and_erases_nothing(
     batch = (outcome(run.try_a), outcome(run.try_b))
     with first_writer(store) as first:
         ACTIONS[action](first, run.run_id)
-        with Second(store, lambda conn: record(conn, *batch)) as second:
+        with Second(store, first, lambda conn: record(conn, *batch)) as second:
             second.wait_until_blocked()
             first.commit()
             recorded = second.finish()
@@ -324,7 +328,7 @@ def test_an_action_that_waits_on_an_outcome_finds_the_try_ended(store: Store, ac
     run = running_run(store, "r1")
     with first_writer(store) as first:
         assert record(first, outcome(run.try_a)) == {run.try_a}
-        with Second(store, lambda conn: ACTIONS[action](conn, run.run_id)) as second:
+        with Second(store, first, lambda conn: ACTIONS[action](conn, run.run_id)) as second:
             second.wait_until_blocked()
             first.commit()
             second.finish()
@@ -423,7 +427,19 @@ WRITERS: dict[str, Callable[[Connection, Running], object]] = {
     "mark": lambda conn, run: actions.mark_task_instances(
         conn, SPEC.dag_id, run.run_id, BOTH, state=TIState.FAILED, now=LATER, by="ann"
     ),
+    "starts": lambda conn, run: tries.record_started_many(
+        conn, [TryStarted(t, "worker-1", 42, NOW) for t in (run.try_a, run.try_b)]
+    ),
+    "claim": lambda conn, run: tries.record_claimed(
+        conn,
+        [t.try_id for t in tries.lock_claimable(conn, [run.try_a, run.try_b])],
+        started_at=NOW,
+        hostname="worker-2",
+        pid=43,
+        worker_id=None,
+    ),
 }
+QUEUED_ONLY = {"starts", "claim"}  # these take QUEUED tries, the others RUNNING ones
 
 
 def lockable(store: Store, ti_id: int) -> bool:
@@ -446,7 +462,7 @@ def test_every_writer_locks_task_instances_in_ascending_id_order(store: Store, w
     """Blocked on the lower id, a writer holds no higher one: two writers whose sets overlap
     can wait on each other, never in a circle (ADR 13)."""
     publish(store)
-    run = running_run(store, "r1")
+    run = running_run(store, "r1", start=writer not in QUEUED_ONLY)
     for n in range(FILLER_RUNS):  # enough rows that InnoDB reads through the indexes
         running_run(store, f"filler{n}")
     low, high = sorted((run.ti_a, run.ti_b))
@@ -454,7 +470,7 @@ def test_every_writer_locks_task_instances_in_ascending_id_order(store: Store, w
     assert run.try_a < run.try_b  # ... and ids and try ids
     with first_writer(store) as first:
         task_instances.lock_by_id(first, [low])
-        with Second(store, lambda conn: WRITERS[writer](conn, run)) as second:
+        with Second(store, first, lambda conn: WRITERS[writer](conn, run)) as second:
             second.wait_until_blocked()
             assert lockable(store, high), f"{writer} locked {high} before {low}"
             first.commit()
@@ -463,3 +479,5 @@ def test_every_writer_locks_task_instances_in_ascending_id_order(store: Store, w
     with store.read() as conn:
         assert_agree(conn, run.ti_a)
         assert_agree(conn, run.ti_b)
+        if writer in QUEUED_ONLY:
+            assert {ti_state(conn, run.ti_a), ti_state(conn, run.ti_b)} == {TIState.RUNNING}

@@ -155,7 +155,10 @@ _QUEUED_CURRENT = (
     )
     .order_by(task_try.c.id)
 )
-_LOCK_CLAIMABLE = _QUEUED_CURRENT.with_for_update()
+# PostgreSQL sorts by task instance, then locks only the task instances (ADR 13)
+_LOCK_CLAIMABLE = (
+    _QUEUED_CURRENT.order_by(None).order_by(task_instance.c.id).with_for_update(of=task_instance)
+)
 _START_TI = (
     update(task_instance)
     .where(
@@ -188,9 +191,15 @@ def lock_claimable(conn: Connection, try_ids: Sequence[int]) -> list[NewTry]:
 
     A remote worker claims what this returns with `record_claimed` in the same
     transaction: a second worker asking for one of them waits for the lock, then finds it
-    RUNNING and gets nothing. Locks are taken in id order, so two batches never deadlock.
+    RUNNING and gets nothing. Their task instances are locked in ascending id order, as
+    every writer of try states locks them (ADR 13), so no two of them deadlock.
     """
-    return _queued_current(conn, try_ids, _LOCK_CLAIMABLE)
+    if not try_ids:
+        return []
+    if conn.dialect.name != "mysql":
+        return _queued_current(conn, try_ids, _LOCK_CLAIMABLE)
+    _lock_tis_of_tries(conn, try_ids)  # InnoDB: see _TIS_OF_TRIES
+    return _queued_current(conn, try_ids, _QUEUED_CURRENT)
 
 
 def ended_among(conn: Connection, try_ids: Sequence[int]) -> list[int]:
@@ -290,9 +299,14 @@ def record_started(conn: Connection, event: TryStarted, *, worker_id: int | None
 def record_started_many(
     conn: Connection, events: Sequence[TryStarted], *, worker_id: int | None = None
 ) -> int:
-    """Mark tries RUNNING, two statements for the whole batch. Returns how many were taken."""
+    """Mark tries RUNNING, three statements for the whole batch. Returns how many were taken.
+
+    The task instances are locked first, in the one order (`lock_current`, ADR 13): updated
+    one event after another, they would be locked in the order the events came in.
+    """
     if not events:
         return 0
+    lock_current(conn, [e.try_id for e in events])
     params = [
         {
             "b_try": e.try_id,
@@ -387,12 +401,17 @@ def lock_current(conn: Connection, try_ids: Sequence[int]) -> list[Row[Any]]:
     if not wanted:
         return []
     if conn.dialect.name == "mysql":
-        ti_ids = conn.execute(_TIS_OF_TRIES, {"b_ids": wanted}).scalars()
-        rows = task_instances.lock_by_id(conn, ti_ids)
+        rows = _lock_tis_of_tries(conn, wanted)
     else:
         rows = list(conn.execute(_LOCK_CURRENT, {"b_ids": wanted}))
     taken = set(wanted)
     return [r for r in rows if r.fence in taken and r.state in TI_ACTIVE]
+
+
+def _lock_tis_of_tries(conn: Connection, try_ids: Sequence[int]) -> list[Row[Any]]:
+    """The task instances of these tries, locked by primary key in ascending id order."""
+    ti_ids = conn.execute(_TIS_OF_TRIES, {"b_ids": sorted(set(try_ids))}).scalars()
+    return task_instances.lock_by_id(conn, ti_ids)
 
 
 def record_outcomes(
