@@ -299,7 +299,8 @@ def record_started(conn: Connection, event: TryStarted, *, worker_id: int | None
 def record_started_many(
     conn: Connection, events: Sequence[TryStarted], *, worker_id: int | None = None
 ) -> int:
-    """Mark tries RUNNING, three statements for the whole batch. Returns how many were taken.
+    """Mark tries RUNNING, three statements for the whole batch (four on MySQL for several
+    tries). Returns how many were taken.
 
     The task instances are locked first, in the one order (`lock_current`, ADR 13): updated
     one event after another, they would be locked in the order the events came in.
@@ -349,8 +350,8 @@ _LOCK_CURRENT = (
     .with_for_update()
 )
 # InnoDB locks rows in the order it scans them, which for `current_try_id IN` is try-id order:
-# there the task instances are found first (a try's task instance never changes) and locked
-# by primary key, in id order.
+# there the task instances of several tries are found first (a try's task instance never
+# changes) and locked by primary key, in id order.
 _TIS_OF_TRIES = select(task_try.c.task_instance_id).where(
     task_try.c.id.in_(bindparam("b_ids", expanding=True))
 )
@@ -400,7 +401,7 @@ def lock_current(conn: Connection, try_ids: Sequence[int]) -> list[Row[Any]]:
     wanted = sorted(set(try_ids))
     if not wanted:
         return []
-    if conn.dialect.name == "mysql":
+    if conn.dialect.name == "mysql" and len(wanted) > 1:  # one row has no order to get wrong
         rows = _lock_tis_of_tries(conn, wanted)
     else:
         rows = list(conn.execute(_LOCK_CURRENT, {"b_ids": wanted}))
@@ -422,7 +423,7 @@ def record_outcomes(
 ) -> list[Recorded]:
     """Record a batch of outcomes; what it returns is exactly what was written.
 
-    Three statements whatever the batch size (four on MySQL): lock the task instances whose
+    Three statements whatever the batch size (four on MySQL for several tries): lock the task instances whose
     current try is reported (`lock_current`), then finish them and their tries, each update
     guarded by the state it expects and the fence. An outcome whose try was fenced off (a
     cancel, clear or mark that committed first, or a try declared lost) is left out of the
