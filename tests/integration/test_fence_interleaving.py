@@ -67,7 +67,9 @@ def publish(store: Store) -> None:
         )
 
 
-def running_run(store: Store, run_id: str, *, start: bool = True) -> Running:
+def running_run(store: Store, run_id: str, *, until: str = "running") -> Running:
+    """A run whose task instances got as far as `until`: "pending" (no tries: their ids are
+    0), "queued" or "running"."""
     with store.begin() as conn:
         pk = runs.create_run(
             conn,
@@ -85,6 +87,9 @@ def running_run(store: Store, run_id: str, *, start: bool = True) -> Running:
             now=NOW,
         )
         runs.start_run(conn, runs.get_run_by_id(conn, pk), SPEC, NOW)
+        if until == "pending":
+            a, b = (ti(conn, pk, task_id) for task_id in ("a", "b"))
+            return Running(run_id, a.id, b.id, 0, 0)
         rows = conn.execute(
             select(task_instance)
             .where(task_instance.c.dag_run_id == pk)
@@ -100,10 +105,18 @@ def running_run(store: Store, run_id: str, *, start: bool = True) -> Running:
         new = tries.create_tries(
             conn, scheduled, log_paths=["a.log", "b.log"], worker_id=None, now=NOW
         )
-        for one in new if start else ():
+        for one in new if until == "running" else ():
             assert tries.record_started(conn, TryStarted(one.try_id, "worker-1", 42, NOW))
     a, b = new
     return Running(run_id, a.ti_id, b.ti_id, a.try_id, b.try_id)
+
+
+def ti(conn: Connection, run_pk: int, task_id: str) -> Row[Any]:
+    return conn.execute(
+        select(task_instance).where(
+            task_instance.c.dag_run_id == run_pk, task_instance.c.task_id == task_id
+        )
+    ).one()
 
 
 def outcome(try_id: int, *, ok: bool = True) -> TryOutcome:
@@ -439,7 +452,16 @@ WRITERS: dict[str, Callable[[Connection, Running], object]] = {
         worker_id=None,
     ),
 }
-QUEUED_ONLY = {"starts", "claim"}  # these take QUEUED tries, the others RUNNING ones
+# the scheduler's planner, one statement per (old, new) pair: here "a", the higher id, first
+WRITERS["plan"] = lambda conn, run: task_instances.apply_changes(
+    conn,
+    [
+        StateChange(run.ti_a, TIState.PENDING, TIState.SCHEDULED),
+        StateChange(run.ti_b, TIState.PENDING, TIState.UPSTREAM_FAILED),
+    ],
+    NOW,
+)
+UNTIL = {"starts": "queued", "claim": "queued", "plan": "pending"}  # the others: "running"
 
 
 def lockable(store: Store, ti_id: int) -> bool:
@@ -462,12 +484,12 @@ def test_every_writer_locks_task_instances_in_ascending_id_order(store: Store, w
     """Blocked on the lower id, a writer holds no higher one: two writers whose sets overlap
     can wait on each other, never in a circle (ADR 13)."""
     publish(store)
-    run = running_run(store, "r1", start=writer not in QUEUED_ONLY)
+    run = running_run(store, "r1", until=UNTIL.get(writer, "running"))
     for n in range(FILLER_RUNS):  # enough rows that InnoDB reads through the indexes
         running_run(store, f"filler{n}")
     low, high = sorted((run.ti_a, run.ti_b))
     assert (low, high) == (run.ti_b, run.ti_a)  # SPEC makes ids and names disagree
-    assert run.try_a < run.try_b  # ... and ids and try ids
+    assert run.try_a <= run.try_b  # ... and ids and try ids
     with first_writer(store) as first:
         task_instances.lock_by_id(first, [low])
         with Second(store, first, lambda conn: WRITERS[writer](conn, run)) as second:
@@ -479,5 +501,5 @@ def test_every_writer_locks_task_instances_in_ascending_id_order(store: Store, w
     with store.read() as conn:
         assert_agree(conn, run.ti_a)
         assert_agree(conn, run.ti_b)
-        if writer in QUEUED_ONLY:
+        if UNTIL.get(writer) == "queued":
             assert {ti_state(conn, run.ti_a), ti_state(conn, run.ti_b)} == {TIState.RUNNING}

@@ -38,6 +38,9 @@ def apply_changes(conn: Connection, changes: Sequence[StateChange], now: datetim
     """Apply guarded state changes in one statement per (old, new) pair. Returns rows changed.
 
     A change that `states.TI_TRANSITIONS` does not allow is a bug in the caller: ValueError.
+    Several task instances are locked first, in ascending id order (ADR 13): the pairs'
+    statements would take them in no particular order, and a person's clear of the same run,
+    taking them in order, could wait on this transaction while it waits on the clear.
     """
     by_pair: dict[tuple[TIState, TIState], list[int]] = {}
     for change in changes:
@@ -47,6 +50,8 @@ def apply_changes(conn: Connection, changes: Sequence[StateChange], now: datetim
                 " transition (see drayman.states.TI_TRANSITIONS)"
             )
         by_pair.setdefault((change.old, change.new), []).append(change.ti_id)
+    if len(changes) > 1:
+        lock_by_id(conn, (change.ti_id for change in changes))
     changed = 0
     for (old, new), ids in by_pair.items():
         values: dict[str, Any] = {"state": new}

@@ -423,13 +423,13 @@ def record_outcomes(
 ) -> list[Recorded]:
     """Record a batch of outcomes; what it returns is exactly what was written.
 
-    Three statements whatever the batch size (four on MySQL for several tries): lock the task instances whose
-    current try is reported (`lock_current`), then finish them and their tries, each update
-    guarded by the state it expects and the fence. An outcome whose try was fenced off (a
-    cancel, clear or mark that committed first, or a try declared lost) is left out of the
-    answer, so its worker logs it as refused. Were a guarded update to find fewer rows than
-    were locked, some writer broke the lock order: the batch is refused whole (ConflictError)
-    rather than reported as recorded when it was not.
+    Three statements whatever the batch size (four on MySQL for several tries): lock the task
+    instances whose current try is reported (`lock_current`), then finish them and their
+    tries, each update guarded by the state it expects and the fence. An outcome whose try
+    was fenced off (a cancel, clear or mark that committed first, or a try declared lost) is
+    left out of the answer, so its worker logs it as refused. Were a guarded update to find
+    fewer rows than were locked, some writer broke the lock order: the batch is refused whole
+    (ConflictError) rather than reported as recorded when it was not.
     """
     if not outcomes:
         return []
