@@ -310,10 +310,14 @@ def _clear(
     wanted = TI_ONLY_FAILED if only_failed else TI_CLEARABLE
     chosen = [r for r in rows if r.state in wanted]
     if chosen and not dry_run:
-        _fence(conn, chosen, now, f"cleared by {by or 'hand'}")
         again = _expanding_again(spec, chosen)
+        undone = [r for r in rows if r.task_id in again]
+        # an element that is not chosen (only_failed) but is REMOVED with its expansion
+        # must not keep a try running either
+        ending = {r.id: r for r in [*chosen, *undone]}
+        _fence(conn, list(ending.values()), now, f"cleared by {by or 'hand'}")
         if again:
-            _unexpand(conn, spec, [r for r in rows if r.task_id in again], now)
+            _unexpand(conn, spec, undone, now)
         to_pending = [r for r in chosen if r.task_id not in again or r.map_index < 0]
         groups = _group(to_pending, lambda r: (r.state, spec.tasks[r.task_id].retries))
         for (old, retries), ids in groups.items():

@@ -3,6 +3,8 @@
 The try id is the fencing token. A start or an outcome is accepted only while the try is
 unfinished and is still its task instance's `current_try_id`; a worker whose try was declared
 lost (or a redelivered message) can write nothing, so two tries of one task never both count.
+Whoever writes a try's state locks its task instance first, task instances in ascending id
+order (ADR 13), so a fence raised meanwhile is seen and no two writers deadlock.
 """
 
 from __future__ import annotations
