@@ -6,6 +6,9 @@ start the second writer on another connection in a thread, wait until the databa
 blocked on a lock (`pg_stat_activity` / `information_schema.INNODB_TRX`), then commit the first
 and look at what the second did. SQLite has one writer at a time (`BEGIN IMMEDIATE`), so there
 the same races are the two sequential orders, which the exhaustive sequential test covers.
+
+The last test holds each writer to one lock order (task instances by ascending id): blocked on
+the lower id, it must hold no higher one, else two writers can deadlock.
 """
 
 from __future__ import annotations
