@@ -179,10 +179,12 @@ def clear(store: Store, *task_ids: str, dag_id: str = "diamond", **options: Any)
     return {k.task_id if k.map_index < 0 else f"{k.task_id}[{k.map_index}]" for k in keys}
 
 
-def mark(store: Store, task_id: str, state: TIState, **options: Any) -> set[str]:
+def mark(
+    store: Store, task_id: str, state: TIState, dag_id: str = "diamond", **options: Any
+) -> set[str]:
     with store.begin() as conn:
         keys = actions.mark_task_instances(
-            conn, "diamond", "r1", [task_id], state=state, now=LATER, by="ann@host", **options
+            conn, dag_id, "r1", [task_id], state=state, now=LATER, by="ann@host", **options
         )
     return {k.task_id for k in keys}
 
@@ -347,6 +349,30 @@ def test_a_mapped_task_expands_again_to_its_new_width_keeping_its_tries(store: S
         "square[2]": TIState.SCHEDULED,
         "square[3]": TIState.SCHEDULED,
     }
+
+
+def test_a_running_element_removed_by_an_expansion_undone_has_its_try_fenced(
+    store: Store,
+) -> None:
+    """Clearing only the failed ones of an input and its mapped task undoes the whole
+    expansion: an element still running is REMOVED, and its try must end with it."""
+    pk = started_run(store, MAPPED)
+    finish(store, pk, "numbers", ok=True)
+    with store.begin() as conn:
+        task_instances.expand(conn, ti(conn, pk, "square").id, 2, NOW)
+    finish(store, pk, "square", ok=False, map_index=0)
+    with store.begin() as conn:
+        running = start_try(conn, pk, "square", 1)
+    mark(store, "numbers", TIState.FAILED, dag_id="mapped")
+
+    cleared = clear(store, "numbers", downstream=True, only_failed=True, dag_id="mapped")
+    assert cleared == {"numbers", "square[0]"}
+    with store.read() as conn:
+        element = ti(conn, pk, "square", 1)
+        fenced = conn.execute(select(task_try).where(task_try.c.id == running)).one()
+    assert (element.state, element.current_try_id) == (TIState.REMOVED, None)
+    assert fenced.state == TryState.FAILED, "a removed element's try may not run on"
+    assert "cleared by ann@host" in (fenced.error or "")
 
 
 def test_a_placeholder_that_never_expanded_is_cleared_to_expand_later(store: Store) -> None:

@@ -289,19 +289,7 @@ class Scheduler:
             if component_id is not None:
                 components.heartbeat(conn, component_id, db_now)
         cutoff = db_now - timedelta(seconds=self.settings.heartbeat_timeout_s)
-        for lost in try_store.unfinished_of_dead_workers(conn, cutoff):
-            outcome = TryOutcome(
-                try_id=lost.id,
-                succeeded=False,
-                started_at=lost.start_date or lost.queued_at,
-                ended_at=now,
-                error=f"the worker on {lost.hostname} stopped heartbeating: try lost",
-            )
-            recorded = try_store.record_outcome(conn, outcome, retry_delay_s=self._retry_delay)
-            if recorded is not None:
-                report.lost += 1
-                self._dirty.add(recorded.dag_run_id)
-                log.warning("task.lost ti=%s try_id=%s", recorded.ti_id, lost.id)
+        self._fail_lost_tries(conn, cutoff, now, report)
         for kind in ("scheduler", "worker"):
             components.mark_dead(conn, kind, cutoff, now)
         self._retries_check_at = 0.0  # and look for due retries, as a fallback
@@ -309,6 +297,26 @@ class Scheduler:
         if self.worker_id is None:  # tries travel through a broker: find what it lost
             self._to_resend = self._unclaimed_workloads(conn, db_now)
         self.executor.heartbeat()
+
+    def _fail_lost_tries(
+        self, conn: Connection, cutoff: datetime, now: datetime, report: TickReport
+    ) -> None:
+        """Fail the unfinished tries of dead workers, in one fenced batch: a try a person
+        ended meanwhile, or whose worker's outcome came first, is not counted as lost."""
+        lost = [
+            TryOutcome(
+                try_id=row.id,
+                succeeded=False,
+                started_at=row.start_date or row.queued_at,
+                ended_at=now,
+                error=f"the worker on {row.hostname} stopped heartbeating: try lost",
+            )
+            for row in try_store.unfinished_of_dead_workers(conn, cutoff)
+        ]
+        for recorded in try_store.record_outcomes(conn, lost, retry_delay_s=self._retry_delay):
+            report.lost += 1
+            self._dirty.add(recorded.dag_run_id)
+            log.warning("task.lost ti=%s try_id=%s", recorded.ti_id, recorded.try_id)
 
     def _stop_ended_tries(self, conn: Connection) -> None:
         """Kill the tries this scheduler's own executor runs that the store ended: cancelled,

@@ -30,9 +30,11 @@ them back (clear: to PENDING, so a new try follows) or across (mark: to SUCCESS 
   so the scheduler plans it again and decides its outcome anew: at its next full scan, or at
   once when the caller rings its doorbell (`scheduler.wakeup.ring`) after committing. The run
   does not wait for a max_active_runs slot again.
-- Rows are read FOR UPDATE (PostgreSQL, MySQL; SQLite has one writer at a time) and every
-  update is guarded by the old state: an action that loses a race anyway raises ConflictError
-  and, its transaction rolled back, changes nothing.
+- Rows are read FOR UPDATE (PostgreSQL, MySQL; SQLite has one writer at a time), task
+  instances in ascending id order before their tries and their run (ADR 13, the order
+  `tries.record_outcomes` takes them in too), and every update is guarded by the old state:
+  an action that loses a race anyway raises ConflictError and, its transaction rolled back,
+  changes nothing.
 - With `dry_run` nothing is written: the answer is what the action would change.
 """
 
@@ -58,6 +60,7 @@ from drayman.states import (
     can_transition_manually,
 )
 from drayman.store import dags as dag_store
+from drayman.store import task_instances as ti_store
 from drayman.store.schema import dag_run, task_instance, task_try
 from drayman.store.task_instances import NOT_YET_TRIED
 from drayman.store.tries import UNFINISHED
@@ -272,15 +275,20 @@ def _task_instances(
     named: Collection[str],
     map_index: int | None,
 ) -> list[Row[Any]]:
-    """The run's task instances of `task_ids`, locked; `map_index` narrows the `named` ones."""
-    rows = list(
-        conn.execute(
-            select(task_instance)
-            .where(task_instance.c.dag_run_id == run_pk, task_instance.c.task_id.in_(task_ids))
-            .order_by(task_instance.c.id)
-            .with_for_update()
+    """The run's task instances of `task_ids`, locked; `map_index` narrows the `named` ones.
+
+    Found first, then locked by id in ascending order (ADR 13), the order every writer of
+    try states takes them in: locking them through the run's index would take them in task
+    id order on InnoDB, and an outcome batch waiting on one while holding another would
+    deadlock with this action. A task instance created between the two reads (an expansion)
+    is left out, as if the action had come first.
+    """
+    ids = conn.execute(
+        select(task_instance.c.id).where(
+            task_instance.c.dag_run_id == run_pk, task_instance.c.task_id.in_(task_ids)
         )
-    )
+    ).scalars()
+    rows = ti_store.lock_by_id(conn, ids)
     if map_index is None:
         return rows
     for task_id in named:
@@ -302,10 +310,14 @@ def _clear(
     wanted = TI_ONLY_FAILED if only_failed else TI_CLEARABLE
     chosen = [r for r in rows if r.state in wanted]
     if chosen and not dry_run:
-        _fence(conn, chosen, now, f"cleared by {by or 'hand'}")
         again = _expanding_again(spec, chosen)
+        undone = [r for r in rows if r.task_id in again]
+        # an element that is not chosen (only_failed) but is REMOVED with its expansion
+        # must not keep a try running either
+        ending = {r.id: r for r in [*chosen, *undone]}
+        _fence(conn, list(ending.values()), now, f"cleared by {by or 'hand'}")
         if again:
-            _unexpand(conn, spec, [r for r in rows if r.task_id in again], now)
+            _unexpand(conn, spec, undone, now)
         to_pending = [r for r in chosen if r.task_id not in again or r.map_index < 0]
         groups = _group(to_pending, lambda r: (r.state, spec.tasks[r.task_id].retries))
         for (old, retries), ids in groups.items():
@@ -363,7 +375,7 @@ def _fence(conn: Connection, rows: Sequence[Row[Any]], now: datetime, reason: st
     try_ids = [r.current_try_id for r in rows if r.state in TI_ACTIVE and r.current_try_id]
     if not try_ids:
         return
-    conn.execute(
+    fenced = conn.execute(
         update(task_try)
         .where(task_try.c.id.in_(try_ids), task_try.c.state.in_(UNFINISHED))
         .values(
@@ -371,7 +383,12 @@ def _fence(conn: Connection, rows: Sequence[Row[Any]], now: datetime, reason: st
             end_date=now,
             error=f"{reason}: this try no longer counts, and its outcome will be refused",
         )
-    )
+    ).rowcount
+    if fenced != len(try_ids):  # the task instances are locked: only a bug gets here
+        raise ConflictError(
+            f"{len(try_ids) - fenced} of {len(try_ids)} tries ended meanwhile though their task "
+            "instances were locked: nothing was changed; look at the run again and retry"
+        )
 
 
 def _group(rows: Iterable[Row[Any]], key: Any) -> dict[Any, list[int]]:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, func, insert, select, update
+from sqlalchemy import Connection, Row, bindparam, func, insert, select, update
 
 from drayman.states import TI_ACTIVE, StateChange, TIState, can_transition
 from drayman.store.schema import dag_run, task_instance
@@ -38,6 +38,9 @@ def apply_changes(conn: Connection, changes: Sequence[StateChange], now: datetim
     """Apply guarded state changes in one statement per (old, new) pair. Returns rows changed.
 
     A change that `states.TI_TRANSITIONS` does not allow is a bug in the caller: ValueError.
+    Several task instances are locked first, in ascending id order (ADR 13): the pairs'
+    statements would take them in no particular order, and a person's clear of the same run,
+    taking them in order, could wait on this transaction while it waits on the clear.
     """
     by_pair: dict[tuple[TIState, TIState], list[int]] = {}
     for change in changes:
@@ -47,6 +50,8 @@ def apply_changes(conn: Connection, changes: Sequence[StateChange], now: datetim
                 " transition (see drayman.states.TI_TRANSITIONS)"
             )
         by_pair.setdefault((change.old, change.new), []).append(change.ti_id)
+    if len(changes) > 1:
+        lock_by_id(conn, (change.ti_id for change in changes))
     changed = 0
     for (old, new), ids in by_pair.items():
         values: dict[str, Any] = {"state": new}
@@ -133,6 +138,28 @@ def _element(placeholder: Row[Any], index: int) -> dict[str, Any]:
         "pool_slots": placeholder.pool_slots,
         "queue": placeholder.queue,
     }
+
+
+_LOCK_BY_ID = (
+    select(task_instance, task_instance.c.current_try_id.label("fence"))
+    .where(task_instance.c.id.in_(bindparam("b_ids", expanding=True)))
+    .order_by(task_instance.c.id)
+    .with_for_update()
+)
+
+
+def lock_by_id(conn: Connection, ids: Iterable[int]) -> list[Row[Any]]:
+    """These task instances, read afresh and locked until the transaction ends.
+
+    Locks are taken in ascending id order on every database (ADR 13): the `IN` list on the
+    primary key is a range scan in key order on InnoDB, and PostgreSQL sorts before it locks.
+    Each row carries its `current_try_id` also as `fence`, the shape `tries.record_outcomes`
+    hands to its retry-delay callback.
+    """
+    wanted = sorted(set(ids))
+    if not wanted:
+        return []
+    return list(conn.execute(_LOCK_BY_ID, {"b_ids": wanted}))
 
 
 def schedulable(conn: Connection, limit: int, *, lock: bool = False) -> list[Row[Any]]:

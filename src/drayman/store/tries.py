@@ -3,6 +3,8 @@
 The try id is the fencing token. A start or an outcome is accepted only while the try is
 unfinished and is still its task instance's `current_try_id`; a worker whose try was declared
 lost (or a redelivered message) can write nothing, so two tries of one task never both count.
+Whoever writes a try's state locks its task instance first, task instances in ascending id
+order (ADR 13), so a fence raised meanwhile is seen and no two writers deadlock.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from sqlalchemy import (
 )
 
 from drayman.exceptions import ConflictError, NotFoundError
-from drayman.states import TIState, TryState
+from drayman.states import TI_ACTIVE, TIState, TryState
+from drayman.store import task_instances
 from drayman.store.schema import component, task_instance, task_try
 from drayman.workloads import TryOutcome, TryStarted
 
@@ -154,7 +157,10 @@ _QUEUED_CURRENT = (
     )
     .order_by(task_try.c.id)
 )
-_LOCK_CLAIMABLE = _QUEUED_CURRENT.with_for_update()
+# PostgreSQL sorts by task instance, then locks only the task instances (ADR 13)
+_LOCK_CLAIMABLE = (
+    _QUEUED_CURRENT.order_by(None).order_by(task_instance.c.id).with_for_update(of=task_instance)
+)
 _START_TI = (
     update(task_instance)
     .where(
@@ -187,9 +193,15 @@ def lock_claimable(conn: Connection, try_ids: Sequence[int]) -> list[NewTry]:
 
     A remote worker claims what this returns with `record_claimed` in the same
     transaction: a second worker asking for one of them waits for the lock, then finds it
-    RUNNING and gets nothing. Locks are taken in id order, so two batches never deadlock.
+    RUNNING and gets nothing. Their task instances are locked in ascending id order, as
+    every writer of try states locks them (ADR 13), so no two of them deadlock.
     """
-    return _queued_current(conn, try_ids, _LOCK_CLAIMABLE)
+    if not try_ids:
+        return []
+    if conn.dialect.name != "mysql":
+        return _queued_current(conn, try_ids, _LOCK_CLAIMABLE)
+    _lock_tis_of_tries(conn, try_ids)  # InnoDB: see _TIS_OF_TRIES
+    return _queued_current(conn, try_ids, _QUEUED_CURRENT)
 
 
 def ended_among(conn: Connection, try_ids: Sequence[int]) -> list[int]:
@@ -289,9 +301,15 @@ def record_started(conn: Connection, event: TryStarted, *, worker_id: int | None
 def record_started_many(
     conn: Connection, events: Sequence[TryStarted], *, worker_id: int | None = None
 ) -> int:
-    """Mark tries RUNNING, two statements for the whole batch. Returns how many were taken."""
+    """Mark tries RUNNING, three statements for the whole batch (four on MySQL for several
+    tries). Returns how many were taken.
+
+    The task instances are locked first, in the one order (`lock_current`, ADR 13): updated
+    one event after another, they would be locked in the order the events came in.
+    """
     if not events:
         return 0
+    lock_current(conn, [e.try_id for e in events])
     params = [
         {
             "b_try": e.try_id,
@@ -321,22 +339,31 @@ def record_outcome(
     return recorded[0] if recorded else None
 
 
-_CURRENT_OF_TRIES = (
-    select(task_instance, task_try.c.id.label("fence"))
-    .join(task_try, task_try.c.task_instance_id == task_instance.c.id)
+# The task instances whose current, active try is one of `b_ids`: on PostgreSQL one statement
+# that sorts, then locks, in id order, and re-checks the fence on a row it had to wait for (so a
+# try fenced off meanwhile drops out); SQLite has one writer at a time and ignores FOR UPDATE.
+_LOCK_CURRENT = (
+    select(task_instance, task_instance.c.current_try_id.label("fence"))
     .where(
-        task_try.c.id.in_(bindparam("b_ids", expanding=True)),
-        task_try.c.state.in_(UNFINISHED),
-        task_instance.c.current_try_id == task_try.c.id,
+        task_instance.c.current_try_id.in_(bindparam("b_ids", expanding=True)),
+        task_instance.c.state.in_(sorted(TI_ACTIVE)),
     )
+    .order_by(task_instance.c.id)
+    .with_for_update()
 )
+# InnoDB locks rows in the order it scans them, which for `current_try_id IN` is try-id order:
+# there the task instances of several tries are found first (a try's task instance never
+# changes) and locked by primary key, in id order.
+_TIS_OF_TRIES = select(task_try.c.task_instance_id).where(
+    task_try.c.id.in_(bindparam("b_ids", expanding=True))
+)
+_ACTIVE = or_(task_instance.c.state == TIState.QUEUED, task_instance.c.state == TIState.RUNNING)
 _FINISH_TI = (
     update(task_instance)
     .where(
         task_instance.c.id == bindparam("b_ti"),
         task_instance.c.current_try_id == bindparam("b_try"),
-        # no IN (...) here: executemany cannot expand it
-        or_(task_instance.c.state == TIState.QUEUED, task_instance.c.state == TIState.RUNNING),
+        _ACTIVE,  # no IN (...) here: executemany cannot expand it
     )
     .values(
         state=bindparam("b_state"),
@@ -349,7 +376,10 @@ _FINISH_TI = (
 )
 _FINISH_TRY = (
     update(task_try)
-    .where(task_try.c.id == bindparam("b_try"))
+    .where(
+        task_try.c.id == bindparam("b_try"),
+        or_(task_try.c.state == TryState.QUEUED, task_try.c.state == TryState.RUNNING),
+    )
     .values(
         state=bindparam("b_state"),
         start_date=bindparam("b_start"),
@@ -363,17 +393,50 @@ _FINISH_TRY = (
 )
 
 
+def lock_current(conn: Connection, try_ids: Sequence[int]) -> list[Row[Any]]:
+    """The QUEUED or RUNNING task instances whose current try is among `try_ids`, locked.
+
+    Task instance rows are locked in ascending id order, before any try row is written: the
+    order every writer of try states follows (ADR 13), so none of them deadlocks another.
+    Once this returns, nobody can fence these tries off until the transaction ends.
+    """
+    wanted = sorted(set(try_ids))
+    if not wanted:
+        return []
+    if conn.dialect.name == "mysql" and len(wanted) > 1:  # one row has no order to get wrong
+        rows = _lock_tis_of_tries(conn, wanted)
+    else:
+        rows = list(conn.execute(_LOCK_CURRENT, {"b_ids": wanted}))
+    taken = set(wanted)
+    return [r for r in rows if r.fence in taken and r.state in TI_ACTIVE]
+
+
+def _lock_tis_of_tries(conn: Connection, try_ids: Sequence[int]) -> list[Row[Any]]:
+    """The task instances of these tries, locked by primary key in ascending id order."""
+    ti_ids = conn.execute(_TIS_OF_TRIES, {"b_ids": sorted(set(try_ids))}).scalars()
+    return task_instances.lock_by_id(conn, ti_ids)
+
+
 def record_outcomes(
     conn: Connection,
     outcomes: Sequence[TryOutcome],
     *,
     retry_delay_s: Callable[[Row[Any]], float],
 ) -> list[Recorded]:
-    """Record a batch of outcomes in three statements; fenced-out ones are left out."""
+    """Record a batch of outcomes; what it returns is exactly what was written.
+
+    Three statements whatever the batch size (four on MySQL for several tries): lock the task
+    instances whose current try is reported (`lock_current`), then finish them and their
+    tries, each update guarded by the state it expects and the fence. An outcome whose try
+    was fenced off (a cancel, clear or mark that committed first, or a try declared lost) is
+    left out of the answer, so its worker logs it as refused. Were a guarded update to find
+    fewer rows than were locked, some writer broke the lock order: the batch is refused whole
+    (ConflictError) rather than reported as recorded when it was not.
+    """
     if not outcomes:
         return []
     by_try = {o.try_id: o for o in outcomes}
-    current = conn.execute(_CURRENT_OF_TRIES, {"b_ids": list(by_try)}).all()
+    current = lock_current(conn, list(by_try))
     if not current:
         return []
     ti_params, try_params, recorded = [], [], []
@@ -398,9 +461,17 @@ def record_outcomes(
         recorded.append(
             Recorded(ti.id, ti.dag_run_id, ti.task_id, state, ti.try_number, max_tries, ti.fence)
         )
-    conn.execute(_FINISH_TI, ti_params)
-    conn.execute(_FINISH_TRY, try_params)
+    _expect(conn.execute(_FINISH_TI, ti_params).rowcount, len(current), "task instances")
+    _expect(conn.execute(_FINISH_TRY, try_params).rowcount, len(current), "tries")
     return recorded
+
+
+def _expect(changed: int, locked: int, what: str) -> None:
+    if changed != locked:
+        raise ConflictError(
+            f"recording outcomes changed {changed} of {locked} locked {what}: a writer did not "
+            "take the task instance's lock first (ADR 13); nothing was recorded, try again"
+        )
 
 
 def _next_state(
