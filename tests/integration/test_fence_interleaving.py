@@ -1,4 +1,4 @@
-"""The fence holds under interleaving (ADR 4, ADR 13): a worker's outcome racing a person's
+"""The fence holds under interleaving (ADR 4, ADR 15): a worker's outcome racing a person's
 cancel, clear or mark leaves the try history and the task instance telling the same story.
 
 The concurrent tests take the first writer's locks in an open transaction on one connection,
@@ -485,7 +485,7 @@ def lockable(store: Store, ti_id: int) -> bool:
 @pytest.mark.parametrize("writer", list(WRITERS))
 def test_every_writer_locks_task_instances_in_ascending_id_order(store: Store, writer: str) -> None:
     """Blocked on the lower id, a writer holds no higher one: two writers whose sets overlap
-    can wait on each other, never in a circle (ADR 13)."""
+    can wait on each other, never in a circle (ADR 15)."""
     publish(store)
     run = running_run(store, "r1", until=UNTIL.get(writer, "running"))
     for n in range(FILLER_RUNS):  # enough rows that InnoDB reads through the indexes

@@ -31,7 +31,7 @@ them back (clear: to PENDING, so a new try follows) or across (mark: to SUCCESS 
   once when the caller rings its doorbell (`scheduler.wakeup.ring`) after committing. The run
   does not wait for a max_active_runs slot again.
 - Rows are read FOR UPDATE (PostgreSQL, MySQL; SQLite has one writer at a time), task
-  instances in ascending id order before their tries and their run (ADR 13, the order
+  instances in ascending id order before their tries and their run (ADR 15, the order
   `tries.record_outcomes` takes them in too), and every update is guarded by the old state:
   an action that loses a race anyway raises ConflictError and, its transaction rolled back,
   changes nothing.
@@ -277,7 +277,7 @@ def _task_instances(
 ) -> list[Row[Any]]:
     """The run's task instances of `task_ids`, locked; `map_index` narrows the `named` ones.
 
-    Found first, then locked by id in ascending order (ADR 13), the order every writer of
+    Found first, then locked by id in ascending order (ADR 15), the order every writer of
     try states takes them in: locking them through the run's index would take them in task
     id order on InnoDB, and an outcome batch waiting on one while holding another would
     deadlock with this action. A task instance created between the two reads (an expansion)

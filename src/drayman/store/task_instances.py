@@ -38,7 +38,7 @@ def apply_changes(conn: Connection, changes: Sequence[StateChange], now: datetim
     """Apply guarded state changes in one statement per (old, new) pair. Returns rows changed.
 
     A change that `states.TI_TRANSITIONS` does not allow is a bug in the caller: ValueError.
-    Several task instances are locked first, in ascending id order (ADR 13): the pairs'
+    Several task instances are locked first, in ascending id order (ADR 15): the pairs'
     statements would take them in no particular order, and a person's clear of the same run,
     taking them in order, could wait on this transaction while it waits on the clear.
     """
@@ -151,7 +151,7 @@ _LOCK_BY_ID = (
 def lock_by_id(conn: Connection, ids: Iterable[int]) -> list[Row[Any]]:
     """These task instances, read afresh and locked until the transaction ends.
 
-    Locks are taken in ascending id order on every database (ADR 13): the `IN` list on the
+    Locks are taken in ascending id order on every database (ADR 15): the `IN` list on the
     primary key is a range scan in key order on InnoDB, and PostgreSQL sorts before it locks.
     Each row carries its `current_try_id` also as `fence`, the shape `tries.record_outcomes`
     hands to its retry-delay callback.

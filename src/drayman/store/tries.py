@@ -4,7 +4,7 @@ The try id is the fencing token. A start or an outcome is accepted only while th
 unfinished and is still its task instance's `current_try_id`; a worker whose try was declared
 lost (or a redelivered message) can write nothing, so two tries of one task never both count.
 Whoever writes a try's state locks its task instance first, task instances in ascending id
-order (ADR 13), so a fence raised meanwhile is seen and no two writers deadlock.
+order (ADR 15), so a fence raised meanwhile is seen and no two writers deadlock.
 """
 
 from __future__ import annotations
@@ -157,7 +157,7 @@ _QUEUED_CURRENT = (
     )
     .order_by(task_try.c.id)
 )
-# PostgreSQL sorts by task instance, then locks only the task instances (ADR 13)
+# PostgreSQL sorts by task instance, then locks only the task instances (ADR 15)
 _LOCK_CLAIMABLE = (
     _QUEUED_CURRENT.order_by(None).order_by(task_instance.c.id).with_for_update(of=task_instance)
 )
@@ -194,7 +194,7 @@ def lock_claimable(conn: Connection, try_ids: Sequence[int]) -> list[NewTry]:
     A remote worker claims what this returns with `record_claimed` in the same
     transaction: a second worker asking for one of them waits for the lock, then finds it
     RUNNING and gets nothing. Their task instances are locked in ascending id order, as
-    every writer of try states locks them (ADR 13), so no two of them deadlock.
+    every writer of try states locks them (ADR 15), so no two of them deadlock.
     """
     if not try_ids:
         return []
@@ -304,7 +304,7 @@ def record_started_many(
     """Mark tries RUNNING, three statements for the whole batch (four on MySQL for several
     tries). Returns how many were taken.
 
-    The task instances are locked first, in the one order (`lock_current`, ADR 13): updated
+    The task instances are locked first, in the one order (`lock_current`, ADR 15): updated
     one event after another, they would be locked in the order the events came in.
     """
     if not events:
@@ -397,7 +397,7 @@ def lock_current(conn: Connection, try_ids: Sequence[int]) -> list[Row[Any]]:
     """The QUEUED or RUNNING task instances whose current try is among `try_ids`, locked.
 
     Task instance rows are locked in ascending id order, before any try row is written: the
-    order every writer of try states follows (ADR 13), so none of them deadlocks another.
+    order every writer of try states follows (ADR 15), so none of them deadlocks another.
     Once this returns, nobody can fence these tries off until the transaction ends.
     """
     wanted = sorted(set(try_ids))
@@ -470,7 +470,7 @@ def _expect(changed: int, locked: int, what: str) -> None:
     if changed != locked:
         raise ConflictError(
             f"recording outcomes changed {changed} of {locked} locked {what}: a writer did not "
-            "take the task instance's lock first (ADR 13); nothing was recorded, try again"
+            "take the task instance's lock first (ADR 15); nothing was recorded, try again"
         )
 
 
