@@ -3,8 +3,9 @@
 Each test runs one try end to end (forked child, bash) whose command prints a hostile value
 into a file; the file must hold exactly the value, and the side effect the value asks for
 (creating a `pwned` file) must not have happened. drayman passes every value to bash as an
-argument (`bash -c SCRIPT drayman VALUE...`) and the script refers to it as `"${1}"`, so no
-value's text is ever parsed as shell code, wherever the template puts it.
+argument (`bash -c SCRIPT drayman VALUE...`), the script copies its arguments into an array
+first and refers to a value as `"${__drayman_values[0]}"`, so no value's text is ever parsed as
+shell code, wherever the template puts it.
 """
 
 from __future__ import annotations
@@ -241,7 +242,8 @@ def test_the_log_line_shows_the_script_then_each_argument_escaped(run: Try) -> N
     lines = [line for line in run.log.read_text().splitlines() if "forged" in line]
     assert len(lines) == 1, lines
     assert lines[0].endswith(
-        """[drayman] bash -c 'printf %s "${1}" > "$OUT"' drayman $'x\\n[drayman] forged line"""
+        """[drayman] bash -c '__drayman_values=("$@"); printf %s "${__drayman_values[0]}" """
+        """> "$OUT"' drayman $'x\\n[drayman] forged line"""
         """\\r\\x1b[2J \\'q\\''"""
     ), lines[0]
 
@@ -408,3 +410,74 @@ def test_a_command_in_a_value_inside_a_subscript_fails_the_try(
     assert not outcome.succeeded
     error = outcome.error or ""
     assert "conf['value']" in error and "holds `$(`, `${` or a backtick and lands inside" in error
+
+
+# A value keeps its meaning where bash's positional parameters change: inside a function the
+# command defines, after `set --` or `shift`. Airflow users write functions in a command.
+@pytest.mark.parametrize(
+    ("command", "value", "expected"),
+    [
+        ('f() { printf %s "{{ conf.value }}" > "$OUT"; }; f other', "v", "v"),
+        ('f() { printf %s {{ conf.value }} > "$OUT"; }; f', "v", "v"),
+        ('set -- a b; printf %s {{ conf.value }} > "$OUT"', "v", "v"),
+        ('shift; printf %s "{{ conf.value }}" > "$OUT"', "v", "v"),
+        ('f() { printf "[%s]" {{ conf.value }} > "$OUT"; }; f x y', ["a b", "c"], "[a b][c]"),
+        ('set --; printf "[%s]" "{{ conf.value }}" > "$OUT"', ["a b", "c"], "[a b c]"),
+        ('cat > "$OUT" <<EOF\n$(set -- z; echo {{ conf.value }})\nEOF\n', "v", "v\n"),
+    ],
+)
+def test_a_value_keeps_its_meaning_in_a_function_and_after_set_or_shift(
+    one: Callable[[str], Try], command: str, value: Any, expected: str
+) -> None:
+    run = one(command)
+    outcome = run("t", value=value)
+    assert outcome.succeeded, outcome.error
+    assert run.written() == expected
+
+
+# The array's copy shares the script's first line: whatever the author's first line is, the
+# command runs as written, and bash's `line N:` in an error is the author's line N.
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        ('# a comment\nprintf %s {{ conf.value }} > "$OUT"', "v"),
+        ('#!/bin/bash\nprintf %s "$LINENO:{{ conf.value }}" > "$OUT"', "2:v"),
+        ('set -euo pipefail; printf "[%s]" {{ conf.value }} x > "$OUT"', "[v][x]"),
+        ('f() { printf %s "{{ conf.value }}" > "$OUT"; }\nf', "v"),
+        ('cat <<EOF > "$OUT"\n{{ conf.value }}\nEOF\n', "v\n"),
+        ('{ printf %s {{ conf.value }}; } > "$OUT"', "v"),
+        ('\nprintf %s "{{ conf.value }}" > "$OUT"', "v"),
+        ('printf %s "$0" > "$OUT"', "drayman"),
+    ],
+)
+def test_the_author_s_first_line_runs_as_written(
+    one: Callable[[str], Try], command: str, expected: str
+) -> None:
+    run = one(command)
+    outcome = run("t", value="v")
+    assert outcome.succeeded, outcome.error
+    assert run.written() == expected
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        ('set -u; printf "[%s]" {{ conf.value }} > "$OUT"', "[]"),
+        ('set -u; printf "[%s]" "{{ conf.value }}" "{{ conf.value }}" > "$OUT"', "[][]"),
+        ('set -u\ncat > "$OUT" <<EOF\n[{{ conf.value }}]\nEOF\n', "[]\n"),
+    ],
+)
+def test_an_empty_list_under_set_u_is_no_word_or_empty_text(
+    one: Callable[[str], Try], command: str, expected: str
+) -> None:
+    run = one(command)
+    outcome = run("t", value=[])  # no arguments at all: the array is empty, not unset
+    assert outcome.succeeded, outcome.error
+    assert run.written() == expected
+
+
+def test_an_error_names_the_author_s_line(one: Callable[[str], Try]) -> None:
+    run = one('printf %s {{ conf.value }} > "$OUT"\nno_such_command_here')
+    outcome = run("t", value="v")
+    assert not outcome.succeeded
+    assert "drayman: line 2: no_such_command_here: command not found" in run.log.read_text()

@@ -26,10 +26,8 @@ def command(template: str, **conf: Any) -> ShellCommand:
 def bash_words(shell: ShellCommand) -> list[str]:
     """What the command's words are once bash has expanded them: real bash, one per line."""
     script = 'f() { for w in "$@"; do printf "%s\\0" "$w"; done; }; f ' + shell.script
-    out = subprocess.run(
-        ["bash", "-c", script, "drayman", *shell.args], capture_output=True, check=True
-    ).stdout
-    return out.decode().split("\0")[:-1]
+    out = subprocess.run(ShellCommand(script, shell.args).argv(), capture_output=True, check=True)
+    return out.stdout.decode().split("\0")[:-1]
 
 
 @pytest.mark.parametrize(
@@ -38,7 +36,7 @@ def bash_words(shell: ShellCommand) -> list[str]:
 )
 def test_a_string_is_one_argument_the_script_refers_to(value: str) -> None:
     shell = command("printf %s {{ conf.v }}", v=value)
-    assert shell == ShellCommand('printf %s "${1}"', (value,))
+    assert shell == ShellCommand('printf %s "${__drayman_values[0]}"', (value,))
     assert bash_words(shell) == ["printf", "%s", value]
 
 
@@ -64,7 +62,11 @@ def test_a_list_is_consecutive_arguments() -> None:
     shell = command(
         "cmd {{ conf.a }} {{ conf.l }} {{ conf.e }} {{ conf.b }}", a=1, l=["x", "y"], e=[], b=2
     )
-    assert shell == ShellCommand('cmd "${1}" "${@:2:2}" "${@:4:0}" "${4}"', ("1", "x", "y", "2"))
+    assert shell == ShellCommand(
+        'cmd "${__drayman_values[0]}" "${__drayman_values[@]:1:2}" '
+        '"${__drayman_values[@]:3:0}" "${__drayman_values[3]}"',
+        ("1", "x", "y", "2"),
+    )
 
 
 def test_inside_double_quotes_a_value_is_expanded_there() -> None:
@@ -72,7 +74,9 @@ def test_inside_double_quotes_a_value_is_expanded_there() -> None:
         'echo "day {{ conf.v }}: {{ conf.l }}" "s3://b/{{ conf.v }}/x.csv"', v="a  b", l=["c", "d"]
     )
     assert shell == ShellCommand(
-        'echo "day ${1}: ${*:2:2}" "s3://b/${4}/x.csv"', ("a  b", "c", "d", "a  b")
+        'echo "day ${__drayman_values[0]}: ${__drayman_values[*]:1:2}" '
+        '"s3://b/${__drayman_values[3]}/x.csv"',
+        ("a  b", "c", "d", "a  b"),
     )
     assert bash_words(shell) == ["echo", "day a  b: c d", "s3://b/a  b/x.csv"]
 
@@ -85,7 +89,7 @@ def test_a_value_used_twice_is_one_argument() -> None:
 def test_literal_text_stays_shell_syntax() -> None:
     template = "a {{ conf.v }} | b > \"$OUT\" && c 'lit eral' 2>&1; d # note"
     assert command(template, v="x y").script == (
-        'a "${1}" | b > "$OUT" && c \'lit eral\' 2>&1; d # note'
+        'a "${__drayman_values[0]}" | b > "$OUT" && c \'lit eral\' 2>&1; d # note'
     )
 
 
@@ -108,7 +112,9 @@ def test_a_macro_or_block_printed_as_a_value_is_one_argument() -> None:
         v="a b",
     )
     assert bash_words(shell) == ["cmd", "--x a b", "[a b]", "[a b]"]
-    assert shell.script == 'cmd "${1}" "${2}" ["${3}"]'
+    assert shell.script == (
+        'cmd "${__drayman_values[0]}" "${__drayman_values[1]}" ["${__drayman_values[2]}"]'
+    )
     assert shell.args == ("--x a b", "[a b]", "a b")
 
 
@@ -148,7 +154,7 @@ def test_env_and_cwd_values_are_plain_text() -> None:
     with DAG("d"):
         shell = Shell("s", "run {{ conf.v }}", env={"V": "{{ conf.v }}"}, cwd="d/{{ conf.v }}")
     assert shell.render(make_ctx(conf={"v": "a b"})) == (
-        ShellCommand('run "${1}"', ("a b",)),
+        ShellCommand('run "${__drayman_values[0]}"', ("a b",)),
         {"V": "a b"},
         "d/a b",
     )
@@ -241,7 +247,10 @@ def test_a_word_is_shown_on_one_line_as_bash_would_read_it(word: str, shown: str
 
 def test_the_display_is_the_whole_command() -> None:
     shell = command('printf %s "{{ conf.v }}"\necho done', v="a\nb")
-    assert shell.display() == ("bash -c $'printf %s \"${1}\"\\necho done' drayman $'a\\nb'")
+    assert shell.display() == (
+        """bash -c $'__drayman_values=("$@"); printf %s "${__drayman_values[0]}"\\necho done'"""
+        """ drayman $'a\\nb'"""
+    )
 
 
 # Every place a template can put a value, crossed with values that try to run `touch pwned`:

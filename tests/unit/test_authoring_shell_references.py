@@ -68,14 +68,14 @@ def test_the_scanner_follows_bash_quoting(text: str, context: str) -> None:
 @pytest.mark.parametrize(
     ("context", "count", "text"),
     [
-        (PLAIN, None, '"${3}"'),
-        (DOUBLE, None, "${3}"),
-        (HEREDOC, None, "${3}"),
-        (COMMENT, None, '"${3}"'),
-        (PLAIN, 2, '"${@:3:2}"'),
-        (PLAIN, 0, '"${@:3:0}"'),
-        (DOUBLE, 2, "${*:3:2}"),
-        (HEREDOC, 0, "${*:3:0}"),
+        (PLAIN, None, '"${__drayman_values[3]}"'),
+        (DOUBLE, None, "${__drayman_values[3]}"),
+        (HEREDOC, None, "${__drayman_values[3]}"),
+        (COMMENT, None, '"${__drayman_values[3]}"'),
+        (PLAIN, 2, '"${__drayman_values[@]:3:2}"'),
+        (PLAIN, 0, '"${__drayman_values[@]:3:0}"'),
+        (DOUBLE, 2, "${__drayman_values[*]:3:2}"),
+        (HEREDOC, 0, "${__drayman_values[*]:3:0}"),
     ],
 )
 def test_the_form_of_a_reference(context: str, count: int | None, text: str) -> None:

@@ -437,7 +437,10 @@ def test_shell_render() -> None:
     assert isinstance(shell, ShellTask)
     ctx = make_ctx(params={"out": "/data"})
     assert shell.render(ctx) == (
-        ShellCommand('etl --day "${1}" --out "${2}"', ("2026-01-02", "/data")),
+        ShellCommand(
+            'etl --day "${__drayman_values[0]}" --out "${__drayman_values[1]}"',
+            ("2026-01-02", "/data"),
+        ),
         {"DAY": "20260102", "STATIC": "1"},
         "srv/d",
     )

@@ -1,14 +1,16 @@
 """How a template's values reach a Shell command: as bash's arguments, never as script text.
 
-A Shell task runs `bash -c SCRIPT drayman ARG1 ARG2 ...`. The values a template puts into its
-command come from people who must not get code execution through them (an operator's run
-conf, params overridden by it, a run id), so no value is pasted into SCRIPT: every `{{ }}`
-output becomes an argument, and the script refers to it (`drayman.authoring.shell_references`):
+A Shell task runs `bash -c '__drayman_values=("$@"); SCRIPT' drayman ARG1 ARG2 ...`. The
+values a template puts into its command come from people who must not get code execution
+through them (an operator's run conf, params overridden by it, a run id), so no value is pasted
+into SCRIPT: every `{{ }}` output becomes an argument, which the script's first words copy into
+an array, and SCRIPT refers to it there (`drayman.authoring.shell_references`):
 
     str, number, bool, None, dict, ...   one argument, the text Jinja would have printed:
-                                         `"${1}"`, or `${1}` inside the author's "..."
-    list or tuple                        one argument per item: `"${@:1:3}"` (no words for
-                                         an empty list); inside "..." `${*:1:3}`, joined
+                                         `"${__drayman_values[0]}"`, unquoted inside "..."
+    list or tuple                        one argument per item: `"${__drayman_values[@]:0:3}"`
+                                         (no words for an empty list); inside "..."
+                                         `${__drayman_values[*]:0:3}`, joined by spaces
     RawShell, from `| unsafe_raw_shell`  pasted into the script: code the DAG author vouches for
 
 Bash never parses the text of an expanded parameter again, so a value is data wherever the
@@ -40,7 +42,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from drayman.authoring.shell_references import REFUSED, Scanner, reference
+from drayman.authoring.shell_references import REFUSED, VALUES_PREFIX, Scanner, reference
 
 if TYPE_CHECKING:
     from jinja2.runtime import Context as JinjaContext
@@ -175,17 +177,20 @@ def unsafe_raw_shell(value: Any) -> RawShell:
 
 @dataclass(frozen=True)
 class ShellCommand:
-    """A rendered Shell command: the script bash runs, and the values it refers to."""
+    """A rendered Shell command: the author's script with references, and the values."""
 
     script: str
     args: tuple[str, ...] = ()
 
     def argv(self) -> list[str]:
-        return ["bash", "-c", self.script, SCRIPT_NAME, *self.args]
+        """What runs: bash, whose script first copies its arguments to the array the
+        references index, on the script's first line so error line numbers stay the author's."""
+        return ["bash", "-c", VALUES_PREFIX + self.script, SCRIPT_NAME, *self.args]
 
     def display(self) -> str:
-        """The command as one log line: every word quoted, newlines and control characters
-        escaped, so a value cannot forge a line of its own."""
+        """The command as one log line, exactly as it runs (the array's prefix too): every
+        word quoted, newlines and control characters escaped, so a value cannot forge a line
+        of its own."""
         return " ".join(display_word(word) for word in self.argv())
 
 
@@ -233,7 +238,7 @@ class ScriptBuilder:
 
     def __init__(self, values: Values) -> None:
         self.values = values
-        self.positions: dict[int, int] = {}  # slot -> its first argument's position
+        self.positions: dict[int, int] = {}  # slot -> its first value's index in the array
         self.args: list[str] = []
 
     def build(self, marked: str) -> ShellCommand:
@@ -263,7 +268,7 @@ class ScriptBuilder:
     def _reference(self, slot: int, context: str) -> str:
         value = self.values.slots[slot]
         if slot not in self.positions:
-            self.positions[slot] = len(self.args) + 1
+            self.positions[slot] = len(self.args)
             self.args.extend([value] if isinstance(value, str) else value)
         count = None if isinstance(value, str) else len(value)
         return reference(context, self.positions[slot], count)

@@ -1,14 +1,23 @@
-r"""How a Shell script refers to its arguments: `"${1}"` in words, `${1}` inside double quotes.
+r"""How a Shell script refers to its values: `"${__drayman_values[0]}"`, unquoted in "...".
 
-Values never enter a Shell task's script (`drayman.authoring.shell_arguments`): the script
-refers to them as positional parameters. The form of the reference depends only on where it
-sits, and getting it wrong never runs a value as code, because bash does not parse the text of
-an expanded parameter again; the worst a wrong guess does is split a value into words. So the
-scanner here is light and permissive. It follows the quoting of the script's text to tell:
+Values never enter a Shell task's script (`drayman.authoring.shell_arguments`): bash gets them
+as its arguments, and the script's first words copy them into an array, `__drayman_values`
+(`VALUES_PREFIX`), which every reference indexes with a constant subscript. Positional
+parameters would not do: inside a function the command defines, or after `set --` or `shift`,
+`${1}` means something else, and the value would silently be the wrong one. The array keeps its
+meaning everywhere in the script; its name is reserved, and the author must not assign it.
 
-    plain words, $( ), ` `, ${ }, <<<   "${1}"        (a list: "${@:1:3}", several words)
-    "..." and an unquoted here-document  ${1}          (a list: ${*:1:3}, joined by spaces)
-    '...', $'...', a quoted here-document    refused: bash would print `${1}` literally
+The form of a reference depends only on where it sits, and getting it wrong never runs a value
+as code, because bash does not parse the text of an expanded parameter again; the worst a wrong
+guess does is split a value into words. So the scanner here is light and permissive. It
+follows the quoting of the script's text to tell (value 0; a list: 3 values from 0):
+
+    plain words, $( ), ` `, ${ }, <<<   "${__drayman_values[0]}"  "${__drayman_values[@]:0:3}"
+    "..." and an unquoted here-document  ${__drayman_values[0]}    ${__drayman_values[*]:0:3}
+    '...', $'...', a quoted here-document    refused: bash would print the reference literally
+
+A list in plain words gives one word per item (none for an empty list), inside "..." its items
+joined by spaces. The subscripts are digits drayman writes: no value's text enters them.
 
 `reference_error` runs the same scanner over a template's literal text when the DAG file is
 parsed, so a value inside single quotes fails the file with its line; `ScriptBuilder` runs it
@@ -215,11 +224,19 @@ class Scanner:
                 self._start_heredoc()
 
 
+VALUES_ARRAY = "__drayman_values"
+# On the script's first line, so bash's `line N:` in an error is still the author's line N.
+VALUES_PREFIX = f'{VALUES_ARRAY}=("$@"); '
+
+
 def reference(context: str, index: int, count: int | None) -> str:
-    """The text that refers to argument `index` (a list: `count` arguments from it)."""
+    """The text that refers to value `index` (0-based; a list: `count` values from it)."""
     quoted = context not in (DOUBLE, HEREDOC)
     star = "@" if quoted else "*"
-    text = f"${{{index}}}" if count is None else f"${{{star}:{index}:{count}}}"
+    if count is None:
+        text = f"${{{VALUES_ARRAY}[{index}]}}"
+    else:
+        text = f"${{{VALUES_ARRAY}[{star}]:{index}:{count}}}"
     return f'"{text}"' if quoted else text
 
 
