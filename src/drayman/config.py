@@ -192,9 +192,9 @@ class Settings:
     # through /proc or the secret key file; empty: they run as drayman's own user
     run_as_user: str = ""
     # proxies whose X-Forwarded-For the web believes (IPs or CIDRs); from anyone else it is
-    # ignored, so a client cannot pick the address its logins are counted and audited under
-    # (the default: a TLS proxy on this host, which uvicorn trusted before this setting existed)
-    trusted_proxies: tuple[str, ...] = ("127.0.0.1/32", "::1/128")
+    # ignored, so a client cannot pick the address its logins are counted and audited under.
+    # None by default: trusting loopback would trust every process on this host, tasks too
+    trusted_proxies: tuple[str, ...] = ()
     # password checks the web runs at once (0: the CPU count); more logins get a quick 429
     login_check_slots: int = 0
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
