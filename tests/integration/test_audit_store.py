@@ -157,6 +157,40 @@ def test_logins_are_recorded_with_their_address_and_never_the_password(
         assert secret not in table, f"a password reached the audit table: {table}"
 
 
+def test_a_throttled_login_is_recorded_once_per_window_and_counter(
+    store: Store, passwords: Passwords
+) -> None:
+    """Throttled logins check no password: a client repeating one must not write a row each."""
+    users.create(store, passwords, "carol", PASSWORD, "viewer", NOW, by=ADMIN)
+
+    def attempt(address: str, at: datetime = NOW) -> None:
+        with pytest.raises((InvalidCredentials, TooManyAttempts)):
+            users.authenticate(store, passwords, "carol", "wrong", address, at, LIMITS)
+
+    for _ in range(LIMITS.per_user_address + 5):
+        attempt("192.0.2.1")  # 2 checked, 5 throttled by the (user, address) counter
+    for _ in range(LIMITS.per_user_address + 3):
+        attempt("192.0.2.2")  # 2 checked (the user's counter is full now), 3 throttled
+    for _ in range(3):
+        attempt("192.0.2.3")  # throttled by the user's counter
+    attempt("192.0.2.1", NOW + LIMITS.window + timedelta(seconds=1))  # a new window: checked
+    attempt("192.0.2.3", NOW + LIMITS.window + timedelta(seconds=1))
+
+    logins = [
+        (e["source"], e["detail"]["reason"]) for e in reversed(events(store, action="login."))
+    ]  # type: ignore[index]
+    assert logins == [
+        ("192.0.2.1", "invalid"),
+        ("192.0.2.1", "invalid"),
+        ("192.0.2.1", "throttled"),
+        ("192.0.2.2", "invalid"),
+        ("192.0.2.2", "invalid"),
+        ("192.0.2.2", "throttled"),  # the user's counter, first refusal: once for both keys
+        ("192.0.2.1", "invalid"),
+        ("192.0.2.3", "invalid"),
+    ]
+
+
 def test_user_and_token_changes_are_recorded_without_the_token(
     store: Store, passwords: Passwords
 ) -> None:
