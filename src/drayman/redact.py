@@ -27,8 +27,8 @@ MASK = "***"
 # one without spaces may.
 _HOST_AFTER_AT = r"(?=[^@\s/?#'\"<>]*(?:[\s/?#'\"<>]|$))"
 _URL_PASSWORD = re.compile(
-    r"(?P<head>(?<![A-Za-z])[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@'\"<>]*:)"
-    r"(?P<password>[^\r\n/]*?|\S*?)@" + _HOST_AFTER_AT
+    r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]{0,31}://[^\s:/@'\"<>]*:)"
+    r"(?P<password>[^\r\n/]{0,1024}?|\S{0,1024}?)@" + _HOST_AFTER_AT
 )
 
 # The query-string keys that carry a credential (`?password=`, `&passwd=`, `?sslpassword=`,

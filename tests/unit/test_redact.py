@@ -113,3 +113,15 @@ def test_masking_filter_takes_another_mask() -> None:
     record = logging.LogRecord("drayman.x", logging.INFO, __file__, 1, "token=%s", ("abc",), None)
     MaskingFilter(lambda text: text.replace("abc", "***")).filter(record)
     assert record.getMessage() == "token=***"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["a://b:" * 20000, "a1" * 60000 + "://", "a://b:" + "c" * 120000 + "@", "&x" * 60000 + "://"],
+    ids=["many heads", "one long scheme", "one long password", "many query keys"],
+)
+def test_mask_text_is_linear_on_hostile_text(text: str) -> None:
+    """An error message or log line may quote user input: masking it must not hang. (No
+    timing assertion: a quadratic scan of these takes minutes, and pytest-timeout's 300 s is the
+    judge.)"""
+    assert mask_text(text) == text
