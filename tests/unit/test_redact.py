@@ -117,7 +117,7 @@ def test_masking_filter_takes_another_mask() -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["a://b:" * 20000, "a1" * 60000 + "://", "a://b:" + "c" * 120000 + "@", "&x" * 60000 + "://"],
+    ["a://b:" * 120000, "a1" * 60000 + "://", "a://b:" + "c" * 120000 + "@", "&x" * 60000 + "://"],
     ids=["many heads", "one long scheme", "one long password", "many query keys"],
 )
 def test_mask_text_is_linear_on_hostile_text(text: str) -> None:
