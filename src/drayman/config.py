@@ -47,6 +47,21 @@ def _positive_int(raw: Any) -> int:
     return value
 
 
+MAX_CONF_DEPTH_LIMIT = 100  # far below Python's recursion limit, which json.dumps/loads meet
+
+
+def _conf_depth(raw: Any) -> int:
+    """A run conf's nesting limit: deeper than ~1000 levels, a conf that passed the check
+    would then fail json.dumps (RecursionError) when stored, a 500 instead of a clear 4xx."""
+    value = _positive_int(raw)
+    if value > MAX_CONF_DEPTH_LIMIT:
+        raise ValueError(
+            f"must be at most {MAX_CONF_DEPTH_LIMIT} (JSON nested deeper cannot be stored); "
+            "flatten the conf instead"
+        )
+    return value
+
+
 def _positive_float(raw: Any) -> float:
     value = float(raw)
     if value <= 0:
@@ -132,7 +147,7 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "heartbeat_timeout_s": _positive_float,
     "max_result_bytes": _positive_int,
     "max_conf_bytes": _positive_int,
-    "max_conf_depth": _positive_int,
+    "max_conf_depth": _conf_depth,
     "default_pool_slots": _positive_int,
     "worker_idle_s": _positive_float,
     "worker_grace_s": _positive_float,
@@ -192,9 +207,9 @@ class Settings:
     # through /proc or the secret key file; empty: they run as drayman's own user
     run_as_user: str = ""
     # proxies whose X-Forwarded-For the web believes (IPs or CIDRs); from anyone else it is
-    # ignored, so a client cannot pick the address its logins are counted and audited under
-    # (the default: a TLS proxy on this host, which uvicorn trusted before this setting existed)
-    trusted_proxies: tuple[str, ...] = ("127.0.0.1/32", "::1/128")
+    # ignored, so a client cannot pick the address its logins are counted and audited under.
+    # None by default: trusting loopback would trust every process on this host, tasks too
+    trusted_proxies: tuple[str, ...] = ()
     # password checks the web runs at once (0: the CPU count); more logins get a quick 429
     login_check_slots: int = 0
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)

@@ -19,16 +19,36 @@ from collections.abc import Callable
 
 MASK = "***"
 
-# scheme://user:PASSWORD@ — the user part may be empty (redis://:PASSWORD@host); the password
-# runs to the last `@` before whitespace, a quote or a closing bracket, so one with an
-# unescaped `@` is hidden whole rather than in part.
+# scheme://user:PASSWORD@ — the user part may be empty (redis://:PASSWORD@host). The password
+# may hold anything a driver accepts unescaped (a space, a tab, a quote, `<`, `>`, `:`, `@`): it
+# runs to the `@` after which the host part (up to whitespace, `/`, `?`, `#` or a quote) holds
+# no further `@`, so one with an unescaped `@` is hidden whole rather than in part. A password
+# with spaces may not hold `/` (else "host:5432/db ... admin@example.com" would look like one);
+# one without spaces may.
+_HOST_AFTER_AT = r"(?=[^@\s/?#'\"<>]*(?:[\s/?#'\"<>]|$))"
 _URL_PASSWORD = re.compile(
-    r"(?P<head>\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@'\"<>]*:)(?P<password>[^\s'\"<>]*)@"
+    r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]{0,31}://[^\s:/@'\"<>]*:)"
+    r"(?P<password>[^\r\n/]{0,1024}?|\S{0,1024}?)@" + _HOST_AFTER_AT
+)
+
+# The query-string keys that carry a credential (`?password=`, `&passwd=`, `?sslpassword=`,
+# `?access_token=`): libpq, PyMySQL, redis-py and kombu all read a password from the query.
+_SECRET_KEY = r"[A-Za-z0-9_.\-]*?(?:password|passwd|pwd|pass|secret|token)"
+_SECRET_KEY_NAME = re.compile(_SECRET_KEY + r"\Z", re.IGNORECASE)
+_QUERY_SECRET = re.compile(
+    r"(?P<head>[?&;]" + _SECRET_KEY + r"=)(?P<value>[^&#\s'\"<>]*)", re.IGNORECASE
 )
 
 
+def is_secret_key(name: str) -> bool:
+    """Whether a URL query key (`password`, `passwd`, `sslpassword`, `token`, ...) carries a
+    credential, case-insensitively: the keys `mask_text` hides and workers never receive."""
+    return bool(_SECRET_KEY_NAME.match(name))
+
+
 def mask_url(url: str) -> str:
-    """`url` as it may be shown: its password, if any, replaced by `***`."""
+    """`url` as it may be shown: its password, if any, replaced by `***`, in the user part and
+    in the query string (`?password=***`)."""
     return mask_text(url)
 
 
@@ -36,7 +56,8 @@ def mask_text(text: str) -> str:
     """`text` with the password of every URL in it replaced by `***`."""
     if "://" not in text:  # the common case for a log line: no regex at all
         return text
-    return _URL_PASSWORD.sub(lambda m: f"{m['head']}{MASK}@", text)
+    text = _URL_PASSWORD.sub(lambda m: f"{m['head']}{MASK}@", text)
+    return _QUERY_SECRET.sub(lambda m: f"{m['head']}{MASK}", text)
 
 
 class MaskingFilter(logging.Filter):

@@ -6,7 +6,10 @@ ids `scheduled__<date>` and `backfill__<date>` are the scheduler's own (a manual
 took one would stop the scheduled run of that date from being made), and an id must be safe
 as one path segment. So a manual run id is 1 to 250 characters (the column's length) of
 letters, digits and `_ . : + -`, does not start with a dot, holds no `..`, and does not start
-with a reserved prefix.
+with a reserved prefix, in any case: MariaDB's default collation compares ids
+case-insensitively, so `SCHEDULED__<date>` would take the key of that date's scheduled run.
+(Binary collations for the id columns on MySQL would be the root fix: a schema change for
+later.)
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ def check_manual_run_id(run_id: str) -> None:
             f"run id {run_id!r}: may not start with '.' or hold '..' (it names a log folder)"
         )
     for prefix in RESERVED_PREFIXES:
-        if run_id.startswith(prefix):
+        if run_id.lower().startswith(prefix):
             raise RunIdError(
                 f"run id {run_id!r}: the prefix {prefix!r} is reserved for the scheduler's own "
                 "runs; choose another id (e.g. manual__...)"

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import getpass
 import json
+import os
+import pwd
 import subprocess
 from typing import TYPE_CHECKING
 
@@ -85,3 +87,15 @@ def test_cli_changes_are_audited_and_listed_with_filters(drayman: Drayman) -> No
     assert drayman.json("audit", "list", "--action", "run.clear") == [], "a refused clear"
     late = drayman.cli("audit", "list", "--since", "yesterday")
     assert late.returncode == 2 and "ISO 8601" in late.stderr, drayman.last
+
+
+def test_the_cli_actor_is_the_uid_s_user_whatever_user_and_logname_say(drayman: Drayman) -> None:
+    """$USER and $LOGNAME are the caller's to set: the audit trail must not believe them."""
+    drayman.ok("db", "migrate")
+    drayman.write_dag("audited.py", DAG)
+    drayman.ok("dags", "parse")
+    drayman.env.update(USER="forged-admin", LOGNAME="forged-admin")
+    drayman.ok("dags", "pause", "audited")
+
+    (event,) = drayman.json("audit", "list", "--action", "dag.pause")
+    assert (event["actor"], event["source"]) == (pwd.getpwuid(os.getuid()).pw_name, "cli")

@@ -153,3 +153,37 @@ def test_log_lines_mask_urls(make_drayman: Callable[..., Drayman], log_format: s
     _assert_hidden(proc.stdout + proc.stderr)
     assert "redis://:***@127.0.0.1:6379/0" in proc.stdout, proc.stdout
     assert "broker.failed" in proc.stdout, proc.stdout
+
+
+def test_config_masks_passwords_in_the_query_string(make_drayman: Callable[..., Drayman]) -> None:
+    """libpq, PyMySQL and redis-py also take the password from the query string."""
+    d = make_drayman(
+        "config-mask-query",
+        database_url=f"mysql+pymysql://etl@db.internal/drayman?passwd={PASSWORD}&charset=utf8mb4",
+        broker_url=f"redis://redis.internal:6379/0?password={PASSWORD}",
+    )
+    table = d.ok("config")
+    rows = {row["key"]: row["value"] for row in d.json("config")}
+
+    _assert_hidden(table)
+    assert (
+        rows["database_url"] == "mysql+pymysql://etl@db.internal/drayman?passwd=***&charset=utf8mb4"
+    )
+    assert rows["broker_url"] == "redis://redis.internal:6379/0?password=***"
+
+
+def test_empty_database_error_masks_a_query_string_password(
+    make_drayman: Callable[..., Drayman], postgres_url: str
+) -> None:
+    url = empty_postgres(postgres_url)
+    url += ("&" if "?" in url else "?") + f"password={PASSWORD}"
+    d = make_drayman("empty-db-query", database_url=url)
+    try:
+        proc = d.cli("dags", "list")
+    finally:
+        empty_postgres(postgres_url)
+
+    assert proc.returncode != 0, d.last
+    assert "is empty" in proc.stderr, d.last
+    assert "password=***" in proc.stderr, d.last
+    _assert_hidden(proc.stdout + proc.stderr)

@@ -73,6 +73,8 @@ def _count(store: Store) -> int:
         ({"x": "y" * 3000}, None, ParamsError, "over the limit of 2048"),
         ({}, "scheduled__2026-03-01T12:00:00+00:00", RunIdError, "reserved"),
         ({}, "backfill__x", RunIdError, "reserved"),
+        ({}, "SCHEDULED__2026-03-01T12:00:00+00:00", RunIdError, "reserved"),
+        ({}, "BackFill__x", RunIdError, "reserved"),
         ({}, "../../etc", RunIdError, "'/'"),
         ({}, "a" * 251, RunIdError, "over the limit of 250"),
     ],

@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from drayman.config import Settings
+from drayman.conf import ConfLimits, check_conf
+from drayman.config import MAX_CONF_DEPTH_LIMIT, Settings
 from drayman.exceptions import ConfigError
 
 
@@ -164,6 +167,11 @@ def test_an_unknown_flag_is_a_config_error() -> None:
             id="negative float",
         ),
         pytest.param(
+            {"DRAYMAN_MAX_CONF_DEPTH": "1000"},
+            "env DRAYMAN_MAX_CONF_DEPTH: bad value '1000' for max_conf_depth: must be at most 100",
+            id="conf depth json cannot store",
+        ),
+        pytest.param(
             {"DRAYMAN_EXECUTOR": "kubernetes"},
             "env DRAYMAN_EXECUTOR: bad value 'kubernetes' for executor: must be 'local' or",
             id="unknown executor",
@@ -301,6 +309,15 @@ def test_trusted_proxies_from_the_environment_or_a_toml_list(tmp_path: Path) -> 
     assert from_file.trusted_proxies == ("2001:db8::/32",)
     shown = dict((key, value) for key, value, _ in from_env.describe())
     assert shown["trusted_proxies"] == "10.0.0.0/8,192.0.2.7/32"
+
+
+def test_the_deepest_conf_the_setting_allows_can_be_stored() -> None:
+    settings = Settings.load(environ={"DRAYMAN_MAX_CONF_DEPTH": str(MAX_CONF_DEPTH_LIMIT)})
+    conf: Any = {"leaf": 1}
+    for _ in range(settings.max_conf_depth - 1):
+        conf = {"x": conf}
+    check_conf(conf, ConfLimits.of(settings))
+    assert json.loads(json.dumps(conf)) == conf
 
 
 def test_a_bad_proxy_or_slot_count_names_the_key() -> None:

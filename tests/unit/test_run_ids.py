@@ -21,6 +21,9 @@ def test_ordinary_ids_are_taken(run_id: str) -> None:
     [
         ("scheduled__2026-03-01T00:00:00+00:00", "prefix 'scheduled__' is reserved"),
         ("backfill__2026-03-01T00:00:00+00:00", "prefix 'backfill__' is reserved"),
+        # MariaDB compares ids case-insensitively: these would take the scheduler's own key
+        ("SCHEDULED__2026-03-01T00:00:00+00:00", "prefix 'scheduled__' is reserved"),
+        ("Backfill__x", "prefix 'backfill__' is reserved"),
         ("..", "may not start with '.' or hold '..'"),
         ("a..b", "hold '..'"),
         (".hidden", "may not start with '.'"),

@@ -89,6 +89,53 @@ def test_workers_get_the_urls_without_passwords(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("url", "theirs"),
+    [
+        (
+            "postgresql://etl@db/x?password=pw1&sslmode=require",
+            "postgresql://etl:***@db/x?sslmode=require",
+        ),
+        ("postgresql://etl:pa ss@db/x", "postgresql://etl:***@db/x"),
+        ("postgresql://etl:pa'ss@db/x", "postgresql://etl:***@db/x"),
+        ("postgresql://etl:p/a@ss@db/x", "postgresql://etl:***@db/x"),
+        (
+            "mysql+pymysql://etl@db/x?PASSWD=pw1&charset=utf8mb4",
+            "mysql+pymysql://etl:***@db/x?charset=utf8mb4",
+        ),
+    ],
+)
+def test_workers_lose_the_database_password_in_every_form(
+    tmp_path: Path, url: str, theirs: str
+) -> None:
+    settings = settings_for_workers(Settings(home=tmp_path, database_url=url))
+
+    assert settings.database_url == theirs
+    assert not can_reach_database(settings)
+
+
+@pytest.mark.parametrize(
+    ("url", "theirs"),
+    [
+        ("redis://mq:6379/0?password=pw1&x=1", "redis://mq:6379/0?x=1"),
+        ("redis://:pa ss@mq:6379/0", "redis://:***@mq:6379/0"),
+        ("redis://:pa/ss@mq:6379/0", "redis://:***@mq:6379/0"),
+        ("amqp://u:pw1@a//;amqp://u:pw2@b//", "amqp://u:***@a//;amqp://u:***@b//"),
+    ],
+)
+def test_workers_lose_the_broker_password_in_every_form(
+    tmp_path: Path, url: str, theirs: str
+) -> None:
+    assert settings_for_workers(Settings(home=tmp_path, broker_url=url)).broker_url == theirs
+
+
+def test_a_url_without_a_password_is_reachable_as_it_was(tmp_path: Path) -> None:
+    url = "postgresql://etl@db/x?sslmode=require"
+    settings = settings_for_workers(Settings(home=tmp_path, database_url=url))
+    assert settings.database_url == url
+    assert can_reach_database(settings)
+
+
 def test_a_worker_without_the_password_refuses_to_fetch_a_bundle(tmp_path: Path) -> None:
     """The executor fetches bundles; a worker asked for one it lacks says so, and never
     tries the database with a masked password."""

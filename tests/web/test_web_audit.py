@@ -45,7 +45,9 @@ def test_api_actions_are_recorded_with_user_address_and_object(
         "run",
         "web_demo/audited-trigger",
     )
-    assert event["detail"] == {"conf_keys": ["rows"]}, "conf values may be secret: keys only"
+    assert event["detail"] == {"conf_keys": ["rows"], "conf_key_count": 1}, (
+        "conf values may be secret: keys only"
+    )
 
     for paused, action in ((True, "dag.pause"), (False, "dag.unpause")):
         assert operator.patch("/api/v1/dags/web_other", json={"paused": paused}).status_code == 200

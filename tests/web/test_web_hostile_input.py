@@ -252,3 +252,24 @@ def test_no_hostile_url_is_a_5xx_on_any_database(app_on: TestClient) -> None:
         assert answer.status_code < 500, (path, answer.text[:300])
     refused = app_on.post(RUNS, json={"conf": {"a": "\x00"}})
     assert refused.status_code == 422, refused.text
+
+
+@pytest.mark.parametrize("charset", ["utf-7", "UTF-7", "utf_16"])
+def test_a_nul_smuggled_by_a_form_charset_is_refused_on_any_database(
+    app_on: TestClient, charset: str
+) -> None:
+    """The multipart parser decodes the parts in the charset the client names: `admin+AAA-`
+    is `admin\\x00` in UTF-7, with no NUL byte for a check of the raw body to see."""
+    value = "admin\x00".encode(charset)
+    body = (
+        b'--XyZb0undary\r\nContent-Disposition: form-data; name="username"\r\n\r\n'
+        + value
+        + b'\r\n--XyZb0undary\r\nContent-Disposition: form-data; name="password"\r\n\r\n'
+        + "x".encode(charset)
+        + b"\r\n--XyZb0undary--\r\n"
+    )
+    content_type = f"multipart/form-data; boundary=XyZb0undary; charset={charset}"
+    answer = app_on.post("/login", content=body, headers={"content-type": content_type})
+
+    assert answer.status_code == 400, answer.text[:300]
+    assert "NUL character" in answer.text

@@ -8,6 +8,9 @@ for each test so the shared users' login counters stay untouched.
 from __future__ import annotations
 
 import threading
+import urllib.error
+import urllib.parse
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +23,9 @@ from webworld import SECRET, WebWorld
 from drayman.auth import users
 from drayman.auth.passwords import Passwords
 from drayman.auth.throttle import LoginLimits
+from drayman.cli.web import WebThread, listen
 from drayman.config import Settings
+from drayman.store import audit
 from drayman.store.engine import Store
 from drayman.web.app import create_app
 from drayman.web.client_address import client_address, parse_networks
@@ -45,12 +50,30 @@ def _request(peer: str, forwarded: list[str]) -> Request:
         ("10.1.1.1", ["10.3.3.3, 10.2.2.2"], "10.3.3.3"),  # only proxies: the farthest
         ("10.1.1.1", ["198.51.100.7, not-an-ip"], "10.1.1.1"),  # garbage: the proxy stands
         ("10.1.1.1", ["2001:db8::1"], "2001:db8::1"),
+        # a hop with its port, an IPv6 one in brackets, an IPv4-mapped IPv6 address
+        ("10.1.1.1", ["198.51.100.7:5555"], "198.51.100.7"),
+        ("10.1.1.1", ["6.6.6.6, 198.51.100.7:443, 10.2.2.2:80"], "198.51.100.7"),
+        ("10.1.1.1", ["[2001:db8::1]:443"], "2001:db8::1"),
+        ("10.1.1.1", ["[2001:db8::1]"], "2001:db8::1"),
+        ("10.1.1.1", ["::ffff:198.51.100.7"], "198.51.100.7"),
+        ("10.1.1.1", ["198.51.100.7, ::ffff:10.2.2.2"], "198.51.100.7"),  # a mapped proxy
+        ("::ffff:10.1.1.1", ["198.51.100.7"], "198.51.100.7"),  # a mapped peer is a proxy
+        ("::ffff:203.0.113.5", ["1.2.3.4"], "203.0.113.5"),
+        ("10.1.1.1", ["198.51.100.7:http"], "10.1.1.1"),  # not a port: garbage
+        ("10.1.1.1", ["[2001:db8::1]x"], "10.1.1.1"),
     ],
 )
 def test_the_client_address_is_the_right_most_untrusted_hop(
     peer: str, forwarded: list[str], expected: str
 ) -> None:
     assert client_address(_request(peer, forwarded), PROXIES) == expected
+
+
+def test_no_proxy_is_trusted_by_default() -> None:
+    """A process on the same host (a task, in standalone) must not choose its address."""
+    trusted = parse_networks(Settings().trusted_proxies)
+    assert client_address(_request("127.0.0.1", ["198.51.100.7"]), trusted) == "127.0.0.1"
+    assert client_address(_request("::1", ["198.51.100.7"]), trusted) == "::1"
 
 
 def _app(world: WebWorld, passwords: Passwords, **settings: Any) -> FastAPI:
@@ -186,3 +209,47 @@ class CountingPasswords(Passwords):
         with self._lock:
             self.calls += 1
         return super().verify(password_hash, password)
+
+
+@pytest.mark.parametrize(
+    ("trusted", "source"),
+    [((), "127.0.0.1"), (("127.0.0.1/32",), "198.51.100.77")],
+    ids=["no proxy trusted", "loopback trusted"],
+)
+def test_the_standalone_web_server_believes_forwarded_for_from_trusted_proxies_only(
+    world: WebWorld, trusted: tuple[str, ...], source: str
+) -> None:
+    """The real uvicorn server of `standalone` (a local process, e.g. a task, is on loopback):
+    uvicorn's own default would rewrite the client from X-Forwarded-For for any loopback peer."""
+    username = f"xff-standalone-{len(trusted)}"
+    settings = world.settings.with_overrides(trusted_proxies=trusted)
+    web = WebThread(settings, world.store, listen("127.0.0.1", 0))
+    web.start()
+    try:
+        port = web._sock.getsockname()[1]
+        status = _post_when_listening(
+            f"http://127.0.0.1:{port}/login",
+            {"username": username, "password": "wrong password"},
+            {"X-Forwarded-For": "198.51.100.77"},
+        )
+    finally:
+        web.stop()
+
+    assert status == 401
+    with world.store.read() as conn:
+        (event,) = audit.events(conn, actor=username)
+    assert event.source == source
+
+
+def _post_when_listening(url: str, form: dict[str, str], headers: dict[str, str]) -> int:
+    """POST a form once the server thread accepts connections; the answer's status."""
+    request = urllib.request.Request(url, urllib.parse.urlencode(form).encode(), headers)
+    for _ in range(500):
+        try:
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                return int(answer.status)
+        except urllib.error.HTTPError as error:
+            return error.code
+        except urllib.error.URLError:  # not accepting yet
+            threading.Event().wait(0.02)
+    raise AssertionError(f"{url}: the web thread never answered")

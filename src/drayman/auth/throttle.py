@@ -18,7 +18,8 @@ Atomic: an attempt is counted (reserved) before its password is checked, by one 
 UPDATE per counter (`store.login_failures.reserve`), both in one transaction: of thirty
 concurrent wrong guesses exactly `per_user_address` are checked, the rest refused. A
 successful login gives the user's counters back (they start again at zero). Windows are
-fixed, from the first failure: a counter whose window has ended starts again at 1.
+fixed, from the first failure: a counter whose window has ended starts again at 1. The first
+refusal of a full counter marks it (`first_refusal`): only that one is audited.
 """
 
 from __future__ import annotations
@@ -108,6 +109,27 @@ def _refusal(conn: Connection, key: CounterKey, now: datetime, limits: LoginLimi
         return _Vanished()
     wait = max(math.ceil((started + limits.window - now).total_seconds()), 1)
     return TooManyAttempts(f"too many failed logins; try again in {wait} s", wait)
+
+
+def first_refusal(
+    store: Store, username: str, address: str, now: datetime, limits: LoginLimits
+) -> bool:
+    """Whether this refused login is the first its full counter refused in this window: the
+    one worth an audit event. Later refusals check no password and write nothing, so an
+    unauthenticated client cannot grow the audit table at its request rate. A deadlock here
+    answers False: a refusal left unaudited is the cheaper mistake."""
+    limits_of = (limits.per_user_address, limits.per_username)
+    try:
+        with store.begin() as conn:
+            marked = [
+                login_failures.mark_refusal(conn, key, limit, now - limits.window)
+                for key, limit in zip(counters(username, address), limits_of, strict=True)
+            ]
+    except DBAPIError as exc:
+        if not is_deadlock(exc):
+            raise
+        return False
+    return any(marked)
 
 
 def record_success(conn: Connection, username: str, address: str) -> None:

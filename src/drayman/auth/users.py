@@ -114,7 +114,8 @@ def authenticate(
     gets the same answer, so neither timing nor message tells which usernames exist. The
     check runs inside a `gate` slot (LoginBusy at once when none is free), and the attempt
     is counted by the rate limit before the check (see auth.throttle). Every outcome but
-    LoginBusy is an audit event.
+    LoginBusy is an audit event, except that a throttled login is audited once per counter
+    window (it checks no password, and a client could otherwise write a row per request).
     """
     limits = limits or throttle.LoginLimits()
     gate = gate or LoginGate(1 << 16)
@@ -124,7 +125,8 @@ def authenticate(
         try:
             throttle.reserve(store, name, address, now, limits)
         except TooManyAttempts:
-            _audit_login(store, who, now, "throttled")
+            if throttle.first_refusal(store, name, address, now, limits):
+                _audit_login(store, who, now, "throttled")
             raise
         with store.read() as conn:
             row = user_store.user_by_name(conn, name)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
+import pwd
 import socket
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -54,17 +54,23 @@ def prepare_task_environment(settings: Settings) -> None:
 
 def who() -> str:
     """Who is acting, for triggered_by and deploy records."""
-    user = os.environ.get("USER") or os.environ.get("LOGNAME") or "unknown"
-    return f"{user}@{socket.gethostname()}"
+    return f"{os_user()}@{socket.gethostname()}"
 
 
 def cli_actor() -> Actor:
     """Who acts, for the audit trail: the OS user, from "cli"."""
+    return Actor(os_user(), "cli")
+
+
+def os_user() -> str:
+    """The name of the user this process runs as, from the user database by uid. Not
+    `getpass.getuser()`: it believes $USER and $LOGNAME, which anyone sets at will
+    (`USER=admin drayman dags pause x` would be audited as admin). "uid:N" when the uid has
+    no entry (some containers)."""
     try:
-        name = getpass.getuser()
-    except (KeyError, OSError):  # no USER/LOGNAME and no passwd entry (some containers)
-        name = f"uid:{os.getuid()}"
-    return Actor(name, "cli")
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return f"uid:{os.getuid()}"
 
 
 iso = fleet.iso

@@ -45,23 +45,31 @@ def web(host: str, port: int) -> None:
 
 def serve_web(settings: Settings, store: Store, *, host: str, port: int) -> None:
     """Run uvicorn on the app in this thread until SIGINT/SIGTERM (uvicorn handles them)."""
-    import uvicorn
 
     from drayman.web.app import create_app
 
     click.echo(f"drayman web: http://{host}:{port}/  (API: /api/v1, health: /health)")
-    config = uvicorn.Config(
-        create_app(settings, store),
+    config = uvicorn_config(create_app(settings, store), settings, host=host, port=port)
+    _server_exiting_0(config).run()
+
+
+def uvicorn_config(app: Any, settings: Settings, *, host: str, port: int) -> Any:
+    """uvicorn's settings for `drayman web` and `standalone` alike. The forwarded headers
+    (X-Forwarded-Proto: Secure cookies behind TLS; X-Forwarded-For: the client address, as
+    `web.client_address` reads it) are believed from `trusted_proxies` only: with none, not
+    at all. uvicorn's own default trusts loopback, i.e. any process on this host, a task's
+    included, which could then choose the address its logins are counted and audited under."""
+    import uvicorn
+
+    return uvicorn.Config(
+        app,
         host=host,
         port=port,
         log_level="warning",
-        proxy_headers=True,  # X-Forwarded-Proto from the proxy: Secure cookies behind TLS
-        # only from the proxies drayman trusts: uvicorn then also takes the client address
-        # from X-Forwarded-For as `web.client_address` would (the right-most untrusted hop)
+        proxy_headers=bool(settings.trusted_proxies),
         forwarded_allow_ips=list(settings.trusted_proxies),
         server_header=False,
     )
-    _server_exiting_0(config).run()
 
 
 def _server_exiting_0(config: Any) -> Any:
@@ -121,13 +129,7 @@ class WebThread:
         from drayman.web.app import create_app
 
         host, port = sock.getsockname()[:2]
-        config = uvicorn.Config(
-            create_app(settings, store),
-            host=host,
-            port=port,
-            log_level="warning",
-            server_header=False,
-        )
+        config = uvicorn_config(create_app(settings, store), settings, host=host, port=port)
         self._server = uvicorn.Server(config)
         self._sock = sock
         self._thread = threading.Thread(

@@ -25,10 +25,14 @@ from __future__ import annotations
 import os
 import pwd
 from dataclasses import dataclass, replace
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from drayman.config import Settings
 from drayman.exceptions import ConfigError
-from drayman.redact import MASK, mask_url
+from drayman.redact import MASK, is_secret_key, mask_text
 
 
 @dataclass(frozen=True)
@@ -78,14 +82,52 @@ def become(run_as: RunAs) -> None:
 
 def settings_for_workers(settings: Settings) -> Settings:
     """The settings a warm worker (and every try forked from it) may hold: the database and
-    broker URLs without their passwords."""
+    broker URLs without their passwords, in the user part or in the query string."""
     return replace(
         settings,
-        database_url=mask_url(settings.database_url),
-        broker_url=mask_url(settings.broker_url),
+        database_url=_database_url_without_password(settings.database_url),
+        broker_url=";".join(_url_without_password(u) for u in settings.broker_url.split(";")),
     )
 
 
 def can_reach_database(settings: Settings) -> bool:
     """False for a warm worker's settings whose database URL lost its password."""
-    return f":{MASK}@" not in settings.database_url
+    if not settings.database_url:
+        return True
+    try:
+        return make_url(settings.database_url).password != MASK
+    except ArgumentError:
+        return False
+
+
+def _database_url_without_password(url: str) -> str:
+    """`url` parsed as SQLAlchemy does (so a password with `/` or `@` is found whole), its
+    password and credential query keys dropped. A URL that held one keeps `***` as its
+    password, the mark `can_reach_database` reads: the credential is gone, not forgotten."""
+    if not url:
+        return url
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return _url_without_password(url)
+    query = {k: v for k, v in parsed.query.items() if not is_secret_key(k)}
+    if parsed.password is None and query == dict(parsed.query):
+        return mask_text(url)
+    stripped = parsed.set(password=MASK, query=query).render_as_string(hide_password=False)
+    return mask_text(stripped)
+
+
+def _url_without_password(url: str) -> str:
+    """A broker URL (one of kombu's `;`-separated failover list) split as urllib does, its
+    password replaced by `***` and its credential query keys dropped; `mask_text` then hides
+    whatever a password with an unescaped `/`, `?` or `#` left behind."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    user, at, host = netloc.rpartition("@")
+    if at and ":" in user:
+        netloc = f"{user.partition(':')[0]}:{MASK}@{host}"
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    query = urlencode([(k, v) for k, v in pairs if not is_secret_key(k)])
+    if netloc == parts.netloc and query == urlencode(pairs):
+        return mask_text(url)  # nothing to drop: the URL as it was, byte for byte
+    return mask_text(urlunsplit(parts._replace(netloc=netloc, query=query)))

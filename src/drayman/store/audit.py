@@ -27,6 +27,9 @@ from sqlalchemy import Connection, Row, insert, select
 from drayman.store.schema import USERNAME, audit_event
 
 MAX_DETAIL = 4000  # characters of JSON: a detail is a summary, never a payload
+CONF_KEYS_KEPT = 50  # of a triggered run's conf keys, the first (sorted) this many ...
+CONF_KEY_CHARS = 64  # ... each cut to this many characters ...
+_CONF_KEYS_BUDGET = 2000  # ... while their JSON fits in this many characters
 _SECRET_WORDS = ("password", "secret", "token_value", "api_token", "cookie")
 
 
@@ -123,7 +126,9 @@ def run_object(dag_id: str, run_id: str, task_id: str | None = None) -> tuple[st
 def record_trigger(
     conn: Connection, actor: Actor, dag_id: str, run_id: str, conf: Mapping[str, Any], now: datetime
 ) -> None:
-    """A manual run was created. Only the conf's keys are kept: its values may be secret."""
+    """A manual run was created. Only the conf's keys are kept (its values may be secret), and
+    only a bounded summary of them: a conf the conf checks accept (600 keys, one 5000-character
+    key) must not make the trigger fail on its audit row."""
     record(
         conn,
         actor=actor,
@@ -131,8 +136,22 @@ def record_trigger(
         now=now,
         object_type="run",
         object_id=f"{dag_id}/{run_id}",
-        detail={"conf_keys": sorted(conf)},
+        detail={"conf_keys": conf_keys_summary(conf), "conf_key_count": len(conf)},
     )
+
+
+def conf_keys_summary(conf: Mapping[str, Any]) -> list[str]:
+    """The first `CONF_KEYS_KEPT` sorted keys of `conf`, each cut to `CONF_KEY_CHARS`, as many
+    as fit `_CONF_KEYS_BUDGET` characters of JSON (a key of escaped characters is 6x longer)."""
+    kept: list[str] = []
+    used = 0
+    for key in sorted(conf)[:CONF_KEYS_KEPT]:
+        short = str(key)[:CONF_KEY_CHARS]
+        used += len(json.dumps(short)) + 2
+        if used > _CONF_KEYS_BUDGET:
+            break
+        kept.append(short)
+    return kept
 
 
 def record_pause(conn: Connection, actor: Actor, dag_id: str, paused: bool, now: datetime) -> None:
@@ -146,7 +165,9 @@ def _detail_json(detail: Mapping[str, Any]) -> str:
             raise ValueError(f"audit detail key {key!r} looks like a secret: never record one")
     text = json.dumps(dict(detail), sort_keys=True, default=str)
     if len(text) > MAX_DETAIL:
-        raise ValueError(f"audit detail is {len(text)} characters; keep it under {MAX_DETAIL}")
+        # Never fail the action for its audit row: keep what was too long, and how long.
+        keys = [str(key)[:CONF_KEY_CHARS] for key in sorted(detail)[:10]]
+        text = json.dumps({"detail_truncated": True, "detail_chars": len(text), "keys": keys})
     return text
 
 

@@ -92,6 +92,27 @@ def reserve(
     return result.rowcount == 1
 
 
+def mark_refusal(
+    conn: Connection, counter: CounterKey, limit: int, window_start_after: datetime
+) -> bool:
+    """Mark a full counter as having refused (failures `limit` -> `limit + 1`, still full);
+    True only for the first refusal of its window. One guarded statement: of concurrent
+    refusals exactly one is first, so a refused login is audited once per window and key, not
+    at the rate a client sends them. A new window starts again at 1 (see `reserve`)."""
+    scope, key = counter
+    result = conn.execute(
+        update(login_counter)
+        .where(
+            login_counter.c.scope == scope,
+            login_counter.c.key == key,
+            login_counter.c.failures == limit,
+            login_counter.c.window_start > window_start_after,
+        )
+        .values(failures=limit + 1)
+    )
+    return result.rowcount == 1
+
+
 def window_start(conn: Connection, counter: CounterKey) -> datetime | None:
     scope, key = counter
     return conn.execute(

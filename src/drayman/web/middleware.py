@@ -16,6 +16,8 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from sqlalchemy import Engine, event
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -208,7 +210,8 @@ class BodyLimit:
 
 class RefuseNul:
     """Answer 400 (through `respond`, so with the usual error body or page) to a request with
-    a NUL character anywhere in its path, query string or form body, before any handler runs.
+    a NUL character anywhere in its path, query string or form body (its bytes, and its values
+    as decoded in the charset the client named), before any handler runs.
 
     No name, id or text drayman keeps may hold one: PostgreSQL refuses NUL in text, a file
     path cannot carry it, and a terminal or log line would be cut at it. One check here, for
@@ -231,7 +234,8 @@ class RefuseNul:
         if where is None and _content_type(scope).startswith(self.FORM_TYPES):
             messages = await _read_body(receive)
             body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.request")
-            if b"\x00" in body or b"\x00" in unquote_to_bytes(body.replace(b"+", b" ")):
+            raw_nul = b"\x00" in body or b"\x00" in unquote_to_bytes(body.replace(b"+", b" "))
+            if raw_nul or await _nul_in_parsed_form(scope, list(messages)):
                 where = "the form"
 
             async def replay() -> Message:
@@ -253,6 +257,22 @@ def _nul_in_url(scope: Scope) -> str | None:
     if b"\x00" in unquote_to_bytes(query.replace(b"+", b" ")):
         return "the query string"
     return None
+
+
+async def _nul_in_parsed_form(scope: Scope, messages: list[Message]) -> bool:
+    """Whether the form, decoded as a handler will see it, holds a NUL. The raw bytes are not
+    enough: a multipart body is decoded in the charset the client names, and in UTF-7
+    `admin+AAA-` is `admin\x00`. A form the parser refuses is left to the handler's own 400."""
+
+    async def replay() -> Message:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    try:
+        async with Request(scope, replay).form() as form:
+            fields = [(key, value) for key, value in form.multi_items() if isinstance(value, str)]
+    except (HTTPException, MultiPartException):
+        return False
+    return any("\x00" in key or "\x00" in value for key, value in fields)
 
 
 def _content_type(scope: Scope) -> bytes:
