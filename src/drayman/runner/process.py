@@ -41,6 +41,7 @@ KILL_GRACE_S = 5.0  # between SIGTERM and SIGKILL: time for a task to clean up
 _READ_CHUNK = 65536
 _PACKAGE_DIR = str(Path(__file__).resolve().parent.parent) + os.sep
 _CHILD_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+_FD_LIMIT = 2**31 - 1  # above any fd number
 
 
 @dataclass(frozen=True)
@@ -167,6 +168,7 @@ def _child_main(
         os.dup2(out_fd, 1)
         os.dup2(out_fd, 2)
         os.close(out_fd)
+        _close_inherited_fds(keep=(0, 1, 2, result_fd))
         hide_secrets(os.environ)
         if _run_as:
             become(_run_as[0])
@@ -186,6 +188,26 @@ def _child_main(
         code = _run_body(body, result_fd)
     finally:
         os._exit(code)
+
+
+def _close_inherited_fds(keep: tuple[int, ...]) -> None:
+    """Close every fd the fork copied from the warm worker but `keep`.
+
+    The worker's socket to the executor is among them, and the executor unpickles what
+    arrives on it: left open, a task could run code in the scheduler or `drayman worker`.
+    So are the try's own log file and the pipes of the worker's other children. Done first
+    thing, before any user code, and before the change of user (which does not close fds).
+    Python objects of the worker that wrap these fds are never closed in the child (it
+    ends with `os._exit`), so a reused fd number is never closed under the task.
+    """
+    low = 0
+    for fd in sorted(set(keep)):
+        if fd > low:
+            os.closerange(low, fd)
+        low = max(low, fd + 1)
+    # not RLIMIT_NOFILE: it may have been lowered after a higher fd was opened. CPython
+    # closes a range with close_range(2), or walks /proc/self/fd: no loop over 2**31 numbers.
+    os.closerange(low, _FD_LIMIT)
 
 
 def _setup_streams() -> None:
