@@ -39,6 +39,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
 from drayman.bundles.cache import BundleCache
+from drayman.bundles.parse_child import DAG_MODULES
 from drayman.config import Settings
 from drayman.exceptions import ExecutorError
 from drayman.executors.worker_messages import RefusedMessage, decode
@@ -63,13 +64,9 @@ log = logging.getLogger("drayman.executors.local")
 
 # Imported once in the forkserver, so every worker shares their pages instead of importing
 # them again: the runner, what every DAG file imports, and what it pulls in on first use.
-PRELOAD = [
-    "drayman.runner.worker",
-    "drayman.authoring.dag",
-    "drayman.authoring.tasks",
-    "drayman.timetables",
-    "jinja2.sandbox",
-]
+# All of it: with run_as_user a try imports its DAG file as a user who may not be able to
+# read drayman's installation (nor the standard library) to import it then.
+PRELOAD = ["drayman.runner.worker", *DAG_MODULES]
 log = logging.getLogger("drayman.executors.local")
 KILL_WAIT_S = 3.0  # after "kill": how long a worker gets to report before it is killed itself
 EXIT_WAIT_S = 5.0  # after "stop": how long a worker gets to exit

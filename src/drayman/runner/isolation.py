@@ -22,8 +22,10 @@ or the web secret key, with which it could rewrite any run or forge a login. Thr
 
 from __future__ import annotations
 
+import ctypes
 import os
 import pwd
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from drayman.config import Settings
@@ -69,11 +71,33 @@ def resolve_run_as(name: str) -> RunAs | None:
 
 
 def become(run_as: RunAs) -> None:
-    """Switch this (try child) process to `run_as` for good: groups, gid, then uid."""
+    """Switch this process (a try's child, the DAG parser) to `run_as` for good: groups, gid,
+    then uid.
+
+    The change of user makes the process non-dumpable: /proc/self would stay root's, and its
+    code could not even list its own /proc/self/fd. It is an ordinary process of its user
+    afterwards, so it is made dumpable again.
+    """
     os.initgroups(run_as.name, run_as.gid)
     os.setgid(run_as.gid)
     os.setuid(run_as.uid)
     os.environ.update(HOME=run_as.home, USER=run_as.name, LOGNAME=run_as.name)
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_DUMPABLE, 1)
+
+
+_PR_SET_DUMPABLE = 4
+
+
+def _load_prctl() -> Callable[..., int] | None:
+    try:
+        prctl: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # not Linux
+        return None
+    return prctl
+
+
+_PRCTL = _load_prctl()  # looked up once, in the warm process, not in every forked try
 
 
 def settings_for_workers(settings: Settings) -> Settings:

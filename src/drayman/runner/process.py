@@ -82,7 +82,6 @@ class Ended:
 
 
 _PR_SET_PDEATHSIG = 1
-_PR_SET_DUMPABLE = 4
 
 
 def _load_prctl() -> Callable[..., int] | None:
@@ -159,6 +158,11 @@ _prepared: list[bool] = []  # per process: whether prepare_process() ran
 _run_as: list[RunAs] = []  # per process: the user its children switch to, if any
 
 
+def switches_user() -> bool:
+    """Whether this process's children switch user: then user code must not run in it."""
+    return bool(_run_as)
+
+
 def _child_main(
     body: Callable[[int], int], out_fd: int, result_fd: int, parent_pid: int
 ) -> NoReturn:
@@ -172,11 +176,6 @@ def _child_main(
         hide_secrets(os.environ)
         if _run_as:
             become(_run_as[0])
-            # The change of user made the process non-dumpable: /proc/self would belong to
-            # root, and the task could not list its own /proc/self/fd. It is an ordinary
-            # process of its user now.
-            if _PRCTL is not None:
-                _PRCTL(_PR_SET_DUMPABLE, 1)
         # after become(): a change of user clears the parent-death signal
         die_with_parent(parent_pid)
         if not _prepared:  # run_try called from an ordinary process: `drayman dags test`
