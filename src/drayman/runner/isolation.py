@@ -27,6 +27,7 @@ import os
 import pwd
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from drayman.config import Settings
 from drayman.exceptions import ConfigError
@@ -98,6 +99,61 @@ def _load_prctl() -> Callable[..., int] | None:
 
 
 _PRCTL = _load_prctl()  # looked up once, in the warm process, not in every forked try
+
+
+LOGS_FOLDER_MODE = 0o750  # drayman's user and group: a try's user reads no log directly
+
+
+def make_logs_folder(settings: Settings) -> None:
+    """Create the logs folder private to drayman's user (and group) when it does not exist."""
+    settings.logs_folder.mkdir(mode=LOGS_FOLDER_MODE, parents=True, exist_ok=True)
+
+
+def refuse_shared_files(settings: Settings, run_as: RunAs) -> None:
+    """A `ConfigError` when `run_as`'s user could read the SQLite database (password hashes,
+    every run's conf) or the logs folder (every DAG's logs): then running tries as that user
+    would not keep them from a task."""
+    from drayman.store.engine import sqlite_path
+
+    groups = set(os.getgrouplist(run_as.name, run_as.gid))
+    database = sqlite_path(settings.effective_database_url)
+    if database is not None:
+        for path in (database, *(database.with_name(database.name + s) for s in ("-wal", "-shm"))):
+            if _open_to(path, run_as, groups, read=0o444):
+                raise ConfigError(
+                    f"the SQLite database file {path} can be read by run_as_user "
+                    f"{run_as.name!r} (mode {_mode(path)}): a task could read password hashes "
+                    f"and every run's conf; run `chmod 600 {database}*` (drayman creates it "
+                    "0600) or unset DRAYMAN_RUN_AS_USER"
+                )
+    logs = settings.logs_folder
+    if _open_to(logs, run_as, groups, read=0o555):
+        raise ConfigError(
+            f"the logs folder {logs} can be entered by run_as_user {run_as.name!r} (mode "
+            f"{_mode(logs)}): a task could read every DAG's logs; run `chmod 750 {logs}` "
+            "(drayman creates it so) or unset DRAYMAN_RUN_AS_USER"
+        )
+
+
+def _open_to(path: Path, run_as: RunAs, groups: set[int], *, read: int) -> bool:
+    """Whether `run_as` has any of the `read` permission bits (as 0o444 or 0o555) on `path`,
+    by the kernel's rule: owner bits if it owns it, else group bits if in its group, else
+    other bits. A missing file is open to no one."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return False
+    if st.st_uid == run_as.uid:
+        bits = st.st_mode & 0o700 & read
+    elif st.st_gid in groups:
+        bits = st.st_mode & 0o070 & read
+    else:
+        bits = st.st_mode & 0o007 & read
+    return bits != 0
+
+
+def _mode(path: Path) -> str:
+    return oct(path.stat().st_mode & 0o777)[2:].rjust(3, "0")
 
 
 def settings_for_workers(settings: Settings) -> Settings:
