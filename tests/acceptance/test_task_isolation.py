@@ -423,3 +423,40 @@ def _start_worker(d: Drayman) -> Server:
         worker.kill_group()
         raise
     return worker
+
+
+def _tasks_test(d: Drayman) -> dict[str, Any]:
+    """`drayman tasks test probe look_for_secrets`, and what the task reported."""
+    out = d.ok("tasks", "test", "probe", "look_for_secrets", timeout=120)
+    lines = [line for line in out.splitlines() if line.startswith("ISOLATION ")]
+    assert lines, f"the task printed no report:\n{d.last}"
+    report: dict[str, Any] = json.loads(lines[-1].removeprefix("ISOLATION "))
+    return report
+
+
+def test_tasks_test_holds_no_secret(open_root: Path) -> None:
+    """`drayman tasks test` runs its try the way `dags test` and the scheduler do: not forked
+    from the CLI process, whose /proc/<pid>/environ still holds the secrets."""
+    d = _installation(open_root, f"postgresql://drayman:{PASSWORD}@127.0.0.1:1/unused")
+    report = _tasks_test(d)
+    assert report["environ"] == [], report
+    assert report["self"] == {"readable": True, "found": []}, report
+    assert report["memory"] == [], report
+
+
+def test_tasks_test_runs_as_the_configured_user(
+    open_root: Path, task_user: pwd.struct_passwd
+) -> None:
+    d = _installation(
+        open_root,
+        f"postgresql://drayman:{PASSWORD}@127.0.0.1:1/unused",
+        run_as_user=TASK_USER,
+    )
+    report = _tasks_test(d)
+    assert report["uid"] == report["euid"] == task_user.pw_uid, report
+    assert report["environ"] == [], report
+    assert report["self"].get("found", []) == [], report
+    assert report["memory"] == [], report
+    for pid, seen in report["ancestors"].items():
+        assert seen.get("found", []) == [], f"secrets in /proc/{pid}/environ: {report}"
+    assert report["key_file"] == "PermissionError", report
