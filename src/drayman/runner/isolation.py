@@ -1,7 +1,7 @@
 """What a try may not see: drayman's own secrets, and (with `run_as_user`) drayman's user.
 
 A task is the DAG author's code. It must not learn the metadata database's URL, the broker's
-or the web secret key, with which it could rewrite any run or forge a login. Three layers:
+or the web secret key, with which it could rewrite any run or forge a login. Four layers:
 
 - **The environment.** The long-running CLI commands take `SECRET_ENV_VARS` out of their own
   environment once settings are read (`config.hide_secrets`), before any process that runs user code
@@ -12,8 +12,13 @@ or the web secret key, with which it could rewrite any run or forge a login. Thr
   environment it was started with, and its user can read it, and the secret key file. So
   `run_as_user` makes each try (and each task callback) switch to an unprivileged user after
   its log pipes are set up: it can then read neither. This needs drayman to run as root (or
-  as that very user, when there is nothing to switch).
-
+  as that very user, when there is nothing to switch). The DAG parser switches too, and with
+  the setting warm workers never import a DAG file: each try's child does, once switched
+  (`drayman.runner.execute`). The SQLite database and the logs folder must be closed to
+  that user (`refuse_shared_files`).
+- **The fds.** A try's child closes every fd of its worker but its own pipes
+  (`drayman.runner.process`), and the executor unpickles only its protocol's messages
+  (`drayman.executors.worker_messages`).
 - **The memory.** A Python task runs in a fork of a warm worker and can read all of that
   process's memory. So warm workers get `settings_for_workers`: URLs without their passwords.
   The executor puts a bundle in the cache before it sends a try that needs it; a warm worker
