@@ -93,3 +93,54 @@ def test_a_try_sees_only_its_own_fds_and_cannot_reach_the_executor(
     # by design: the pipe the try sends its result on, and nothing else
     assert list(extra.values()) == ["FIFO"], fds
     assert {fds[0], fds[1], fds[2]} <= {"CHR", "FIFO"}, fds
+
+
+TOP_LEVEL_DAG = """
+import os, pickle, stat, struct
+from drayman import DAG, task
+
+
+class Payload:
+    def __reduce__(self):
+        return (open, (@MARKER@, "w"))
+
+
+# Without run_as_user the warm worker imports this file, and holds its socket to the executor:
+# the second lock, the executor's unpickler, must refuse what is written there.
+data = pickle.dumps(Payload())
+for name in os.listdir("/proc/self/fd"):
+    try:
+        if stat.S_ISSOCK(os.fstat(int(name)).st_mode):
+            os.write(int(name), struct.pack("!i", len(data)) + data)
+    except OSError:
+        pass
+
+with DAG("ex"):
+
+    @task
+    def noop():
+        return 1
+
+    noop()
+"""
+
+
+def test_the_executor_refuses_a_pickle_from_a_worker_and_goes_on(
+    tmp_path: Path, marker: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    bundle = tmp_path / "home" / "bundles" / VERSION
+    bundle.mkdir(parents=True)
+    (bundle / "dag.py").write_text(TOP_LEVEL_DAG.replace("@MARKER@", repr(str(marker))))
+    executor = LocalExecutor(Settings(home=tmp_path / "home", parallelism=1))
+    executor._cached.add(VERSION)
+    executor.start()
+    try:
+        seen = Events(executor)
+        executor.submit([workload(1)])
+        assert outcomes(seen.until(lambda ev: 1 in outcomes(ev)))[1].succeeded
+        executor.submit([workload(2)])
+        assert outcomes(seen.until(lambda ev: 2 in outcomes(ev)))[2].succeeded
+    finally:
+        executor.stop(grace_s=0)
+    assert not marker.exists(), "a pickle written by a worker ran in the executor's process"
+    assert "naming 'io.open'" in caplog.text and "refused" in caplog.text, caplog.text
