@@ -34,7 +34,7 @@ PASSWORD = "pg-Pass-never-shown-7c1e"
 SECRET_KEY = "secret-key-never-shown-" + "k" * 40
 
 PROBE_DAG = """
-import json, os
+import json, os, stat, sys
 from drayman import DAG, Shell, task
 
 # Each secret in two halves, searched for joined: this file (and so the task's memory)
@@ -42,6 +42,7 @@ from drayman import DAG, Shell, task
 NEEDLES = json.loads(@NEEDLES@)  # env var -> its value's halves
 HALVES = json.loads(@HALVES@)  # what must not be in memory -> its halves
 KEY_FILE = @KEY_FILE@
+REPORTS = @REPORTS@  # where the file's top level says what it could see, once per import
 
 
 def joined(text, head, tail):
@@ -98,6 +99,47 @@ def read_environ(pid):
         return {"readable": False, "error": type(exc).__name__}
 
 
+def sockets():
+    found = []
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            if stat.S_ISSOCK(os.fstat(int(name)).st_mode):
+                found.append(int(name))
+        except OSError:
+            pass
+    return found
+
+
+def key_file():
+    try:
+        with open(KEY_FILE) as f:
+            return "read"
+    except OSError as exc:
+        return type(exc).__name__
+
+
+def top_level_report():
+    main = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if getattr(main, "name", "") == "drayman.bundles.parse_child":
+        phase = "parse"
+    elif "drayman.runner.worker" in sys.modules:
+        phase = "try"
+    else:
+        return
+    report = {
+        "phase": phase,
+        "uid": os.getuid(),
+        "euid": os.geteuid(),
+        "ancestors": {str(p): read_environ(p) for p in ancestors()},
+        "sockets": sockets(),
+        "key_file": key_file(),
+    }
+    with open(os.path.join(REPORTS, f"{phase}-{os.getpid()}.json"), "w") as f:
+        json.dump(report, f)
+
+
+top_level_report()
+
 with DAG("probe", schedule=None):
 
     @task
@@ -114,11 +156,7 @@ with DAG("probe", schedule=None):
             "home_traversable": os.access(os.path.dirname(KEY_FILE), os.X_OK),
             "memory": memory,
         }
-        try:
-            with open(KEY_FILE) as f:
-                report["key_file"] = "read"
-        except OSError as exc:
-            report["key_file"] = type(exc).__name__
+        report["key_file"] = key_file()
         print("ISOLATION " + json.dumps(report), flush=True)
 
     look_for_secrets()
@@ -217,11 +255,45 @@ def _installation(root: Path, database_url: str, **settings: str) -> Drayman:
         )
         .replace("@KEY_FILE@", repr(str(d.home / "secret_key")))
         .replace("@HALVES@", repr(json.dumps(halves)))
+        .replace("@REPORTS@", repr(str(_reports_dir(root))))
     )
     d.write_dag("probe.py", source)
     # the file a web server without DRAYMAN_SECRET_KEY makes on its first start
     load_secret_key(d.home, {})
     return d
+
+
+def _reports_dir(root: Path) -> Path:
+    reports = root / "top-level"
+    reports.mkdir(exist_ok=True)
+    reports.chmod(0o777)  # the DAG file's top level may run as the task user
+    return reports
+
+
+def _top_level_reports(root: Path) -> dict[str, list[dict[str, Any]]]:
+    found: dict[str, list[dict[str, Any]]] = {"parse": [], "try": []}
+    for path in sorted(_reports_dir(root).glob("*.json")):
+        report = json.loads(path.read_text())
+        found[report["phase"]].append(report)
+    return found
+
+
+def _assert_top_level_saw_nothing(root: Path, user: pwd.struct_passwd, mains: set[int]) -> None:
+    """The DAG file's top level, in the parser and in the try, ran as the task user, found no
+    secret in an ancestor's environ (drayman's main processes `mains` unreadable), could not
+    read the secret key, and held no socket."""
+    reports = _top_level_reports(root)
+    assert reports["parse"], f"the DAG file was never imported by the parser: {reports}"
+    assert reports["try"], f"the DAG file was never imported for a try: {reports}"
+    for report in reports["parse"] + reports["try"]:
+        assert report["uid"] == report["euid"] == user.pw_uid, report
+        assert report["key_file"] == "PermissionError", report
+        assert report["sockets"] == [], report
+        assert {str(pid) for pid in mains} & set(report["ancestors"]), report
+        for pid, seen in report["ancestors"].items():
+            assert seen.get("found", []) == [], (pid, report)
+            if int(pid) in mains:
+                assert seen == {"readable": False, "error": "PermissionError"}, (pid, report)
 
 
 def _halves(value: str) -> list[str]:
@@ -296,6 +368,7 @@ def test_local_executor_runs_tasks_as_the_configured_user(
     _assert_nothing_found(report, task_user)
     assert report["ancestors"][str(server.pid)]["readable"] is False, report
     _key_file_is_private(d)
+    _assert_top_level_saw_nothing(open_root, task_user, {server.pid})
 
 
 def test_celery_worker_runs_tasks_as_the_configured_user(
@@ -314,7 +387,7 @@ def test_celery_worker_runs_tasks_as_the_configured_user(
     d.ok("db", "migrate")
     worker = _start_worker(d)
     try:
-        with d.serve("scheduler"):
+        with d.serve("scheduler") as scheduler:
             report = _probe(d)
     finally:
         code = worker.stop()
@@ -323,6 +396,7 @@ def test_celery_worker_runs_tasks_as_the_configured_user(
     _assert_nothing_found(report, task_user)
     assert report["ancestors"][str(worker.pid)]["readable"] is False, report
     _key_file_is_private(d)
+    _assert_top_level_saw_nothing(open_root, task_user, {scheduler.pid, worker.pid})
 
 
 def _start_worker(d: Drayman) -> Server:
@@ -349,3 +423,40 @@ def _start_worker(d: Drayman) -> Server:
         worker.kill_group()
         raise
     return worker
+
+
+def _tasks_test(d: Drayman) -> dict[str, Any]:
+    """`drayman tasks test probe look_for_secrets`, and what the task reported."""
+    out = d.ok("tasks", "test", "probe", "look_for_secrets", timeout=120)
+    lines = [line for line in out.splitlines() if line.startswith("ISOLATION ")]
+    assert lines, f"the task printed no report:\n{d.last}"
+    report: dict[str, Any] = json.loads(lines[-1].removeprefix("ISOLATION "))
+    return report
+
+
+def test_tasks_test_holds_no_secret(open_root: Path) -> None:
+    """`drayman tasks test` runs its try the way `dags test` and the scheduler do: not forked
+    from the CLI process, whose /proc/<pid>/environ still holds the secrets."""
+    d = _installation(open_root, f"postgresql://drayman:{PASSWORD}@127.0.0.1:1/unused")
+    report = _tasks_test(d)
+    assert report["environ"] == [], report
+    assert report["self"] == {"readable": True, "found": []}, report
+    assert report["memory"] == [], report
+
+
+def test_tasks_test_runs_as_the_configured_user(
+    open_root: Path, task_user: pwd.struct_passwd
+) -> None:
+    d = _installation(
+        open_root,
+        f"postgresql://drayman:{PASSWORD}@127.0.0.1:1/unused",
+        run_as_user=TASK_USER,
+    )
+    report = _tasks_test(d)
+    assert report["uid"] == report["euid"] == task_user.pw_uid, report
+    assert report["environ"] == [], report
+    assert report["self"].get("found", []) == [], report
+    assert report["memory"] == [], report
+    for pid, seen in report["ancestors"].items():
+        assert seen.get("found", []) == [], f"secrets in /proc/{pid}/environ: {report}"
+    assert report["key_file"] == "PermissionError", report

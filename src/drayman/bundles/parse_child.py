@@ -5,7 +5,7 @@ Started by `drayman.bundles.parser.parse_bundle` as
 protocol is one JSON request on stdin and one JSON response on stdout:
 
     request:  {"root": "/abs/bundle", "files": ["a.py", ...], "timeout_s": 30,
-               "concurrency": 4}
+               "concurrency": 4, "run_as": "etl"}  (run_as: only with run_as_user)
     response: {"files": [{"fileloc": "a.py", "specs": [<DagSpec dict>, ...],
                           "error": null | {"lineno": 3, "message": "..."}}, ...]}
 
@@ -325,10 +325,39 @@ def _write_all(fd: int, data: bytes) -> None:
 # --- entry point -------------------------------------------------------------------------
 
 
+# What defining a DAG imports; the local executor's forkserver preloads them too.
+DAG_MODULES = (
+    "drayman",
+    "drayman.authoring.dag",
+    "drayman.authoring.tasks",
+    "drayman.authoring.serialize",
+    "drayman.authoring.shell_arguments",
+    "drayman.authoring.shell_references",
+    "drayman.authoring.templating",
+    "drayman.timetables",
+    "jinja2.sandbox",
+)
+
+
 def _preload() -> None:
-    """Import drayman's authoring API once, before forking, so each child starts warm."""
-    for name in ("drayman", "drayman.authoring.dag", "drayman.authoring.serialize"):
+    """Import what defining a DAG needs once, before forking, so each child starts warm.
+
+    All of it: with `run_as_user`, the children run as a user who may not be able to read
+    drayman's installation (nor the interpreter's standard library) to import it later.
+    """
+    for name in DAG_MODULES:
         importlib.import_module(name)
+
+
+def _become(name: str) -> None:
+    """Run every DAG file's top level as `name` (the `run_as_user` setting), like a task: as
+    drayman's user it could read the scheduler's /proc environ and the secret key file.
+    After `_preload`: the user may not be able to read drayman's installation."""
+    from drayman.runner.isolation import become, resolve_run_as
+
+    run_as = resolve_run_as(name)
+    if run_as is not None:
+        become(run_as)
 
 
 def main() -> None:
@@ -337,6 +366,8 @@ def main() -> None:
     sys.stdout = sys.stderr
     request = json.load(sys.stdin)
     _preload()
+    if request.get("run_as"):
+        _become(request["run_as"])
     outcomes = parse_files(
         Path(request["root"]),
         list(request["files"]),

@@ -26,6 +26,7 @@ import drayman.bundles
 from drayman.bundles.parse_child import candidate_files
 from drayman.config import hide_secrets
 from drayman.exceptions import BundleError
+from drayman.runner.isolation import RunAs, resolve_run_as
 from drayman.spec import DagSpec, ImportFailure, ParsedDag
 
 logger = logging.getLogger(__name__)
@@ -44,22 +45,29 @@ class ParseResult:
     duration_s: float
 
 
-def parse_bundle(bundle_dir: Path, *, timeout_s: float) -> ParseResult:
-    """Parse every DAG file of an extracted bundle, each import limited to `timeout_s`."""
+def parse_bundle(bundle_dir: Path, *, timeout_s: float, run_as_user: str = "") -> ParseResult:
+    """Parse every DAG file of an extracted bundle, each import limited to `timeout_s`.
+
+    With `run_as_user` (the `run_as_user` setting), the parser process runs as that user, as
+    tries do: a DAG file's top level is the author's code too, and as drayman's user it could
+    read `/proc/<scheduler>/environ` and the secret key file.
+    """
     started = time.monotonic()
     root = bundle_dir.resolve()
     files = candidate_files(root)
     dags: list[ParsedDag] = []
     errors: list[ImportFailure] = []
     if files:
-        outcomes = _run_parse_child(root, files, timeout_s)
+        outcomes = _run_parse_child(root, files, timeout_s, resolve_run_as(run_as_user))
         dags, errors = _collect(root, outcomes)
     return ParseResult(dags=dags, errors=errors, duration_s=time.monotonic() - started)
 
 
-def _run_parse_child(root: Path, files: list[str], timeout_s: float) -> list[dict[str, Any]]:
+def _run_parse_child(
+    root: Path, files: list[str], timeout_s: float, run_as: RunAs | None
+) -> list[dict[str, Any]]:
     concurrency = _concurrency(len(files))
-    request = {
+    request: dict[str, Any] = {
         "root": str(root),
         "files": files,
         "timeout_s": timeout_s,
@@ -67,6 +75,8 @@ def _run_parse_child(root: Path, files: list[str], timeout_s: float) -> list[dic
     }
     overall = overall_timeout(len(files), timeout_s, concurrency)
     command = [sys.executable, "-P", "-m", "drayman.bundles.parse_child"]
+    if run_as is not None:  # it switches once drayman's own modules are imported
+        request["run_as"] = run_as.name
     with subprocess.Popen(
         command,
         stdin=subprocess.PIPE,

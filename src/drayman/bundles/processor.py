@@ -99,7 +99,11 @@ class DagProcessor:
         # extract and parse before the transaction: parsing may take long, and a write
         # transaction on SQLite holds the database lock
         bundle_dir = self._cache.path(packed.version, lambda: packed.archive)
-        parsed = parse_bundle(bundle_dir, timeout_s=self._settings.parse_timeout_s)
+        parsed = parse_bundle(
+            bundle_dir,
+            timeout_s=self._settings.parse_timeout_s,
+            run_as_user=self._settings.run_as_user,
+        )
         now = self._store.now()
         with self._store.begin() as conn:
             previous = bundle_store.latest_deployed_version(conn)

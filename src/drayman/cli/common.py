@@ -44,10 +44,14 @@ def open_store(settings: Settings, *, check_schema: bool = True) -> Store:
 
 def prepare_task_environment(settings: Settings) -> None:
     """The environment tasks inherit: the drayman home they run under, and none of drayman's
-    secrets (settings are read by now). Also checks `run_as_user` can work, before any try."""
-    from drayman.runner.isolation import resolve_run_as
+    secrets (settings are read by now). Also checks `run_as_user` can work, and that its user
+    cannot read the SQLite database or the logs, before any try."""
+    from drayman.runner.isolation import make_logs_folder, refuse_shared_files, resolve_run_as
 
-    resolve_run_as(settings.run_as_user)
+    run_as = resolve_run_as(settings.run_as_user)
+    make_logs_folder(settings)
+    if run_as is not None:
+        refuse_shared_files(settings, run_as)
     os.environ["DRAYMAN_HOME"] = str(settings.home.resolve())
     hide_secrets(os.environ)
 

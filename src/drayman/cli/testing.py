@@ -7,7 +7,6 @@ temporary SQLite store, so testing a DAG on a laptop never disturbs production s
 from __future__ import annotations
 
 import selectors
-import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,6 +35,9 @@ def scratch_store(settings: Settings) -> Iterator[tuple[Settings, Store, str]]:
     # tasks keep their files under the real home, not the scratch one
     prepare_task_environment(settings)
     with tempfile.TemporaryDirectory(prefix="drayman-test-") as tmp:
+        # with run_as_user, the parser and the tries read the bundle in there as that user;
+        # they may pass through, not list it (the database in it is 0600 anyway)
+        Path(tmp).chmod(0o711)
         scratch = settings.with_overrides(home=Path(tmp), database_url="")
         store = Store(scratch.effective_database_url)
         metadata.create_all(store.engine)
@@ -164,11 +166,13 @@ def run_task_once(
     logical_date: datetime | None,
     map_index: int,
 ) -> bool:
-    """Run one try of one task, ignoring dependencies; True if it succeeded."""
-    from drayman.bundles.cache import BundleCache
+    """Run one try of one task, ignoring dependencies; True if it succeeded.
+
+    In a warm worker of a local executor, as `dags test` and the scheduler do: a try forked
+    from this process would find drayman's secrets in /proc/self/environ (the environment
+    this process started with), and would not run as `run_as_user`.
+    """
     from drayman.conf import validate_conf
-    from drayman.runner.execute import run_try
-    from drayman.store import bundles as bundle_store
     from drayman.store import dags as dag_store
     from drayman.workloads import RunContextData, TryWorkload, log_relpath
 
@@ -210,25 +214,38 @@ def run_task_once(
             queue=task.queue,
             log_path=log_relpath(dag_id, run_id, task_id, map_index, 1),
         )
-
-        def fetch() -> bytes:
-            with store.read() as conn:
-                return bundle_store.load_archive(conn, version)
-
-        bundle_dir = BundleCache(scratch.bundle_cache).path(version, fetch)
-        outcome = run_try(
-            workload,
-            bundle_dir,
-            scratch.logs_folder,
-            max_result_bytes=scratch.max_result_bytes,
-            on_started=lambda _event: None,
-            echo=sys.stdout,
-        )
+        outcome = _run_alone(scratch, workload)
     state = "success" if outcome.succeeded else f"failed: {outcome.error}"
     click.echo(f"[drayman] {dag_id}.{task_id}: {state}", err=True)
     if outcome.result_json is not None:
         click.echo(f"[drayman] result: {outcome.result_json}", err=True)
     return outcome.succeeded
+
+
+def _run_alone(settings: Settings, workload: Any) -> Any:
+    """Run one try in a local executor of its own (its log echoed) and return its outcome
+    once the task's callbacks, which the worker runs after reporting it, are over too."""
+    from drayman.executors.local import LocalExecutor
+    from drayman.workloads import TryOutcome
+
+    executor = LocalExecutor(settings, echo_logs=True, min_warm=1)
+    selector = selectors.DefaultSelector()
+    executor.start()
+    try:
+        fd = executor.fileno()
+        if fd is not None:
+            selector.register(fd, selectors.EVENT_READ)
+        executor.submit([workload])
+        outcome = None
+        while outcome is None or executor.open_slots() < settings.parallelism:
+            for event in executor.events():
+                if isinstance(event, TryOutcome) and event.try_id == workload.try_id:
+                    outcome = event
+            selector.select(timeout=0.2)
+        return outcome
+    finally:
+        selector.close()
+        executor.stop(grace_s=0)
 
 
 def _missing_upstream(task: Any) -> dict[str, Any]:

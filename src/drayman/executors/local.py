@@ -39,8 +39,10 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
 from drayman.bundles.cache import BundleCache
+from drayman.bundles.parse_child import DAG_MODULES
 from drayman.config import Settings
 from drayman.exceptions import ExecutorError
+from drayman.executors.worker_messages import RefusedMessage, decode
 from drayman.runner.execute import hostname
 from drayman.runner.isolation import settings_for_workers
 from drayman.runner.trylog import TryLog, try_log_path
@@ -62,13 +64,9 @@ log = logging.getLogger("drayman.executors.local")
 
 # Imported once in the forkserver, so every worker shares their pages instead of importing
 # them again: the runner, what every DAG file imports, and what it pulls in on first use.
-PRELOAD = [
-    "drayman.runner.worker",
-    "drayman.authoring.dag",
-    "drayman.authoring.tasks",
-    "drayman.timetables",
-    "jinja2.sandbox",
-]
+# All of it: with run_as_user a try imports its DAG file as a user who may not be able to
+# read drayman's installation (nor the standard library) to import it then.
+PRELOAD = ["drayman.runner.worker", *DAG_MODULES]
 log = logging.getLogger("drayman.executors.local")
 KILL_WAIT_S = 3.0  # after "kill": how long a worker gets to report before it is killed itself
 EXIT_WAIT_S = 5.0  # after "stop": how long a worker gets to exit
@@ -510,6 +508,7 @@ def _is_progress(message: object) -> bool:
 
 _DIED = object()  # in the inbox: the worker process has exited
 STARTED_WAKE_DELAY_S = 0.01  # see _Reader._wake_for
+MAX_REFUSALS_LOGGED = 10  # see _Reader._refused
 
 
 class _News(enum.IntEnum):
@@ -535,6 +534,7 @@ class _Reader:
         self._closing = False
         self.failure: BaseException | None = None
         self._wake_at: float | None = None  # a deferred wake-up for starts (reader thread only)
+        self._refusals: dict[int, int] = {}  # per worker: messages refused (reader thread only)
         self._thread = threading.Thread(
             target=self._run, name="drayman-local-executor", daemon=True
         )
@@ -644,7 +644,11 @@ class _Reader:
         news = _News.NONE
         try:
             while _has_data(conn):
-                message = conn.recv()
+                try:
+                    message = decode(conn.recv_bytes())
+                except RefusedMessage as exc:  # dropped: the worker's next message still counts
+                    self._refused(key, exc)
+                    continue
                 self.inbox.put((key, message))
                 news = max(news, _News.STARTED if _is_progress(message) else _News.URGENT)
         except (EOFError, OSError):
@@ -653,6 +657,15 @@ class _Reader:
                     self._watched[key] = (None, self._watched[key][1])
                     self._version += 1
         return news
+
+    def _refused(self, key: int, exc: RefusedMessage) -> None:
+        """Log a refused message; past `MAX_REFUSALS_LOGGED` of one worker, only count them (a
+        flood must not fill the disk)."""
+        count = self._refusals[key] = self._refusals.get(key, 0) + 1
+        if count <= MAX_REFUSALS_LOGGED:
+            log.error("worker %d: %s", key, exc)
+        if count == MAX_REFUSALS_LOGGED:
+            log.error("worker %d: further refused messages are dropped without a log line", key)
 
 
 def _has_data(conn: Connection) -> bool:

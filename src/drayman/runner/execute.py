@@ -7,12 +7,19 @@ ended and what it sent back (`drayman.runner.results`) into a `TryOutcome`. The 
 limit: a callback that hangs or fails is logged and never changes the outcome. A Python task
 runs in the child as a function call; a shell task replaces the child by bash, so the try's
 exit code is the command's.
+
+With `run_as_user`, the DAG file is not imported here, in the warm worker that runs as
+drayman's user, but in each child once it has switched user: its top level is the author's
+code, like the task. The try's child then tells this process which callbacks the task has
+(a "C" line on the result pipe before anything else), and each callback's child imports the
+file again. Without it, the file is imported here once and every try is only a fork.
 """
 
 from __future__ import annotations
 
 import errno
 import functools
+import json
 import os
 import signal
 import socket
@@ -28,7 +35,15 @@ from drayman.authoring.context import Context, parse_aware
 from drayman.authoring.tasks import PythonTask, ShellTask, Task
 from drayman.exceptions import ParamsError, ResultTooLargeError
 from drayman.runner.loader import load_dag, load_task
-from drayman.runner.process import Ended, Interrupt, describe_exit, fork, send, supervise
+from drayman.runner.process import (
+    Ended,
+    Interrupt,
+    describe_exit,
+    fork,
+    send,
+    supervise,
+    switches_user,
+)
 from drayman.runner.results import ResultNotJSONError, encode_result, one_line
 from drayman.runner.trylog import LogSink, TryLog, default_callback_log_path, try_log_path
 from drayman.workloads import (
@@ -40,6 +55,7 @@ from drayman.workloads import (
 )
 
 CALLBACK_TIMEOUT_S = 60.0
+TASK_CALLBACKS = ("on_success", "on_retry", "on_failure")
 
 
 # ----------------------------------------------------------------------------- public API
@@ -89,6 +105,14 @@ def run_callback_workload(
             f"DAG {run.dag_id} {workload.callback} callback (run {run.run_id}, "
             f"bundle {run.bundle_version[:8]}) on {hostname()}"
         )
+        if switches_user():  # the DAG file is imported in the callback's child, as its user
+            _run_callback(
+                log,
+                workload.callback,
+                lambda: _dag_callback(workload, bundle_dir),
+                interrupt,
+            )
+            return
         try:
             dag = load_dag(bundle_dir, workload.fileloc, run.dag_id)
         except Exception as exc:
@@ -158,6 +182,17 @@ def _context(
     )
 
 
+def _dag_callback(workload: CallbackWorkload, bundle_dir: Path) -> None:
+    """A DAG-level callback in its child: import the DAG file, then call the callback."""
+    run = workload.run
+    dag = load_dag(bundle_dir, workload.fileloc, run.dag_id)
+    if not getattr(dag, workload.callback, ()):
+        print(f"[drayman] DAG {run.dag_id} has no {workload.callback} callback (any more)")
+        return
+    ctx = _context(run, task_id="", map_index=-1, try_number=0, max_tries=0)
+    dag.run_callback(workload.callback, ctx, workload.reason)
+
+
 # ------------------------------------------------------------------------ one try, in order
 
 
@@ -172,22 +207,30 @@ def _run_try(
 ) -> TryOutcome:
     started_at = datetime.now(UTC)
     clock = time.monotonic()
-    try:
-        _, task = load_task(bundle_dir, workload.fileloc, workload.run.dag_id, workload.task_id)
-    except Exception as exc:
-        return _fail_in_place(workload, log, exc, on_started)
+    task: Task | None = None  # None: imported in the child (see the module docstring)
+    if not switches_user():
+        try:
+            _, task = load_task(bundle_dir, workload.fileloc, workload.run.dag_id, workload.task_id)
+        except Exception as exc:
+            return _fail_in_place(workload, log, exc, on_started)
     body = _task_body(workload, task, bundle_dir, max_result_bytes)
     child = fork(body)
     on_started(TryStarted(workload.try_id, hostname(), child.pid, started_at))
     log.line(_start_line(workload, child.pid))
     ended = supervise(child, log, workload.execution_timeout_s, interrupt)
+    if task is None:
+        callbacks, ended.message = _callbacks_line(ended.message)
+    else:
+        callbacks = _callback_names(task)
     outcome = _outcome(workload, ended, started_at, child.pid)
     elapsed = time.monotonic() - clock
     if outcome.succeeded:
         log.line(f"success in {elapsed:.2f} s")
     else:
         log.line(f"failed: {outcome.error} (after {elapsed:.2f} s)")
-    _task_callbacks(workload, task, log, outcome, interrupt, before_callbacks)
+    _task_callbacks(
+        workload, task, bundle_dir, callbacks, log, outcome, interrupt, before_callbacks
+    )
     return outcome
 
 
@@ -264,11 +307,19 @@ def _outcome(workload: TryWorkload, ended: Ended, started_at: datetime, pid: int
 
 
 def _task_body(
-    workload: TryWorkload, task: Task, bundle_dir: Path, max_result_bytes: int
+    workload: TryWorkload, loaded: Task | None, bundle_dir: Path, max_result_bytes: int
 ) -> Callable[[int], int]:
-    """The function the child runs; returns the child's exit code (a shell task never does)."""
+    """The function the child runs; returns the child's exit code (a shell task never does).
+
+    `loaded` None: the child imports the DAG file itself (it runs as `run_as_user` by now)
+    and first says which callbacks the task has, as a "C" line on the result pipe.
+    """
 
     def body(result_fd: int) -> int:
+        task = loaded
+        if task is None:
+            task = _load(workload, bundle_dir)
+            send(result_fd, b"C" + json.dumps(_callback_names(task)).encode() + b"\n")
         ctx = context_for(workload)
         if isinstance(task, ShellTask):
             _exec_shell(task, ctx, bundle_dir)
@@ -285,6 +336,26 @@ def _task_body(
         return 0
 
     return body
+
+
+def _load(workload: TryWorkload, bundle_dir: Path) -> Task:
+    return load_task(bundle_dir, workload.fileloc, workload.run.dag_id, workload.task_id)[1]
+
+
+def _callback_names(task: Task) -> list[str]:
+    return [name for name in TASK_CALLBACKS if getattr(task.options, name)]
+
+
+def _callbacks_line(message: bytes) -> tuple[list[str], bytes]:
+    """The callbacks a child that imported its task named, and the rest of its message."""
+    if message[:1] != b"C":
+        return [], message  # it failed before it could say: no callback runs, as in place
+    line, _, rest = message.partition(b"\n")
+    try:
+        names = json.loads(line[1:])
+    except ValueError:
+        return [], rest
+    return [name for name in TASK_CALLBACKS if name in names], rest
 
 
 def _exec_shell(task: ShellTask, ctx: Context, bundle_dir: Path) -> NoReturn:
@@ -329,26 +400,30 @@ def _context_env(ctx: Context) -> dict[str, str]:
 
 def _task_callbacks(
     workload: TryWorkload,
-    task: Task,
+    task: Task | None,
+    bundle_dir: Path,
+    callbacks: list[str],
     log: TryLog,
     outcome: TryOutcome,
     interrupt: Interrupt | None,
     before: Callable[[TryOutcome], None] | None,
 ) -> None:
+    """Run the task's callback for `outcome`, if it has one (`callbacks`); `task` None: its
+    child imports the DAG file again."""
     if outcome.succeeded:
         name = "on_success"
     elif workload.try_number < workload.max_tries:
         name = "on_retry"
     else:
         name = "on_failure"
-    if not getattr(task.options, name):
+    if name not in callbacks:
         return  # the common case: no fork at all
     if before is not None:
         before(outcome)
     error = outcome.error
 
     def call() -> None:
-        task.run_callback(name, context_for(workload), error)
+        (task or _load(workload, bundle_dir)).run_callback(name, context_for(workload), error)
 
     _run_callback(log, name, call, interrupt)
 

@@ -41,6 +41,7 @@ KILL_GRACE_S = 5.0  # between SIGTERM and SIGKILL: time for a task to clean up
 _READ_CHUNK = 65536
 _PACKAGE_DIR = str(Path(__file__).resolve().parent.parent) + os.sep
 _CHILD_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+_FD_LIMIT = 2**31 - 1  # above any fd number
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,6 @@ class Ended:
 
 
 _PR_SET_PDEATHSIG = 1
-_PR_SET_DUMPABLE = 4
 
 
 def _load_prctl() -> Callable[..., int] | None:
@@ -158,6 +158,11 @@ _prepared: list[bool] = []  # per process: whether prepare_process() ran
 _run_as: list[RunAs] = []  # per process: the user its children switch to, if any
 
 
+def switches_user() -> bool:
+    """Whether this process's children switch user: then user code must not run in it."""
+    return bool(_run_as)
+
+
 def _child_main(
     body: Callable[[int], int], out_fd: int, result_fd: int, parent_pid: int
 ) -> NoReturn:
@@ -167,14 +172,10 @@ def _child_main(
         os.dup2(out_fd, 1)
         os.dup2(out_fd, 2)
         os.close(out_fd)
+        _close_inherited_fds(keep=(0, 1, 2, result_fd))
         hide_secrets(os.environ)
         if _run_as:
             become(_run_as[0])
-            # The change of user made the process non-dumpable: /proc/self would belong to
-            # root, and the task could not list its own /proc/self/fd. It is an ordinary
-            # process of its user now.
-            if _PRCTL is not None:
-                _PRCTL(_PR_SET_DUMPABLE, 1)
         # after become(): a change of user clears the parent-death signal
         die_with_parent(parent_pid)
         if not _prepared:  # run_try called from an ordinary process: `drayman dags test`
@@ -186,6 +187,26 @@ def _child_main(
         code = _run_body(body, result_fd)
     finally:
         os._exit(code)
+
+
+def _close_inherited_fds(keep: tuple[int, ...]) -> None:
+    """Close every fd the fork copied from the warm worker but `keep`.
+
+    The worker's socket to the executor is among them, and the executor unpickles what
+    arrives on it: left open, a task could run code in the scheduler or `drayman worker`.
+    So are the try's own log file and the pipes of the worker's other children. Done first
+    thing, before any user code, and before the change of user (which does not close fds).
+    Python objects of the worker that wrap these fds are never closed in the child (it
+    ends with `os._exit`), so a reused fd number is never closed under the task.
+    """
+    low = 0
+    for fd in sorted(set(keep)):
+        if fd > low:
+            os.closerange(low, fd)
+        low = max(low, fd + 1)
+    # not RLIMIT_NOFILE: it may have been lowered after a higher fd was opened. CPython
+    # closes a range with close_range(2), or walks /proc/self/fd: no loop over 2**31 numbers.
+    os.closerange(low, _FD_LIMIT)
 
 
 def _setup_streams() -> None:

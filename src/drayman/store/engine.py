@@ -7,6 +7,7 @@ instead of failing on a lock upgrade, and foreign keys on.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -101,15 +102,36 @@ def _create_engine(url: str, *, pool_size: int) -> Engine:
     )
 
 
-def _sqlite_engine(url: str) -> Engine:
+def sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite database URL; None for another database or an in-memory one."""
+    if not url.startswith("sqlite"):
+        return None
     path = url.split("///", 1)[1] if "///" in url else ""
-    if path and path != ":memory:":
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    path = path.split("?", 1)[0]
+    return Path(path) if path and path != ":memory:" else None
+
+
+def _sqlite_engine(url: str) -> Engine:
+    path = sqlite_path(url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _create_private(path)
     engine = create_engine(url, poolclass=NullPool if not path else None)
     # pysqlite's own transaction handling is off; we emit BEGIN ourselves (SQLAlchemy recipe)
     event.listen(engine, "connect", _sqlite_on_connect)
     event.listen(engine, "begin", _sqlite_on_begin)
     return engine
+
+
+def _create_private(path: Path) -> None:
+    """Create the database file 0600 before SQLite does (0644 under the usual umask): it holds
+    password hashes, every run's conf and every log's whereabouts. SQLite gives its -wal and
+    -shm files the mode of the database file."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)
 
 
 def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
