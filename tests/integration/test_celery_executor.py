@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 import uuid
@@ -765,8 +767,9 @@ def test_a_worker_whose_engine_dies_exits_non_zero(database: str, tmp_path: Path
         _flush_redis()
     except Exception as exc:
         _unavailable(f"Redis at {REDIS_URL}", exc)
-    tmp = tmp_path / "tmp"  # the worker's TMPDIR: multiprocessing puts its sockets there
-    tmp.mkdir()
+    # the worker's TMPDIR, where multiprocessing puts its sockets: short, since a socket path
+    # may hold 107 bytes and pytest's tmp_path under xdist comes close to that alone
+    tmp = Path(tempfile.mkdtemp(prefix="dw-", dir="/tmp"))
     worker = start_worker(database, REDIS_URL, tmp_path / "worker", env={"TMPDIR": str(tmp)})
     try:
         (socket_file,) = tmp.glob("pymp-*/listener-*")
@@ -793,3 +796,4 @@ def test_a_worker_whose_engine_dies_exits_non_zero(database: str, tmp_path: Path
     finally:
         worker.stop()
         _flush_redis()
+        shutil.rmtree(tmp, ignore_errors=True)
