@@ -292,6 +292,7 @@ class Seed:
         bundle: str,
         now: datetime,
         start: bool = True,
+        triggered_by: str = "test",
     ) -> int:
         """A manual run of a published `spec` at `now`, started (its task instances created)
         unless `start` is false; its primary key."""
@@ -307,7 +308,7 @@ class Seed:
             run_after=now,
             conf={},
             params={},
-            triggered_by="test",
+            triggered_by=triggered_by,
             now=now,
         )
         if start:
