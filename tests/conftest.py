@@ -8,6 +8,7 @@ never go green by skipping the real thing.
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
+from drayman.auth.passwords import Passwords
 from drayman.store.engine import Store
 from drayman.store.schema import metadata
 
@@ -94,3 +96,24 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     store = _fresh_store(url)
     yield store
     store.dispose()
+
+
+class CountingPasswords(Passwords):
+    """Real argon2id with small costs, counting the password checks (thread-safe): for tests
+    that show how many guesses reach a check."""
+
+    def __init__(self) -> None:
+        super().__init__(memory_kib=256, time_cost=1, parallelism=1)
+        self.calls = 0
+        self._lock = threading.Lock()
+
+    def verify(self, password_hash: str, password: str) -> bool:
+        with self._lock:
+            self.calls += 1
+        return super().verify(password_hash, password)
+
+
+@pytest.fixture
+def counting_passwords() -> CountingPasswords:
+    """A fresh `CountingPasswords` (its count starts at 0)."""
+    return CountingPasswords()

@@ -30,7 +30,10 @@ from drayman.config import Settings
 from drayman.executors.local import LocalExecutor
 from drayman.scheduler import runs as run_creation
 from drayman.scheduler.loop import Scheduler, TickReport
-from drayman.states import RUN_FINISHED, RunState
+from drayman.spec import DagSpec, ParsedDag
+from drayman.states import RUN_FINISHED, RunState, RunType
+from drayman.store import dags as dag_store
+from drayman.store import runs as run_store
 from drayman.store.engine import Store
 from drayman.store.schema import dag_run, task_instance, task_try
 
@@ -265,3 +268,55 @@ def scheduler_harness(store: Store, tmp_path: Path) -> Iterator[MakeHarness]:
     yield make
     for scheduler in started:
         scheduler.stop(grace_s=5)
+
+
+class Seed:
+    """Puts a DAG and its runs straight into the store, without a DAG processor or scheduler:
+    for tests of what the store does with a run, one transaction at a time."""
+
+    @staticmethod
+    def publish(
+        conn: Connection, spec: DagSpec, *, bundle: str, now: datetime, source: str = "# source\n"
+    ) -> None:
+        """Record `spec` as parsed from bundle version `bundle`."""
+        dag_store.record_parse(
+            conn, bundle_version=bundle, dags=[ParsedDag(spec, source)], errors=[], now=now
+        )
+
+    @staticmethod
+    def run(
+        conn: Connection,
+        spec: DagSpec,
+        run_id: str,
+        *,
+        bundle: str,
+        now: datetime,
+        start: bool = True,
+        triggered_by: str = "test",
+    ) -> int:
+        """A manual run of a published `spec` at `now`, started (its task instances created)
+        unless `start` is false; its primary key."""
+        pk = run_store.create_run(
+            conn,
+            dag_id=spec.dag_id,
+            run_id=run_id,
+            run_type=RunType.MANUAL,
+            bundle_version=bundle,
+            logical_date=now,
+            data_interval_start=now,
+            data_interval_end=now,
+            run_after=now,
+            conf={},
+            params={},
+            triggered_by=triggered_by,
+            now=now,
+        )
+        if start:
+            run_store.start_run(conn, run_store.get_run_by_id(conn, pk), spec, now)
+        return pk
+
+
+@pytest.fixture
+def seed() -> Seed:
+    """A DAG and its runs put straight into the store (see `Seed`)."""
+    return Seed()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -20,6 +21,9 @@ from drayman.exceptions import (
 )
 from drayman.store import login_failures
 from drayman.store.engine import Store, is_deadlock
+
+if TYPE_CHECKING:
+    from conftest import CountingPasswords
 
 NOW = datetime(2026, 3, 8, 12, 0, tzinfo=UTC)
 PASSWORD = "correct horse battery"
@@ -237,12 +241,12 @@ def test_failures_from_one_address_never_lock_out_everybody_behind_it(
 
 
 def test_concurrent_wrong_guesses_are_counted_atomically(
-    store: Store, passwords: Passwords
+    store: Store, counting_passwords: CountingPasswords, passwords: Passwords
 ) -> None:
     """30 threads guess at once: exactly `per_user_address` passwords are checked; the rest
     are refused without a check (a count read before and written after would let all in)."""
     make_user(store, passwords)
-    counting = CountingPasswords(memory_kib=256, time_cost=1, parallelism=1)
+    counting = counting_passwords
     start = threading.Barrier(30)
     outcomes: list[str] = []
 
@@ -363,20 +367,6 @@ def test_a_real_deadlock_is_recognized_for_a_retry(store: Store) -> None:
     assert len(raised) == 1, f"expected one deadlock victim, got {raised}"
     assert is_deadlock(raised[0]), f"not recognized as a deadlock: {raised[0]!r}"
     assert not is_deadlock(ValueError("deadlock")), "only database errors are deadlocks"
-
-
-class CountingPasswords(Passwords):
-    """Real argon2id, counting checks (thread-safe)."""
-
-    def __init__(self, **costs: int) -> None:
-        super().__init__(**costs)
-        self.calls = 0
-        self._lock = threading.Lock()
-
-    def verify(self, password_hash: str, password: str) -> bool:
-        with self._lock:
-            self.calls += 1
-        return super().verify(password_hash, password)
 
 
 def test_a_successful_login_forgets_the_usernames_failures(

@@ -8,15 +8,19 @@ clear is due its callback again when it finishes again. On SQLite, PostgreSQL an
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, select, update
 
 from drayman.scheduler import dispatch
-from drayman.spec import DagSpec, ParsedDag, TaskSpec
-from drayman.states import RunState, RunType, TIState
-from drayman.store import actions, dags, runs
+from drayman.spec import DagSpec, TaskSpec
+from drayman.states import RunState, TIState
+from drayman.store import actions, runs
 from drayman.store.engine import Store
 from drayman.store.schema import dag_run, task_instance
+
+if TYPE_CHECKING:
+    from conftest import Seed
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 BUNDLE = "c" * 64
@@ -34,27 +38,10 @@ def spec_of(dag_id: str, version: str) -> DagSpec:
     return SPEC
 
 
-def finished_run(conn: Connection, state: RunState, conf: str | None = None) -> int:
+def finished_run(seed: Seed, conn: Connection, state: RunState, conf: str | None = None) -> int:
     """A run of SPEC whose task ended in `state`, finished by the scheduler's own call."""
-    dags.record_parse(
-        conn, bundle_version=BUNDLE, dags=[ParsedDag(SPEC, "# etl\n")], errors=[], now=NOW
-    )
-    pk = runs.create_run(
-        conn,
-        dag_id="etl",
-        run_id="r1",
-        run_type=RunType.MANUAL,
-        bundle_version=BUNDLE,
-        logical_date=NOW,
-        data_interval_start=NOW,
-        data_interval_end=NOW,
-        run_after=NOW,
-        conf={},
-        params={},
-        triggered_by="test",
-        now=NOW,
-    )
-    runs.start_run(conn, runs.get_run_by_id(conn, pk), SPEC, NOW)
+    seed.publish(conn, SPEC, bundle=BUNDLE, now=NOW, source="# etl\n")
+    pk = seed.run(conn, SPEC, "r1", bundle=BUNDLE, now=NOW)
     ti_state = TIState.SUCCESS if state == RunState.SUCCESS else TIState.FAILED
     conn.execute(update(task_instance).values(state=ti_state))
     if conf is not None:  # written straight into the store, as an old database may hold it
@@ -68,9 +55,9 @@ def claim(store: Store, callback: str, at: datetime = NOW) -> dispatch.CallbackC
         return dispatch.claim_callback(conn, "etl", "r1", callback, spec_of, now=at)
 
 
-def test_a_callback_is_claimed_once_per_finish(store: Store) -> None:
+def test_a_callback_is_claimed_once_per_finish(seed: Seed, store: Store) -> None:
     with store.begin() as conn:
-        finished_run(conn, RunState.SUCCESS)
+        finished_run(seed, conn, RunState.SUCCESS)
     first = claim(store, "on_success")
     assert first.workload is not None and first.workload.callback == "on_success"
     assert first.workload.run.run_id == "r1" and first.workload.reason == "success"
@@ -81,9 +68,9 @@ def test_a_callback_is_claimed_once_per_finish(store: Store) -> None:
     assert claimed == NOW
 
 
-def test_a_callback_that_is_not_due_is_refused_and_not_claimed(store: Store) -> None:
+def test_a_callback_that_is_not_due_is_refused_and_not_claimed(seed: Seed, store: Store) -> None:
     with store.begin() as conn:
-        finished_run(conn, RunState.SUCCESS)
+        finished_run(seed, conn, RunState.SUCCESS)
     wrong = claim(store, "on_failure")
     assert (wrong.workload, wrong.refusal) == (None, "the run is success, not failed")
     with store.begin() as conn:
@@ -93,9 +80,11 @@ def test_a_callback_that_is_not_due_is_refused_and_not_claimed(store: Store) -> 
     assert claim(store, "on_success").workload is not None  # the due one is still unclaimed
 
 
-def test_a_cleared_run_is_due_its_callback_again_when_it_finishes_again(store: Store) -> None:
+def test_a_cleared_run_is_due_its_callback_again_when_it_finishes_again(
+    seed: Seed, store: Store
+) -> None:
     with store.begin() as conn:
-        pk = finished_run(conn, RunState.FAILED)
+        pk = finished_run(seed, conn, RunState.FAILED)
     assert claim(store, "on_failure").workload is not None
     with store.begin() as conn:
         actions.clear_run(conn, "etl", "r1", now=NOW + timedelta(minutes=1), by="test")
@@ -107,9 +96,11 @@ def test_a_cleared_run_is_due_its_callback_again_when_it_finishes_again(store: S
     assert claim(store, "on_failure").workload is None
 
 
-def test_a_callback_whose_workload_cannot_be_built_is_refused_unclaimed(store: Store) -> None:
+def test_a_callback_whose_workload_cannot_be_built_is_refused_unclaimed(
+    seed: Seed, store: Store
+) -> None:
     with store.begin() as conn:
-        finished_run(conn, RunState.SUCCESS, conf='{"a": ' * 5000 + "1" + "}" * 5000)
+        finished_run(seed, conn, RunState.SUCCESS, conf='{"a": ' * 5000 + "1" + "}" * 5000)
     refused = claim(store, "on_success")
     assert refused.workload is None
     assert refused.refusal.startswith("cannot be dispatched: RecursionError"), refused.refusal

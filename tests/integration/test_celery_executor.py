@@ -20,6 +20,7 @@ import textwrap
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -601,16 +602,30 @@ def test_workers_list_shows_the_worker(redis_cluster: Cluster) -> None:
     assert 0 <= mine["heartbeat_age_s"] < 5
 
 
-def test_on_rabbitmq_a_run_succeeds_and_sigterm_stops_the_worker(
-    database: str, tmp_path: Path
-) -> None:
+@contextmanager
+def _rabbitmq_cluster(
+    database: str, root: Path, *, queues: tuple[str, ...] = ()
+) -> Iterator[Cluster]:
+    """A cluster on RabbitMQ, its queues purged before and after (RabbitMQ keeps what a
+    test left behind across runs, unlike the flushed Redis database)."""
     try:
         _purge_amqp()
     except Exception as exc:
         _unavailable(f"RabbitMQ at {AMQP_URL}", exc)
-    clusters = _cluster(database, AMQP_URL, tmp_path, queues=("default", "heavy"))
+    clusters = _cluster(database, AMQP_URL, root, queues=queues)
     c = next(clusters)
     try:
+        yield c
+    finally:
+        for _ in clusters:  # runs the generator's cleanup
+            pass
+        _purge_amqp()
+
+
+def test_on_rabbitmq_a_run_succeeds_and_sigterm_stops_the_worker(
+    database: str, tmp_path: Path
+) -> None:
+    with _rabbitmq_cluster(database, tmp_path, queues=("default", "heavy")) as c:
         c.trigger("etl", "amqp")
         assert c.drive_run("etl", "amqp").state == RunState.SUCCESS
         assert {t.state for ts in c.tries("etl", "amqp").values() for t in ts} == {TryState.SUCCESS}
@@ -618,32 +633,18 @@ def test_on_rabbitmq_a_run_succeeds_and_sigterm_stops_the_worker(
         worker = c.worker_component()
         assert worker.state == "stopped" and worker.stopped_at is not None
         assert json.loads(worker.queues) == ["default", "heavy"]
-    finally:
-        for _ in clusters:  # runs the generator's cleanup
-            pass
-        _purge_amqp()
 
 
 def test_on_rabbitmq_malformed_messages_are_refused_and_acknowledged(
     database: str, tmp_path: Path
 ) -> None:
-    try:
-        _purge_amqp()
-    except Exception as exc:
-        _unavailable(f"RabbitMQ at {AMQP_URL}", exc)
-    clusters = _cluster(database, AMQP_URL, tmp_path)
-    c = next(clusters)
-    try:
+    with _rabbitmq_cluster(database, tmp_path) as c:
         before = _snapshot(c.store)
         _forge(c)
         _assert_all_refused_once(c, before)
         # RabbitMQ puts back what a closing consumer left unacknowledged: none may be left
         assert c.worker.stop() == 0
         assert _amqp_waiting("default") == 0
-    finally:
-        for _ in clusters:  # runs the generator's cleanup
-            pass
-        _purge_amqp()
 
 
 def _amqp_waiting(queue: str) -> int:

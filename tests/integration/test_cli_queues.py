@@ -8,21 +8,23 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import insert
 
-from drayman.spec import DagSpec, ParsedDag, TaskSpec
-from drayman.states import RunType, TIState
+from drayman.spec import DagSpec, TaskSpec
+from drayman.states import TIState
 from drayman.store import components, migrate
-from drayman.store import dags as dag_store
-from drayman.store import runs as run_store
 from drayman.store.engine import Store
 from drayman.store.schema import task_instance
+
+if TYPE_CHECKING:
+    from conftest import Seed
 
 DRAYMAN = str(Path(sys.executable).parent / "drayman")
 
 
-def seed(store: Store) -> None:
+def seed_queues(seed: Seed, store: Store) -> None:
     # now, not at import: liveness is judged against the real clock when the CLI runs
     now = datetime.now(UTC)
     spec = DagSpec(
@@ -31,24 +33,8 @@ def seed(store: Store) -> None:
         tasks={"t": TaskSpec("t", "python", queue="default")},
     )
     with store.begin() as conn:
-        dag_store.record_parse(
-            conn, bundle_version="v" * 64, dags=[ParsedDag(spec, "")], errors=[], now=now
-        )
-        run_id = run_store.create_run(
-            conn,
-            dag_id="etl",
-            run_id="r1",
-            run_type=RunType.MANUAL,
-            bundle_version="v" * 64,
-            logical_date=now,
-            data_interval_start=now,
-            data_interval_end=now,
-            run_after=now,
-            conf={},
-            params={},
-            triggered_by="test",
-            now=now,
-        )
+        seed.publish(conn, spec, bundle="v" * 64, now=now, source="")
+        run_id = seed.run(conn, spec, "r1", bundle="v" * 64, now=now, start=False)
         for index, (queue, state) in enumerate(
             [("default", TIState.RUNNING), ("heavy", TIState.QUEUED), ("heavy", TIState.QUEUED)]
         ):
@@ -87,18 +73,19 @@ def seed(store: Store) -> None:
         components.heartbeat(conn, stale, now - timedelta(hours=1))
 
 
-def seeded_env(tmp_path: Path, **settings: str) -> dict[str, str]:
-    """The environment of a CLI on a fresh SQLite store holding `seed`'s tasks and workers."""
+def seeded_env(seed: Seed, tmp_path: Path, **settings: str) -> dict[str, str]:
+    """The environment of a CLI on a fresh SQLite store holding the tasks and workers
+    of `seed_queues`."""
     url = f"sqlite:///{tmp_path / 'drayman.db'}"
     store = Store(url)
     migrate.upgrade(store)
-    seed(store)
+    seed_queues(seed, store)
     store.dispose()
     return {**os.environ, "DRAYMAN_HOME": str(tmp_path), "DRAYMAN_DATABASE_URL": url, **settings}
 
 
-def test_a_queue_nobody_serves_shows_as_waiting(tmp_path: Path) -> None:
-    env = seeded_env(tmp_path)
+def test_a_queue_nobody_serves_shows_as_waiting(seed: Seed, tmp_path: Path) -> None:
+    env = seeded_env(seed, tmp_path)
 
     done = subprocess.run(
         [DRAYMAN, "queues", "list", "--json"], env=env, capture_output=True, text=True, check=True
@@ -124,8 +111,9 @@ def test_a_queue_nobody_serves_shows_as_waiting(tmp_path: Path) -> None:
     assert "no live worker serves this queue" in text
 
 
-def test_with_celery_each_queue_shows_its_cap(tmp_path: Path) -> None:
+def test_with_celery_each_queue_shows_its_cap(seed: Seed, tmp_path: Path) -> None:
     env = seeded_env(
+        seed,
         tmp_path,
         DRAYMAN_EXECUTOR="celery",
         DRAYMAN_BROKER_URL="redis://127.0.0.1:6379/0",

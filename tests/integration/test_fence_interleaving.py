@@ -20,19 +20,22 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from sqlalchemy import Connection, Row, select, text
 from sqlalchemy.exc import DBAPIError
 
 from drayman.exceptions import ConflictError
-from drayman.spec import DagSpec, ParsedDag, TaskSpec
-from drayman.states import TI_ACTIVE, RunType, StateChange, TIState, TryState
-from drayman.store import actions, dags, runs, task_instances, tries
+from drayman.spec import DagSpec, TaskSpec
+from drayman.states import TI_ACTIVE, StateChange, TIState, TryState
+from drayman.store import actions, task_instances, tries
 from drayman.store.engine import Store
 from drayman.store.schema import task_instance, task_try
 from drayman.workloads import TryOutcome, TryStarted
+
+if TYPE_CHECKING:
+    from conftest import Seed
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 LATER = NOW + timedelta(minutes=5)
@@ -63,33 +66,16 @@ class Running:
     try_b: int
 
 
-def publish(store: Store) -> None:
+def publish(seed: Seed, store: Store) -> None:
     with store.begin() as conn:
-        dags.record_parse(
-            conn, bundle_version=BUNDLE, dags=[ParsedDag(SPEC, "# source\n")], errors=[], now=NOW
-        )
+        seed.publish(conn, SPEC, bundle=BUNDLE, now=NOW)
 
 
-def running_run(store: Store, run_id: str, *, until: str = "running") -> Running:
+def running_run(seed: Seed, store: Store, run_id: str, *, until: str = "running") -> Running:
     """A run whose task instances got as far as `until`: "pending" (no tries: their ids are
     0), "queued" or "running"."""
     with store.begin() as conn:
-        pk = runs.create_run(
-            conn,
-            dag_id=SPEC.dag_id,
-            run_id=run_id,
-            run_type=RunType.MANUAL,
-            bundle_version=BUNDLE,
-            logical_date=NOW,
-            data_interval_start=NOW,
-            data_interval_end=NOW,
-            run_after=NOW,
-            conf={},
-            params={},
-            triggered_by="test",
-            now=NOW,
-        )
-        runs.start_run(conn, runs.get_run_by_id(conn, pk), SPEC, NOW)
+        pk = seed.run(conn, SPEC, run_id, bundle=BUNDLE, now=NOW)
         if until == "pending":
             a, b = (ti(conn, pk, task_id) for task_id in ("a", "b"))
             return Running(run_id, a.id, b.id, 0, 0)
@@ -315,10 +301,10 @@ SERVERS = pytest.mark.parametrize("store", ["postgresql", "mysql"], indirect=Tru
 @SERVERS
 @pytest.mark.parametrize("action", list(ACTIONS))
 def test_an_outcome_that_waits_on_an_action_is_refused_and_erases_nothing(
-    store: Store, action: str
+    seed: Seed, store: Store, action: str
 ) -> None:
-    publish(store)
-    run = running_run(store, "r1")
+    publish(seed, store)
+    run = running_run(seed, store, "r1")
     batch = (outcome(run.try_a), outcome(run.try_b))
     with first_writer(store) as first:
         ACTIONS[action](first, run.run_id)
@@ -339,9 +325,11 @@ def test_an_outcome_that_waits_on_an_action_is_refused_and_erases_nothing(
 
 @SERVERS
 @pytest.mark.parametrize("action", list(ACTIONS))
-def test_an_action_that_waits_on_an_outcome_finds_the_try_ended(store: Store, action: str) -> None:
-    publish(store)
-    run = running_run(store, "r1")
+def test_an_action_that_waits_on_an_outcome_finds_the_try_ended(
+    seed: Seed, store: Store, action: str
+) -> None:
+    publish(seed, store)
+    run = running_run(seed, store, "r1")
     with first_writer(store) as first:
         assert record(first, outcome(run.try_a)) == {run.try_a}
         with Second(store, first, lambda conn: ACTIONS[action](conn, run.run_id)) as second:
@@ -408,11 +396,11 @@ def take(store: Store, run: Running, step: str, ok: bool) -> bool:
 
 @pytest.mark.parametrize("ok", [True, False], ids=["succeeded", "failed"])
 def test_any_order_of_outcome_cancel_clear_and_mark_keeps_history_and_instance_agreeing(
-    store: Store, ok: bool
+    seed: Seed, store: Store, ok: bool
 ) -> None:
-    publish(store)
+    publish(seed, store)
     for n, order in enumerate(ORDERS):
-        run = running_run(store, f"r{n}")
+        run = running_run(seed, store, f"r{n}")
         model = Model(ok)
         for step in order:
             assert take(store, run, step, ok) == model.accepts(step), (order, step)
@@ -483,13 +471,15 @@ def lockable(store: Store, ti_id: int) -> bool:
 
 @SERVERS
 @pytest.mark.parametrize("writer", list(WRITERS))
-def test_every_writer_locks_task_instances_in_ascending_id_order(store: Store, writer: str) -> None:
+def test_every_writer_locks_task_instances_in_ascending_id_order(
+    seed: Seed, store: Store, writer: str
+) -> None:
     """Blocked on the lower id, a writer holds no higher one: two writers whose sets overlap
     can wait on each other, never in a circle (ADR 15)."""
-    publish(store)
-    run = running_run(store, "r1", until=UNTIL.get(writer, "running"))
+    publish(seed, store)
+    run = running_run(seed, store, "r1", until=UNTIL.get(writer, "running"))
     for n in range(FILLER_RUNS):  # enough rows that InnoDB reads through the indexes
-        running_run(store, f"filler{n}")
+        running_run(seed, store, f"filler{n}")
     low, high = sorted((run.ti_a, run.ti_b))
     assert (low, high) == (run.ti_b, run.ti_a)  # SPEC makes ids and names disagree
     assert run.try_a <= run.try_b  # ... and ids and try ids

@@ -8,16 +8,20 @@ rebuilt fails alone, with the reason in its log in the store, in the claim's tra
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, select, update
 
 from drayman.runner.remote import claim_tries
-from drayman.spec import DagSpec, ParsedDag, TaskSpec
-from drayman.states import RunState, RunType, StateChange, TIState, TryState
-from drayman.store import dags, runs, task_instances, tries
+from drayman.spec import DagSpec, TaskSpec
+from drayman.states import RunState, StateChange, TIState, TryState
 from drayman.store import logs as log_store
+from drayman.store import task_instances, tries
 from drayman.store.engine import Store
 from drayman.store.schema import dag_run, task_instance, task_try
+
+if TYPE_CHECKING:
+    from conftest import Seed
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 BUNDLE = "d" * 64
@@ -37,24 +41,9 @@ def spec_of(dag_id: str, version: str) -> DagSpec:
     return SPEC
 
 
-def queued_tries(conn: Connection, run_id: str) -> dict[str, int]:
+def queued_tries(seed: Seed, conn: Connection, run_id: str) -> dict[str, int]:
     """A started run of SPEC whose two tasks each have a QUEUED try; try ids by task."""
-    pk = runs.create_run(
-        conn,
-        dag_id="etl",
-        run_id=run_id,
-        run_type=RunType.MANUAL,
-        bundle_version=BUNDLE,
-        logical_date=NOW,
-        data_interval_start=NOW,
-        data_interval_end=NOW,
-        run_after=NOW,
-        conf={},
-        params={},
-        triggered_by="test",
-        now=NOW,
-    )
-    runs.start_run(conn, runs.get_run_by_id(conn, pk), SPEC, NOW)
+    pk = seed.run(conn, SPEC, run_id, bundle=BUNDLE, now=NOW)
     rows = conn.execute(select(task_instance).where(task_instance.c.dag_run_id == pk)).all()
     changes = [StateChange(r.id, TIState.PENDING, TIState.SCHEDULED) for r in rows]
     task_instances.apply_changes(conn, changes, NOW)
@@ -64,12 +53,10 @@ def queued_tries(conn: Connection, run_id: str) -> dict[str, int]:
     return {t.task_id: t.try_id for t in new}
 
 
-def seeded(store: Store, *run_ids: str) -> dict[str, dict[str, int]]:
+def seeded(seed: Seed, store: Store, *run_ids: str) -> dict[str, dict[str, int]]:
     with store.begin() as conn:
-        dags.record_parse(
-            conn, bundle_version=BUNDLE, dags=[ParsedDag(SPEC, "# etl\n")], errors=[], now=NOW
-        )
-        return {run_id: queued_tries(conn, run_id) for run_id in run_ids}
+        seed.publish(conn, SPEC, bundle=BUNDLE, now=NOW, source="# etl\n")
+        return {run_id: queued_tries(seed, conn, run_id) for run_id in run_ids}
 
 
 def try_row(store: Store, try_id: int) -> tuple[str, str | None, int | None]:
@@ -78,8 +65,8 @@ def try_row(store: Store, try_id: int) -> tuple[str, str | None, int | None]:
     return row.state, row.error, row.worker_id
 
 
-def test_a_try_of_a_queue_the_worker_does_not_serve_stays_queued(store: Store) -> None:
-    ids = seeded(store, "r1")["r1"]
+def test_a_try_of_a_queue_the_worker_does_not_serve_stays_queued(seed: Seed, store: Store) -> None:
+    ids = seeded(seed, store, "r1")["r1"]
     with store.begin() as conn:
         claimed = claim_tries(
             conn, list(ids.values()), spec_of, worker_id=7, now=NOW, queues={"default"}
@@ -94,8 +81,10 @@ def test_a_try_of_a_queue_the_worker_does_not_serve_stays_queued(store: Store) -
     assert try_row(store, ids["heavy"]) == (TryState.RUNNING, None, 8)
 
 
-def test_a_try_whose_workload_cannot_be_rebuilt_fails_alone_in_the_claim(store: Store) -> None:
-    ids = seeded(store, "broken", "whole")
+def test_a_try_whose_workload_cannot_be_rebuilt_fails_alone_in_the_claim(
+    seed: Seed, store: Store
+) -> None:
+    ids = seeded(seed, store, "broken", "whole")
     with store.begin() as conn:
         conn.execute(update(dag_run).where(dag_run.c.run_id == "broken").values(conf='{"a": '))
     wanted = [*ids["broken"].values(), *ids["whole"].values()]

@@ -12,15 +12,15 @@ import pytest
 from sqlalchemy import Connection, Row, select
 
 from drayman.exceptions import ConflictError, NotFoundError
-from drayman.spec import DagSpec, ParsedDag, TaskSpec, result_ref
-from drayman.states import RunState, RunType, StateChange, TIState, TryState
-from drayman.store import actions, dags, runs, task_instances, tries
+from drayman.spec import DagSpec, TaskSpec, result_ref
+from drayman.states import RunState, StateChange, TIState, TryState
+from drayman.store import actions, runs, task_instances, tries
 from drayman.store.engine import Store
 from drayman.store.schema import task_instance, task_try
 from drayman.workloads import TryOutcome, TryStarted
 
 if TYPE_CHECKING:
-    from conftest import MakeHarness
+    from conftest import MakeHarness, Seed
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 LATER = NOW + timedelta(minutes=5)
@@ -64,29 +64,12 @@ MAPPED = DagSpec(
 # -- building runs in the store --------------------------------------------------------------
 
 
-def started_run(store: Store, spec: DagSpec, run_id: str = "r1", *, start: bool = True) -> int:
+def started_run(
+    seed: Seed, store: Store, spec: DagSpec, run_id: str = "r1", *, start: bool = True
+) -> int:
     with store.begin() as conn:
-        dags.record_parse(
-            conn, bundle_version=BUNDLE, dags=[ParsedDag(spec, "# source\n")], errors=[], now=NOW
-        )
-        pk = runs.create_run(
-            conn,
-            dag_id=spec.dag_id,
-            run_id=run_id,
-            run_type=RunType.MANUAL,
-            bundle_version=BUNDLE,
-            logical_date=NOW,
-            data_interval_start=NOW,
-            data_interval_end=NOW,
-            run_after=NOW,
-            conf={},
-            params={},
-            triggered_by="test",
-            now=NOW,
-        )
-        if start:
-            runs.start_run(conn, runs.get_run_by_id(conn, pk), spec, NOW)
-    return pk
+        seed.publish(conn, spec, bundle=BUNDLE, now=NOW)
+        return seed.run(conn, spec, run_id, bundle=BUNDLE, now=NOW, start=start)
 
 
 def ti(conn: Connection, run_pk: int, task_id: str, map_index: int = -1) -> Row[Any]:
@@ -160,10 +143,10 @@ def end_run(store: Store, run_pk: int, state: RunState) -> None:
         assert runs.finish_run(conn, run_pk, state, NOW)
 
 
-def failed_diamond(store: Store) -> int:
+def failed_diamond(seed: Seed, store: Store) -> int:
     """A finished, failed run: a and c succeeded, b failed after its 3 tries, d upstream_failed,
     e succeeded."""
-    pk = started_run(store, DIAMOND)
+    pk = started_run(seed, store, DIAMOND)
     for task_id, ok in (("a", True), ("c", True), ("b", False), ("e", True)):
         finish(store, pk, task_id, ok=ok)
     upstream_failed(store, pk, "d")
@@ -192,8 +175,10 @@ def mark(
 # -- clearing --------------------------------------------------------------------------------
 
 
-def test_a_cleared_task_keeps_its_tries_and_gets_its_retries_again(store: Store) -> None:
-    pk = failed_diamond(store)
+def test_a_cleared_task_keeps_its_tries_and_gets_its_retries_again(
+    seed: Seed, store: Store
+) -> None:
+    pk = failed_diamond(seed, store)
     with store.read() as conn:
         before = ti(conn, pk, "b")
     assert (before.state, before.try_number, before.max_tries) == (TIState.FAILED, 3, 3)
@@ -217,8 +202,8 @@ def test_a_cleared_task_keeps_its_tries_and_gets_its_retries_again(store: Store)
     assert (run.state, run.end_date) == (RunState.RUNNING, None), "the run must run again"
 
 
-def test_clear_takes_downstream_upstream_and_only_failed(store: Store) -> None:
-    pk = failed_diamond(store)
+def test_clear_takes_downstream_upstream_and_only_failed(seed: Seed, store: Store) -> None:
+    pk = failed_diamond(seed, store)
     dry = {"dry_run": True}
     assert clear(store, "a", downstream=True, **dry) == {"a", "b", "c", "d"}
     assert clear(store, "d", upstream=True, **dry) == {"a", "b", "c", "d"}
@@ -240,8 +225,8 @@ def test_clear_takes_downstream_upstream_and_only_failed(store: Store) -> None:
     assert clear(store, "d") == set()
 
 
-def test_clear_run_clears_every_finished_task_instance(store: Store) -> None:
-    pk = failed_diamond(store)
+def test_clear_run_clears_every_finished_task_instance(seed: Seed, store: Store) -> None:
+    pk = failed_diamond(seed, store)
     with store.begin() as conn:
         keys = actions.clear_run(conn, "diamond", "r1", now=LATER)
     assert {k.task_id for k in keys} == {"a", "b", "c", "d", "e"}
@@ -249,8 +234,8 @@ def test_clear_run_clears_every_finished_task_instance(store: Store) -> None:
     assert run_row(store, pk).state == RunState.RUNNING
 
 
-def test_clearing_a_running_task_fences_off_its_try(store: Store) -> None:
-    pk = started_run(store, DIAMOND)
+def test_clearing_a_running_task_fences_off_its_try(seed: Seed, store: Store) -> None:
+    pk = started_run(seed, store, DIAMOND)
     finish(store, pk, "a", ok=True)
     with store.begin() as conn:
         running = start_try(conn, pk, "b")
@@ -270,8 +255,8 @@ def test_clearing_a_running_task_fences_off_its_try(store: Store) -> None:
     assert b.max_tries == b.try_number + 3  # retries=2: three more tries
 
 
-def test_clearing_a_queued_task_fences_off_its_unstarted_try(store: Store) -> None:
-    pk = started_run(store, DIAMOND)
+def test_clearing_a_queued_task_fences_off_its_unstarted_try(seed: Seed, store: Store) -> None:
+    pk = started_run(seed, store, DIAMOND)
     with store.begin() as conn:
         row = ti(conn, pk, "a")
         task_instances.apply_changes(
@@ -286,8 +271,10 @@ def test_clearing_a_queued_task_fences_off_its_unstarted_try(store: Store) -> No
         assert tries.try_state(conn, new.try_id) == TryState.FAILED
 
 
-def test_clearing_a_mapped_task_clears_its_expansion_not_its_placeholder(store: Store) -> None:
-    pk = started_run(store, MAPPED)
+def test_clearing_a_mapped_task_clears_its_expansion_not_its_placeholder(
+    seed: Seed, store: Store
+) -> None:
+    pk = started_run(seed, store, MAPPED)
     finish(store, pk, "numbers", ok=True)
     with store.begin() as conn:
         task_instances.expand(conn, ti(conn, pk, "square").id, 3, NOW)
@@ -320,8 +307,10 @@ def test_clearing_a_mapped_task_clears_its_expansion_not_its_placeholder(store: 
     }
 
 
-def test_a_mapped_task_expands_again_to_its_new_width_keeping_its_tries(store: Store) -> None:
-    pk = started_run(store, MAPPED)
+def test_a_mapped_task_expands_again_to_its_new_width_keeping_its_tries(
+    seed: Seed, store: Store
+) -> None:
+    pk = started_run(seed, store, MAPPED)
     finish(store, pk, "numbers", ok=True)
     with store.begin() as conn:
         task_instances.expand(conn, ti(conn, pk, "square").id, 3, NOW)
@@ -352,11 +341,11 @@ def test_a_mapped_task_expands_again_to_its_new_width_keeping_its_tries(store: S
 
 
 def test_a_running_element_removed_by_an_expansion_undone_has_its_try_fenced(
-    store: Store,
+    seed: Seed, store: Store
 ) -> None:
     """Clearing only the failed ones of an input and its mapped task undoes the whole
     expansion: an element still running is REMOVED, and its try must end with it."""
-    pk = started_run(store, MAPPED)
+    pk = started_run(seed, store, MAPPED)
     finish(store, pk, "numbers", ok=True)
     with store.begin() as conn:
         task_instances.expand(conn, ti(conn, pk, "square").id, 2, NOW)
@@ -375,8 +364,10 @@ def test_a_running_element_removed_by_an_expansion_undone_has_its_try_fenced(
     assert "cleared by ann@host" in (fenced.error or "")
 
 
-def test_a_placeholder_that_never_expanded_is_cleared_to_expand_later(store: Store) -> None:
-    pk = started_run(store, MAPPED)
+def test_a_placeholder_that_never_expanded_is_cleared_to_expand_later(
+    seed: Seed, store: Store
+) -> None:
+    pk = started_run(seed, store, MAPPED)
     finish(store, pk, "numbers", ok=False)
     upstream_failed(store, pk, "square", "total")
     assert clear(store, "numbers", downstream=True, dag_id="mapped") == {
@@ -394,8 +385,8 @@ def test_a_placeholder_that_never_expanded_is_cleared_to_expand_later(store: Sto
 # -- marking ---------------------------------------------------------------------------------
 
 
-def test_mark_success_with_downstream_and_failed_with_upstream(store: Store) -> None:
-    pk = failed_diamond(store)
+def test_mark_success_with_downstream_and_failed_with_upstream(seed: Seed, store: Store) -> None:
+    pk = failed_diamond(seed, store)
     assert mark(store, "b", TIState.SUCCESS, downstream=True, dry_run=True) == {"b", "d"}
     assert states(store, pk)["b"] == TIState.FAILED, "a dry run must change nothing"
 
@@ -421,8 +412,8 @@ def test_mark_success_with_downstream_and_failed_with_upstream(store: Store) -> 
     assert mark(store, "b", TIState.FAILED) == set()
 
 
-def test_marking_a_running_task_fences_off_its_try(store: Store) -> None:
-    pk = started_run(store, DIAMOND)
+def test_marking_a_running_task_fences_off_its_try(seed: Seed, store: Store) -> None:
+    pk = started_run(seed, store, DIAMOND)
     with store.begin() as conn:
         running = start_try(conn, pk, "a")
     assert mark(store, "a", TIState.SUCCESS) == {"a"}
@@ -436,8 +427,8 @@ def test_marking_a_running_task_fences_off_its_try(store: Store) -> None:
     assert run_row(store, pk).state == RunState.RUNNING
 
 
-def test_a_mark_to_another_state_is_refused(store: Store) -> None:
-    started_run(store, DIAMOND)
+def test_a_mark_to_another_state_is_refused(seed: Seed, store: Store) -> None:
+    started_run(seed, store, DIAMOND)
     with pytest.raises(ValueError, match="success or failed"):
         mark(store, "a", TIState.SKIPPED)
 
@@ -454,9 +445,9 @@ def cancel(store: Store, task_id: str, **options: Any) -> set[str]:
 
 
 def test_cancelling_a_running_task_ends_its_try_and_fails_it_without_retries(
-    store: Store,
+    seed: Seed, store: Store
 ) -> None:
-    pk = started_run(store, DIAMOND)
+    pk = started_run(seed, store, DIAMOND)
     finish(store, pk, "a", ok=True)
     with store.begin() as conn:
         running = start_try(conn, pk, "b")  # b has retries=2 left
@@ -476,8 +467,8 @@ def test_cancelling_a_running_task_ends_its_try_and_fails_it_without_retries(
     assert fenced.state == TryState.FAILED and "cancelled by ann@host" in (fenced.error or "")
 
 
-def test_a_dry_cancel_changes_nothing(store: Store) -> None:
-    pk = started_run(store, DIAMOND)
+def test_a_dry_cancel_changes_nothing(seed: Seed, store: Store) -> None:
+    pk = started_run(seed, store, DIAMOND)
     with store.begin() as conn:
         running = start_try(conn, pk, "a")
     assert cancel(store, "a", dry_run=True) == {"a"}
@@ -486,8 +477,8 @@ def test_a_dry_cancel_changes_nothing(store: Store) -> None:
         assert ti(conn, pk, "a").state == TIState.RUNNING
 
 
-def test_only_a_queued_or_running_task_can_be_cancelled(store: Store) -> None:
-    pk = started_run(store, DIAMOND)
+def test_only_a_queued_or_running_task_can_be_cancelled(seed: Seed, store: Store) -> None:
+    pk = started_run(seed, store, DIAMOND)
     finish(store, pk, "a", ok=True)
     with pytest.raises(ConflictError, match="'a' of run 'r1' is success, not queued or running"):
         cancel(store, "a")
@@ -502,8 +493,8 @@ def test_only_a_queued_or_running_task_can_be_cancelled(store: Store) -> None:
 # -- bad input -------------------------------------------------------------------------------
 
 
-def test_unknown_dag_run_and_task_are_not_found(store: Store) -> None:
-    started_run(store, DIAMOND)
+def test_unknown_dag_run_and_task_are_not_found(seed: Seed, store: Store) -> None:
+    started_run(seed, store, DIAMOND)
     with store.begin() as conn:
         with pytest.raises(NotFoundError, match="no DAG 'nope'"):
             actions.clear_task_instances(conn, "nope", "r1", ["a"], now=LATER)
@@ -515,8 +506,8 @@ def test_unknown_dag_run_and_task_are_not_found(store: Store) -> None:
             )
 
 
-def test_a_run_that_has_not_started_is_a_conflict(store: Store) -> None:
-    started_run(store, DIAMOND, "r1", start=False)
+def test_a_run_that_has_not_started_is_a_conflict(seed: Seed, store: Store) -> None:
+    started_run(seed, store, DIAMOND, "r1", start=False)
     with store.begin() as conn, pytest.raises(ConflictError, match="has not started"):
         actions.clear_run(conn, "diamond", "r1", now=LATER)
 

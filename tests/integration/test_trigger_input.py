@@ -18,14 +18,13 @@ from drayman.conf import ConfLimits
 from drayman.exceptions import ParamsError, RunIdError
 from drayman.scheduler import runs as run_creation
 from drayman.spec import DagSpec, ParamSpec, ParsedDag, TaskSpec
-from drayman.states import RunType
 from drayman.store import dags as dag_store
 from drayman.store import runs as run_store
 from drayman.store.engine import Store
 from drayman.store.schema import dag_run
 
 if TYPE_CHECKING:
-    from conftest import MakeHarness
+    from conftest import MakeHarness, Seed
 
 NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)
 SPEC = DagSpec(
@@ -115,7 +114,7 @@ HOURLY = """
 
 
 def test_a_scheduled_run_whose_id_is_taken_is_logged(
-    scheduler_harness: MakeHarness, caplog: pytest.LogCaptureFixture
+    scheduler_harness: MakeHarness, seed: Seed, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A run made before manual ids were checked may hold a scheduled run's id: the scheduler
     cannot make that run, and says so instead of passing silently."""
@@ -124,21 +123,8 @@ def test_a_scheduled_run_whose_id_is_taken_is_logged(
     taken = "scheduled__2024-01-01T04:00:00+00:00"
     with h.store.begin() as conn:
         bundle = dag_store.get_dag(conn, "hourly").bundle_version
-        run_store.create_run(
-            conn,
-            dag_id="hourly",
-            run_id=taken,
-            run_type=RunType.MANUAL,
-            bundle_version=bundle,
-            logical_date=now,
-            data_interval_start=now,
-            data_interval_end=now,
-            run_after=now,
-            conf={},
-            params={},
-            triggered_by="alice",
-            now=now,
-        )
+        spec = dag_store.load_spec(conn, "hourly", bundle)
+        seed.run(conn, spec, taken, bundle=bundle, now=now, start=False, triggered_by="alice")
     with caplog.at_level(logging.WARNING, logger="drayman.scheduler"):
         assert h.tick(now).runs_created == 0
     assert f"run.id_taken dag=hourly run_id={taken} taken_by=alice" in caplog.text

@@ -63,14 +63,21 @@ def marker(tmp_path: Path) -> Path:
     return tmp_path / "pwned"
 
 
-@pytest.fixture
-def executor(tmp_path: Path, marker: Path) -> Iterator[LocalExecutor]:
-    bundle = tmp_path / "home" / "bundles" / VERSION
+def started_executor(root: Path, dag_source: str, marker: Path) -> LocalExecutor:
+    """A started LocalExecutor with one warm process, whose bundle VERSION (already in its
+    cache) holds `dag_source` as dag.py, with `@MARKER@` naming `marker`."""
+    bundle = root / "home" / "bundles" / VERSION
     bundle.mkdir(parents=True)
-    (bundle / "dag.py").write_text(ATTACK_DAG.replace("@MARKER@", repr(str(marker))))
-    executor = LocalExecutor(Settings(home=tmp_path / "home", parallelism=1))
+    (bundle / "dag.py").write_text(dag_source.replace("@MARKER@", repr(str(marker))))
+    executor = LocalExecutor(Settings(home=root / "home", parallelism=1))
     executor._cached.add(VERSION)
     executor.start()
+    return executor
+
+
+@pytest.fixture
+def executor(tmp_path: Path, marker: Path) -> Iterator[LocalExecutor]:
+    executor = started_executor(tmp_path, ATTACK_DAG, marker)
     yield executor
     executor.stop(grace_s=0)
 
@@ -128,12 +135,7 @@ with DAG("ex"):
 def test_the_executor_refuses_a_pickle_from_a_worker_and_goes_on(
     tmp_path: Path, marker: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    bundle = tmp_path / "home" / "bundles" / VERSION
-    bundle.mkdir(parents=True)
-    (bundle / "dag.py").write_text(TOP_LEVEL_DAG.replace("@MARKER@", repr(str(marker))))
-    executor = LocalExecutor(Settings(home=tmp_path / "home", parallelism=1))
-    executor._cached.add(VERSION)
-    executor.start()
+    executor = started_executor(tmp_path, TOP_LEVEL_DAG, marker)
     try:
         seen = Events(executor)
         executor.submit([workload(1)])

@@ -12,7 +12,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from fastapi import FastAPI
@@ -29,6 +29,9 @@ from drayman.store import audit
 from drayman.store.engine import Store
 from drayman.web.app import create_app
 from drayman.web.client_address import client_address, parse_networks
+
+if TYPE_CHECKING:
+    from conftest import CountingPasswords
 
 PROXIES = parse_networks(["10.0.0.0/8", "192.0.2.1"])
 
@@ -168,11 +171,11 @@ def test_a_flood_of_logins_is_bounded_and_the_api_still_answers(world: WebWorld)
 
 
 def test_thirty_concurrent_wrong_logins_through_the_app_check_only_the_limit(
-    store: Store, tmp_path: Path
+    store: Store, counting_passwords: CountingPasswords, tmp_path: Path
 ) -> None:
     """The app on each database: 30 simultaneous wrong passwords for one user from one
     address; exactly `per_user_address` are checked (401), the others refused (429)."""
-    counting = CountingPasswords()
+    counting = counting_passwords
     users.create(store, counting, "target", "correct horse battery", "viewer", store.now())
     app = create_app(
         Settings(home=tmp_path, login_check_slots=64),
@@ -197,18 +200,6 @@ def test_thirty_concurrent_wrong_logins_through_the_app_check_only_the_limit(
     limit = LoginLimits().per_user_address
     assert sorted(codes) == [401] * limit + [429] * (30 - limit), codes
     assert counting.calls == limit, f"{counting.calls} passwords checked, limit {limit}"
-
-
-class CountingPasswords(Passwords):
-    def __init__(self) -> None:
-        super().__init__(memory_kib=256, time_cost=1, parallelism=1)
-        self.calls = 0
-        self._lock = threading.Lock()
-
-    def verify(self, password_hash: str, password: str) -> bool:
-        with self._lock:
-            self.calls += 1
-        return super().verify(password_hash, password)
 
 
 @pytest.mark.parametrize(

@@ -116,6 +116,18 @@ def _served() -> set[str]:
     return served
 
 
+def _fuzz_settings(max_examples: int) -> settings:
+    """The same cases on every run (derandomized, no example database), with no deadline or
+    health check: a case is a real request to the app, slow next to what Hypothesis expects."""
+    return settings(
+        max_examples=max_examples,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+
+
 def _fuzz(
     operation: Any,
     headers: dict[str, str],
@@ -130,13 +142,7 @@ def _fuzz(
     ran = 0
 
     @given(case=operation.as_strategy(generation_mode=mode, path_parameters=fixed or None))
-    @settings(
-        max_examples=examples,
-        deadline=None,
-        derandomize=True,
-        database=None,
-        suppress_health_check=list(HealthCheck),
-    )
+    @_fuzz_settings(examples)
     def check(case: schemathesis.Case) -> None:
         nonlocal ran
         ran += 1
@@ -166,13 +172,7 @@ def _fuzz_hostile(operation: Any, headers: dict[str, str], real: dict[str, str])
     ran = 0
 
     @given(case=operation.as_strategy(path_parameters=fixed or None))
-    @settings(
-        max_examples=1,
-        deadline=None,
-        derandomize=True,
-        database=None,
-        suppress_health_check=list(HealthCheck),
-    )
+    @_fuzz_settings(1)
     def check(case: schemathesis.Case) -> None:
         nonlocal ran
         path, query, body = dict(case.path_parameters or {}), dict(case.query or {}), case.body

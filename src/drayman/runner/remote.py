@@ -42,7 +42,7 @@ import queue
 import select
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, InvalidStateError, wait
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -373,13 +373,18 @@ class RemoteRunner:
         if self._on_death is not None:
             self._on_death(exc)
 
-    def _answer_all(self) -> None:
-        """Answer every request this engine holds; nothing of it will run here."""
+    def _drain_inbox(self) -> Iterator[_TryRequest | _CallbackRequest]:
+        """The requests posted to this engine so far, taken off its inbox one at a time,
+        without waiting for more."""
         while True:
             try:
-                request = self._inbox.get_nowait()
+                yield self._inbox.get_nowait()
             except queue.Empty:
-                break
+                return
+
+    def _answer_all(self) -> None:
+        """Answer every request this engine holds; nothing of it will run here."""
+        for request in self._drain_inbox():
             if isinstance(request, _CallbackRequest):
                 self._callbacks[id(request.workload)] = request
             else:
@@ -420,11 +425,7 @@ class RemoteRunner:
                     pass
 
     def _take_requests(self) -> None:
-        while True:
-            try:
-                request = self._inbox.get_nowait()
-            except queue.Empty:
-                break
+        for request in self._drain_inbox():
             if isinstance(request, _CallbackRequest):
                 self._start_callback(request)
             elif request.try_id in self._running or any(
