@@ -135,6 +135,8 @@ def drayman_env(
         "DRAYMAN_PARALLELISM": str(parallelism),
         **dict(extra),
     }
+    if executor == "celery":  # --parallelism: each queue's floor of tries in flight (ADR 17)
+        env["DRAYMAN_CELERY_MIN_IN_FLIGHT"] = str(parallelism)
     if broker_url is not None:
         env["DRAYMAN_BROKER_URL"] = broker_url
     if remote_poll_s is not None:
