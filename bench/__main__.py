@@ -21,8 +21,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bench.errors import BenchError
 from bench.floor import floor_text, measure_floor
-from bench.harness import BenchError, machine, measure_memory, measure_version, run_workload
+from bench.harness import measure_memory, measure_version, run_workload
+from bench.results import machine
 from bench.workloads import WORKLOADS
 from drayman.config import Settings
 

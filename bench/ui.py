@@ -37,7 +37,9 @@ from pathlib import Path
 from typing import Any
 
 from bench import ui_data
-from bench.harness import BenchError, Server, drayman_bin, machine, start
+from bench.errors import BenchError
+from bench.results import machine
+from bench.services import Server, drayman_bin, start
 
 # The pages measured, by name: change the routes here when the web's URLs settle. Fields in
 # braces are `ui_data.Targets` attributes, URL-quoted.

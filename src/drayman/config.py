@@ -136,6 +136,7 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "database_url": str,
     "executor": _executor,
     "parallelism": _positive_int,
+    "celery_min_in_flight": _positive_int,
     "broker_url": str,
     "broker_visibility_timeout_s": _positive_float,
     "parse_timeout_s": _positive_float,
@@ -169,9 +170,14 @@ class Settings:
     dags_folder: Path = Path("dags")
     database_url: str = ""  # empty: SQLite file under home
     executor: str = "local"
-    # local executor: tries it runs at once (ETL tasks mostly wait on I/O); celery: the least
-    # each queue may hold queued or running (else twice its live workers' total --concurrency)
+    # the most tries one process runs at once on its own: a scheduler's local executor, and a
+    # `drayman worker` without --concurrency (ETL tasks mostly wait on I/O). ADR 17
     parallelism: int = 16
+    # executor 'celery': the least tries each queue may hold queued or running at once, over
+    # every scheduler and worker; a served queue's cap is twice its live workers' total
+    # --concurrency when that is more. Read from `parallelism`, with a warning, when only
+    # that is set (its meaning for Celery before ADR 17)
+    celery_min_in_flight: int = 16
     broker_url: str = ""
     # Redis only: an unacknowledged message is delivered again after this long (late acks)
     broker_visibility_timeout_s: float = 3600.0
@@ -213,6 +219,8 @@ class Settings:
     # password checks the web runs at once (0: the CPU count); more logins get a quick 429
     login_check_slots: int = 0
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+    # what the operator should change: a setting read under its old name (`deprecation`)
+    deprecations: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def effective_database_url(self) -> str:
@@ -253,7 +261,8 @@ class Settings:
             if raw is not None:
                 values[key] = _parse(key, raw, f"flag --{key.replace('_', '-')}")
                 sources[key] = f"flag --{key.replace('_', '-')}"
-        return cls(**values, sources=sources)
+        notes = _carry_old_celery_floor(values, sources)
+        return cls(**values, sources=sources, deprecations=notes)
 
     def with_overrides(self, **overrides: Any) -> Settings:
         """A copy with some values replaced, e.g. by tests."""
@@ -264,7 +273,7 @@ class Settings:
         passwords."""
         rows = []
         for item in fields(self):
-            if item.name == "sources":
+            if item.name in {"sources", "deprecations"}:
                 continue
             value = getattr(self, item.name)
             if item.name == "database_url" and not value:
@@ -275,6 +284,25 @@ class Settings:
                 value = ",".join(value)
             rows.append((item.name, str(value), self.sources.get(item.name, "default")))
         return rows
+
+
+def _carry_old_celery_floor(values: dict[str, Any], sources: dict[str, str]) -> tuple[str, ...]:
+    """Before ADR 17, `parallelism` was also Celery's floor of tries in flight per queue. A
+    Celery deployment that sets only `parallelism` keeps that floor, and is told the new name."""
+    if values.get("executor", Settings.executor) != "celery":
+        return ()
+    if "parallelism" not in sources or "celery_min_in_flight" in sources:
+        return ()
+    old = sources["parallelism"]
+    values["celery_min_in_flight"] = values["parallelism"]
+    sources["celery_min_in_flight"] = f"{old} (deprecated for this)"
+    return (
+        f"{old} sets the Celery floor of tries in flight per queue under its old name: set "
+        f"{ENV_PREFIX}CELERY_MIN_IN_FLIGHT (celery_min_in_flight) to "
+        f"{values['parallelism']} for that; parallelism is now only the most tries one "
+        f"process runs at once (a scheduler's local executor, a worker's default "
+        f"--concurrency)",
+    )
 
 
 def _read_file(path: Path) -> dict[str, Any]:

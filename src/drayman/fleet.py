@@ -21,7 +21,7 @@ def queue_cap(served_concurrency: int, floor: int) -> int:
     """With remote workers, the most tries of one queue queued or running at once.
 
     Sized from the live workers that serve the queue, so adding a worker raises it with no
-    setting to change; never below `floor` (parallelism), so a queue nobody serves still holds
+    setting to change; never below `floor` (celery_min_in_flight), so a queue nobody serves holds
     that many tries, visibly waiting.
     """
     return max(floor, IN_FLIGHT_PER_SLOT * served_concurrency)
@@ -68,7 +68,7 @@ def queues(store: Store, settings: Settings) -> list[dict[str, Any]]:
         live = components.live(conn, "worker", cutoff)
         counts = ti_store.per_queue(conn)
     named = {q for w in live for q in json.loads(w.queues or "[]") if q != "*"}
-    floor = settings.parallelism if settings.executor == "celery" else None
+    floor = settings.celery_min_in_flight if settings.executor == "celery" else None
     return [_queue(name, counts.get(name, {}), live, floor) for name in sorted(named | set(counts))]
 
 

@@ -52,7 +52,7 @@ FAST = {
     "scheduler_poll_s": 1.0,
     "remote_poll_s": 0.1,
     "parse_timeout_s": 30.0,
-    "parallelism": 64,  # the cap on tries queued or running: above any test's worker slots
+    "celery_min_in_flight": 64,  # the cap on tries queued or running: above any worker slots
 }
 
 

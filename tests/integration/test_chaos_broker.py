@@ -107,7 +107,7 @@ def test_broker_killed_with_tries_queued_all_run_once(
         broker.url,
         tmp_path,
         {"many.py": DAG_SOURCE},
-        parallelism=TASKS,  # the cap on tries in flight: all 500 are queued at once
+        celery_min_in_flight=TASKS,  # the cap on tries in flight: all 500 are queued at once
         default_pool_slots=2 * TASKS,
         queued_timeout_s=QUEUED_TIMEOUT_S,
         heartbeat_timeout_s=10,

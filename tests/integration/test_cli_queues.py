@@ -117,7 +117,7 @@ def test_with_celery_each_queue_shows_its_cap(seed: Seed, tmp_path: Path) -> Non
         tmp_path,
         DRAYMAN_EXECUTOR="celery",
         DRAYMAN_BROKER_URL="redis://127.0.0.1:6379/0",
-        DRAYMAN_PARALLELISM="4",
+        DRAYMAN_CELERY_MIN_IN_FLIGHT="4",
     )
 
     done = subprocess.run(
@@ -125,7 +125,7 @@ def test_with_celery_each_queue_shows_its_cap(seed: Seed, tmp_path: Path) -> Non
     )
 
     caps = {item["queue"]: item["cap"] for item in json.loads(done.stdout)}
-    # default: twice its live worker's 8 slots; heavy: nobody serves it, parallelism
+    # default: twice its live worker's 8 slots; heavy: nobody serves it, the floor
     assert caps == {"default": 16, "heavy": 4}
     text = subprocess.run(
         [DRAYMAN, "queues", "list"], env=env, capture_output=True, text=True, check=True

@@ -1,5 +1,5 @@
 """With Celery, each queue's tries queued or running are capped, counted in the store: twice
-the live workers' --concurrency serving it, and at least `parallelism`.
+the live workers' --concurrency serving it, and at least `celery_min_in_flight`.
 
 Per queue: tries routed to a queue no worker serves wait in the broker up to the cap, and
 never hold up the other queues. No worker process runs here; the scheduler only queues, and
@@ -42,7 +42,7 @@ DAGS = {
 }
 
 
-chaos = chaos_fixture(DAGS, parallelism=3)
+chaos = chaos_fixture(DAGS, celery_min_in_flight=3)
 
 
 def test_each_queue_is_capped_on_its_own(chaos: Chaos) -> None:
@@ -102,7 +102,7 @@ def test_a_worker_that_starts_later_is_counted_before_the_next_heartbeat(
         throwaway_redis.url,
         tmp_path,
         DAGS,
-        parallelism=3,
+        celery_min_in_flight=3,
         heartbeat_interval_s=600.0,
     )
     try:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from drayman.cli.serve import _executor
 from drayman.config import Settings
-from drayman.exceptions import ConfigError
+from drayman.exceptions import ConfigError, ExecutorError
 from drayman.executors.celery import (
     RUN_CALLBACK,
     RUN_TRIES,
@@ -84,3 +86,23 @@ def test_tries_travel_in_pairs_of_one_queue_in_the_order_given() -> None:
 
 def test_a_lone_try_travels_alone() -> None:
     assert messages_of([_try(7, "default")]) == [("default", [7])]
+
+
+def test_the_celery_floor_under_its_old_name_is_logged_as_the_executor_starts(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings = Settings.load(
+        environ={
+            "DRAYMAN_EXECUTOR": "celery",
+            "DRAYMAN_BROKER_URL": "redis://127.0.0.1:1/0",  # nothing listens: start() fails
+            "DRAYMAN_PARALLELISM": "7",
+        }
+    )
+    with (
+        caplog.at_level(logging.WARNING, logger="drayman.executors.celery"),
+        pytest.raises(ExecutorError, match="cannot reach the broker"),
+    ):
+        CeleryExecutor(settings).start()
+
+    [record] = [r for r in caplog.records if r.getMessage().startswith("config.deprecated")]
+    assert "DRAYMAN_CELERY_MIN_IN_FLIGHT" in record.getMessage()

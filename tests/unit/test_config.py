@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -326,3 +327,45 @@ def test_a_bad_proxy_or_slot_count_names_the_key() -> None:
     with pytest.raises(ConfigError, match="login_check_slots: must be 0 or more"):
         Settings.load(environ={"DRAYMAN_LOGIN_CHECK_SLOTS": "-1"})
     assert Settings.load(environ={"DRAYMAN_LOGIN_CHECK_SLOTS": "0"}).login_check_slots == 0
+
+
+def test_celery_reads_its_floor_under_its_own_name() -> None:
+    settings = Settings.load(
+        environ={
+            "DRAYMAN_EXECUTOR": "celery",
+            "DRAYMAN_PARALLELISM": "4",
+            "DRAYMAN_CELERY_MIN_IN_FLIGHT": "40",
+        }
+    )
+
+    assert (settings.parallelism, settings.celery_min_in_flight) == (4, 40)
+    assert settings.sources["celery_min_in_flight"] == "env DRAYMAN_CELERY_MIN_IN_FLIGHT"
+    assert settings.deprecations == ()
+
+
+def test_celery_reads_its_floor_from_parallelism_alone_with_a_deprecation() -> None:
+    settings = Settings.load(environ={"DRAYMAN_EXECUTOR": "celery", "DRAYMAN_PARALLELISM": "7"})
+
+    assert settings.celery_min_in_flight == 7
+    assert settings.sources["celery_min_in_flight"] == (
+        "env DRAYMAN_PARALLELISM (deprecated for this)"
+    )
+    [note] = settings.deprecations
+    assert "env DRAYMAN_PARALLELISM" in note and "DRAYMAN_CELERY_MIN_IN_FLIGHT" in note
+
+
+def test_the_local_executor_keeps_parallelism_to_itself(tmp_path: Path) -> None:
+    path = write_config(tmp_path / "drayman.toml", "parallelism = 5\n")
+    settings = Settings.load(environ={"DRAYMAN_CONFIG": str(path)})
+
+    assert (settings.parallelism, settings.celery_min_in_flight) == (5, 16)
+    assert settings.deprecations == ()
+    assert "deprecations" not in {key for key, _, _ in settings.describe()}
+
+
+def test_every_setting_is_in_the_operations_guide() -> None:
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
+    table = {line.split("`")[1] for line in guide.splitlines() if line.startswith("| `DRAYMAN_")}
+    settings = {f"DRAYMAN_{item.name.upper()}" for item in fields(Settings)}
+    missing = settings - {"DRAYMAN_SOURCES", "DRAYMAN_DEPRECATIONS"} - table
+    assert not missing, f"docs/operations.md's settings table lacks {sorted(missing)}"

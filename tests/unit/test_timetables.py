@@ -1,6 +1,6 @@
 """Timetables: parsing schedules, data intervals, catchup, end dates, backfill and next-runs.
 
-DST cases live in test_timetables_dst.py, cron syntax in test_timetables_cron.py and the
+DST cases live in test_timetables_dst.py, cron syntax in test_cron.py and the
 hypothesis properties in test_timetables_properties.py.
 """
 

@@ -12,8 +12,6 @@ from typing import Any
 
 import click
 
-from drayman import __version__
-
 GROUPS = {
     "audit": ("drayman.cli.audit", "audit"),
     "config": ("drayman.cli.config_cmd", "config"),
@@ -74,7 +72,7 @@ class LazyGroup(click.Group):
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, "-V", "--version", prog_name="drayman")
+@click.version_option(None, "-V", "--version", package_name="drayman", prog_name="drayman")
 def cli() -> None:
     """drayman: schedule and run ETL DAGs written in Python.
 

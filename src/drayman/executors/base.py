@@ -18,9 +18,10 @@ class Executor(Protocol):
     """Runs workloads somewhere and reports what happened to them.
 
     `in_flight_from_store`: False when `open_slots()` is exact (the executor knows what it
-    runs). True when its workers are elsewhere (Celery): `open_slots()` is then the cap on
-    each queue's tries queued or running across the deployment, and the scheduler subtracts
-    what the store counts as queued or running in that queue.
+    runs). True when its workers are elsewhere (Celery): `open_slots()` is then only the floor
+    of each queue's cap on tries queued or running across the deployment (the scheduler sizes
+    a served queue's cap from its live workers) and the scheduler subtracts what the store
+    counts as queued or running in that queue.
     """
 
     in_flight_from_store: bool

@@ -273,12 +273,13 @@ def _mask_celery_log(logger: logging.Logger, **_: Any) -> None:
 class CeleryExecutor:
     """Sends workloads as ids to Celery workers; see the module docstring.
 
-    It cannot see what runs on the workers: `open_slots()` is `parallelism`, the most tries
-    of one queue queued or running at once across the deployment, and the scheduler
-    subtracts what the store counts per queue (`in_flight_from_store`). About twice the
-    workers' total concurrency keeps every slot fed (a message waits for each running try)
-    without a long queue in the broker: a try is queued shortly before a worker can start
-    it, not minutes before.
+    It cannot see what runs on the workers: `open_slots()` is `celery_min_in_flight`, only
+    the floor of each queue's cap on tries queued or running across the deployment. The
+    scheduler raises a served queue's cap to twice its live workers' total concurrency
+    (`fleet.queue_cap`) and subtracts what the store counts per queue
+    (`in_flight_from_store`). Twice the concurrency keeps every slot fed (a message waits for
+    each running try) without a long queue in the broker: a try is queued shortly before a
+    worker can start it, not minutes before.
     """
 
     in_flight_from_store = True
@@ -294,6 +295,8 @@ class CeleryExecutor:
     def start(self) -> None:
         if self._app is not None:
             raise ExecutorError("the celery executor is already started")
+        for note in self.settings.deprecations:
+            log.warning("config.deprecated %s", note)
         app = make_app(self.settings)
         try:
             with app.connection_for_write() as conn:
@@ -310,7 +313,7 @@ class CeleryExecutor:
     def open_slots(self) -> int:
         if self._app is None or self._stopping:
             return 0
-        return self.settings.parallelism
+        return self.settings.celery_min_in_flight
 
     def submit(self, workloads: Sequence[Workload]) -> None:
         if self._app is None or self._stopping:

@@ -6,8 +6,8 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from drayman.cron import PRESETS, CronExpression
 from drayman.exceptions import ScheduleError
-from drayman.timetables import PRESETS, CronExpression
 
 
 def walls_after(expression: str, start: datetime, count: int) -> list[datetime]:
