@@ -28,12 +28,11 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
 from drayman.exceptions import TooManyAttempts
 from drayman.store import login_failures
-from drayman.store.engine import Store, is_deadlock
+from drayman.store.engine import Connection, Store, is_deadlock
 from drayman.store.login_failures import CounterKey
 
 ATTEMPTS = 5  # a reservation runs again after a deadlock or a vanished counter
