@@ -73,6 +73,10 @@ class Store:
             value = conn.execute(text("SELECT UTC_TIMESTAMP(6)")).scalar_one()
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
+    def ping(self, conn: Connection) -> None:
+        """Ask the database the least question there is: raises unless it answers."""
+        conn.execute(text("SELECT 1"))
+
     def migrate(self) -> None:
         """Bring the schema to the newest revision (idempotent)."""
         from drayman.store.migrate import upgrade
