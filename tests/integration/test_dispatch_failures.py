@@ -18,7 +18,7 @@ from sqlalchemy import update
 
 from drayman.states import RunState, TryState
 from drayman.store.schema import dag_run
-from drayman.web.reads import log_page
+from drayman.web.log_chunks import log_page
 
 if TYPE_CHECKING:
     from conftest import Harness, MakeHarness

@@ -28,12 +28,9 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection
-from sqlalchemy.exc import DBAPIError
-
 from drayman.exceptions import TooManyAttempts
 from drayman.store import login_failures
-from drayman.store.engine import Store, is_deadlock
+from drayman.store.engine import Connection, Store, is_deadlock
 from drayman.store.login_failures import CounterKey
 
 ATTEMPTS = 5  # a reservation runs again after a deadlock or a vanished counter
@@ -63,7 +60,7 @@ def reserve(store: Store, username: str, address: str, now: datetime, limits: Lo
             for key in keys:  # new, or just purged: make it, then reserve again
                 with store.begin() as conn:
                     login_failures.ensure(conn, key, now)
-        except DBAPIError as exc:
+        except Exception as exc:
             if not is_deadlock(exc):
                 raise
             # rolled back, nothing counted: run it again (MySQL's own advice)
@@ -79,7 +76,7 @@ def _purge(store: Store, ended_before: datetime) -> None:
     try:
         with store.begin() as conn:
             login_failures.purge(conn, ended_before)
-    except DBAPIError as exc:
+    except Exception as exc:
         if not is_deadlock(exc):
             raise
 
@@ -125,7 +122,7 @@ def first_refusal(
                 login_failures.mark_refusal(conn, key, limit, now - limits.window)
                 for key, limit in zip(counters(username, address), limits_of, strict=True)
             ]
-    except DBAPIError as exc:
+    except Exception as exc:
         if not is_deadlock(exc):
             raise
         return False

@@ -16,8 +16,6 @@ import socket
 import time
 from pathlib import Path
 
-from sqlalchemy.exc import IntegrityError
-
 from drayman.bundles.archive import PackedBundle, Signature, folder_signature, pack
 from drayman.bundles.cache import BundleCache
 from drayman.bundles.parser import ParseResult, parse_bundle
@@ -26,6 +24,7 @@ from drayman.exceptions import BundleError
 from drayman.store import bundles as bundle_store
 from drayman.store.dags import record_parse
 from drayman.store.engine import Store
+from drayman.store.errors import is_constraint_violation
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +86,9 @@ class DagProcessor:
                 return None
         try:
             self._publish(packed, created_by=_whoami(), source="folder")
-        except IntegrityError:
+        except Exception as exc:
+            if not is_constraint_violation(exc):
+                raise
             # another processor (a second scheduler) stored the same version first
             with self._store.read() as conn:
                 if bundle_store.latest_deployed_version(conn) != packed.version:

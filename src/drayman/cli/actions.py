@@ -16,10 +16,9 @@ import click
 from drayman.cli.common import load_settings, open_store, print_json
 
 if TYPE_CHECKING:
-    from sqlalchemy import Connection
-
     from drayman.store.actions import TIKey
     from drayman.store.audit import Event
+    from drayman.store.engine import Connection
 
 # (conn, now, dry_run) -> the task instances changed (or, dry, that would be)
 Action = Callable[["Connection", datetime, bool], "list[TIKey]"]

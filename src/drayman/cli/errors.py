@@ -17,6 +17,7 @@ from drayman.exceptions import (
     RunIdError,
 )
 from drayman.redact import mask_text
+from drayman.store.errors import database_errors
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -52,18 +53,10 @@ def run_with_clear_errors(command: click.Command, argv: list[str] | None) -> Any
     except DraymanError as exc:
         click.echo(f"error: {mask_text(str(exc))}", err=True)
         sys.exit(exit_code_for(exc))
-    except _database_errors() as exc:
+    except database_errors() as exc:
         click.echo(f"error: the metadata database failed: {_first_line(exc)}", err=True)
         click.echo("hint: check DRAYMAN_DATABASE_URL and run `drayman db migrate`", err=True)
         sys.exit(EXIT_FAILED)
-
-
-def _database_errors() -> tuple[type[BaseException], ...]:
-    if "sqlalchemy" not in sys.modules:
-        return ()
-    from sqlalchemy.exc import SQLAlchemyError
-
-    return (SQLAlchemyError,)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -23,9 +23,8 @@ from drayman.cli.common import (
 from drayman.exceptions import NotFoundError
 
 if TYPE_CHECKING:
-    from sqlalchemy import Connection
-
     from drayman.store.actions import TIKey
+    from drayman.store.engine import Connection
 
 
 @click.group("runs")

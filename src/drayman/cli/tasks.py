@@ -24,10 +24,8 @@ from drayman.cli.common import (
 from drayman.exceptions import NotFoundError
 
 if TYPE_CHECKING:
-    from sqlalchemy import Connection
-
     from drayman.store.actions import TIKey
-    from drayman.store.engine import Store
+    from drayman.store.engine import Connection, Store
 
 FOLLOW_POLL_S = 0.3
 CHUNKS_PER_READ = 200

@@ -30,7 +30,7 @@ def scratch_store(settings: Settings) -> Iterator[tuple[Settings, Store, str]]:
     from drayman.store import bundles as bundle_store
     from drayman.store import dags as dag_store
     from drayman.store import pools
-    from drayman.store.schema import metadata
+    from drayman.store import scratch as scratch_db
 
     # tasks keep their files under the real home, not the scratch one
     prepare_task_environment(settings)
@@ -40,7 +40,7 @@ def scratch_store(settings: Settings) -> Iterator[tuple[Settings, Store, str]]:
         Path(tmp).chmod(0o711)
         scratch = settings.with_overrides(home=Path(tmp), database_url="")
         store = Store(scratch.effective_database_url)
-        metadata.create_all(store.engine)
+        scratch_db.create_schema(store)
         try:
             with store.begin() as conn:
                 pools.ensure_default(conn, scratch.default_pool_slots)
@@ -61,39 +61,30 @@ def scratch_store(settings: Settings) -> Iterator[tuple[Settings, Store, str]]:
 def _require_dag(store: Store, dag_id: str, settings: Settings) -> None:
     from drayman.store import dags as dag_store
 
-    with store.read() as conn:
-        row = dag_store.get_dag(conn, dag_id) if _exists(conn, dag_id) else None
-    if row is None:
+    try:
+        with store.read() as conn:
+            dag_store.get_dag(conn, dag_id)
+    except NotFoundError:
         raise NotFoundError(
             f"no DAG {dag_id!r} in {settings.dags_folder} (see the import errors above, if any)"
-        )
-
-
-def _exists(conn: Any, dag_id: str) -> bool:
-    from sqlalchemy import select
-
-    from drayman.store.schema import dag
-
-    return conn.execute(select(dag.c.dag_id).where(dag.c.dag_id == dag_id)).first() is not None
+        ) from None
 
 
 def run_dag_once(
     settings: Settings, dag_id: str, *, conf: dict[str, Any], logical_date: datetime | None
 ) -> bool:
     """Run one manual run of `dag_id` to its end; True if it succeeded."""
-    from sqlalchemy import update
-
     from drayman.executors.local import LocalExecutor
     from drayman.scheduler import runs as run_creation
     from drayman.scheduler.loop import Scheduler
     from drayman.states import RunState
     from drayman.store import runs as run_store
-    from drayman.store.schema import dag
+    from drayman.store import scratch as scratch_db
 
     with scratch_store(settings) as (scratch, store, _version):
         _require_dag(store, dag_id, settings)
         with store.begin() as conn:
-            conn.execute(update(dag).values(is_paused=True))  # only our manual run, please
+            scratch_db.pause_every_dag(conn)  # only our manual run, please
             run_id = run_creation.trigger(
                 conn,
                 dag_id,

@@ -14,7 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, CursorResult, Engine, create_engine, event, text
+from sqlalchemy import Connection as Connection  # exported: callers type a transaction with it
+from sqlalchemy import CursorResult, Engine, create_engine, event, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
@@ -71,6 +72,10 @@ class Store:
         else:
             value = conn.execute(text("SELECT UTC_TIMESTAMP(6)")).scalar_one()
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+    def ping(self, conn: Connection) -> None:
+        """Ask the database the least question there is: raises unless it answers."""
+        conn.execute(text("SELECT 1"))
 
     def migrate(self) -> None:
         """Bring the schema to the newest revision (idempotent)."""

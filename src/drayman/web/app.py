@@ -81,7 +81,7 @@ def create_app(
     app.add_middleware(RefuseNul, respond=_nul_refused)  # reads the body BodyLimit capped
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     app.add_middleware(SecurityHeaders)  # also on 413s and errors
-    app.add_middleware(ServerTiming, engine=store.engine)  # outermost: times the others too
+    app.add_middleware(ServerTiming, store=store)  # outermost: times the others too
     STATIC_DIR.mkdir(exist_ok=True)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.include_router(login.router, include_in_schema=False)

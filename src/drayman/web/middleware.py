@@ -11,16 +11,17 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Awaitable, Callable
-from contextvars import ContextVar
-from typing import Any
 from urllib.parse import unquote_to_bytes
 
-from sqlalchemy import Engine, event
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from drayman.store import sql_clock
+from drayman.store.engine import Store
+from drayman.store.sql_clock import SqlClock
 
 # Everything is served from this origin (no CDN): scripts and styles only from files here,
 # no inline script, nothing may frame the UI, forms post only back here.
@@ -40,78 +41,34 @@ SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
 )
 
 
-class SqlClock:
-    """Seconds one request spent in SQL so far: in the driver's execute calls. PostgreSQL and
-    MySQL drivers wait there for the whole answer; SQLite makes its rows while they are
-    fetched, which is not counted, so `db` reads low on SQLite."""
-
-    __slots__ = ("seconds",)
-
-    def __init__(self) -> None:
-        self.seconds = 0.0
-
-
-# The clock of the request being served. The middleware sets it in the request's task; the
-# thread-pool copy of that context holds the same SqlClock, so the handler's queries add to it.
-# Work outside a request (the scheduler thread of `standalone`) sees None and is not counted.
-_sql_clock: ContextVar[SqlClock | None] = ContextVar("drayman_sql_clock", default=None)
-_STARTED = "drayman.sql_started"
-
-
-def time_sql(engine: Engine) -> None:
-    """Count this engine's statements towards the request that runs them. Idempotent: tests
-    build several apps on one store, and a second pair of listeners would count twice."""
-    if not event.contains(engine, "before_cursor_execute", _sql_started):
-        event.listen(engine, "before_cursor_execute", _sql_started)
-        event.listen(engine, "after_cursor_execute", _sql_ended)
-
-
-def _sql_started(conn: Any, *_args: Any) -> None:
-    # one slot per connection: its statements run one after another; a statement that
-    # raised leaves a stale start that the next statement overwrites
-    if _sql_clock.get() is not None:
-        conn.info[_STARTED] = time.perf_counter()
-
-
-def _sql_ended(conn: Any, *_args: Any) -> None:
-    clock = _sql_clock.get()
-    started = conn.info.pop(_STARTED, None)
-    if clock is not None and started is not None:
-        clock.seconds += time.perf_counter() - started
-
-
 class ServerTiming:
     """`Server-Timing: total;dur=12.3, db;dur=4.5` on every HTTP response: milliseconds at
     the server from the request's arrival here to the response's start, and of that the time
-    in SQL (`db`, when `engine` is given). Register it outermost so it covers the others.
+    in SQL (`db`, when `store` is given). Register it outermost so it covers the others.
 
     The browser's dev tools and `bench/ui.py` read it: the time the server took, without the
     network's. A streamed body's later SQL is not counted: the header is sent before it."""
 
-    def __init__(self, app: ASGIApp, engine: Engine | None = None) -> None:
+    def __init__(self, app: ASGIApp, store: Store | None = None) -> None:
         self.app = app
-        self.count_sql = engine is not None
-        if engine is not None:
-            time_sql(engine)
+        self.count_sql = store is not None
+        if store is not None:
+            sql_clock.time_statements(store)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         began = time.perf_counter()
-        clock = SqlClock()
-        token = _sql_clock.set(clock)
+        with sql_clock.counting() as clock:
 
-        async def send_timed(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                value = self._value(time.perf_counter() - began, clock)
-                message["headers"] = [*message.get("headers", []), (b"server-timing", value)]
-            await send(message)
+            async def send_timed(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    value = self._value(time.perf_counter() - began, clock)
+                    message["headers"] = [*message.get("headers", []), (b"server-timing", value)]
+                await send(message)
 
-        try:
             await self.app(scope, receive, send_timed)
-        finally:
-            _sql_clock.reset(token)
 
     def _value(self, total_s: float, clock: SqlClock) -> bytes:
         metrics = [f"total;dur={total_s * 1000:.1f}"]

@@ -9,14 +9,10 @@ CLI's `--json` output where the CLI has one, so a script can move from one to th
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
-
-from sqlalchemy import Row, text
 
 from drayman import fleet
 from drayman.config import Settings
@@ -24,13 +20,10 @@ from drayman.spec import DagSpec
 from drayman.store import bundles as bundle_store
 from drayman.store import components, history
 from drayman.store import dags as dag_store
-from drayman.store import logs as log_store
 from drayman.store import runs as run_store
 from drayman.store.engine import Store
-from drayman.store.tries import UNFINISHED
 from drayman.timetables import dst_change, parse_schedule
 
-FILE_CHUNK_BYTES = 64 * 1024  # a local log file is paged in slices of this size
 NEXT_RUNS = 5
 
 
@@ -54,7 +47,7 @@ def health(store: Store, heartbeat_timeout_s: float) -> dict[str, Any]:
     """Database reachable? A scheduler heartbeating within the timeout? Never raises."""
     try:
         with store.read() as conn:
-            conn.execute(text("SELECT 1"))
+            store.ping(conn)
             now = store.db_now(conn)
             schedulers = components.live(conn, "scheduler", datetime(1970, 1, 1, tzinfo=UTC))
     except Exception as exc:  # the point of a health check: report, do not fail
@@ -72,7 +65,7 @@ def health(store: Store, heartbeat_timeout_s: float) -> dict[str, Any]:
 # -- DAGs ------------------------------------------------------------------------------------
 
 
-def dag_summary(row: Row[Any]) -> dict[str, Any]:
+def dag_summary(row: Any) -> dict[str, Any]:
     """A DAG as a list shows it: the CLI's `dags list --json` fields plus the next run's
     local time."""
     return {
@@ -203,7 +196,7 @@ def import_errors(store: Store) -> list[dict[str, Any]]:
 # -- runs, task instances, tries -------------------------------------------------------------
 
 
-def run_json(row: Row[Any]) -> dict[str, Any]:
+def run_json(row: Any) -> dict[str, Any]:
     duration = None
     if row.start_date is not None and row.end_date is not None:
         duration = (row.end_date - row.start_date).total_seconds()
@@ -282,7 +275,7 @@ def task_instances(store: Store, dag_id: str, run_id: str, paging: Paging) -> di
     return page(items, found.total, paging)
 
 
-def try_json(row: Row[Any]) -> dict[str, Any]:
+def try_json(row: Any) -> dict[str, Any]:
     duration = None
     if row.start_date is not None and row.end_date is not None:
         duration = (row.end_date - row.start_date).total_seconds()
@@ -323,65 +316,6 @@ def try_detail(store: Store, try_id: int) -> dict[str, Any]:
     return detail
 
 
-# -- logs ------------------------------------------------------------------------------------
-
-
-def log_page(
-    store: Store, settings: Settings, try_id: int, after_seq: int, limit: int
-) -> dict[str, Any]:
-    """Chunks of a try's log after `after_seq`: shipped to the database, else the local file
-    cut in FILE_CHUNK_BYTES slices (seq = slice number), so paging works the same on both."""
-    with store.read() as conn:
-        row = history.get_try(conn, try_id)
-        finished = row.state not in UNFINISHED  # read before the log: see cli/tasks.py
-        chunks = log_store.read_chunks(conn, try_id, after_seq, limit=limit)
-        last = log_store.last_seq(conn, try_id)
-    source, total = "database", last + 1
-    if last < 0:
-        chunks, total, source = _file_chunks(settings, row.log_path, after_seq, limit)
-    items = [{"seq": seq, "text": text} for seq, text in chunks]
-    return {
-        "try_id": try_id,
-        "source": source,
-        "finished": finished,
-        "items": items,
-        "total": total,
-        "limit": limit,
-        "after_seq": after_seq,
-        "next_after_seq": items[-1]["seq"] if items else after_seq,
-    }
-
-
-def _file_chunks(
-    settings: Settings, log_path: str, after_seq: int, limit: int
-) -> tuple[list[tuple[int, str]], int, str]:
-    path = _log_file(settings, log_path)
-    if path is None:
-        return [], 0, "none"
-    try:
-        with path.open("rb") as file:
-            size = file.seek(0, 2)
-            first = after_seq + 1
-            file.seek(first * FILE_CHUNK_BYTES)
-            data = file.read(limit * FILE_CHUNK_BYTES)
-    except OSError:
-        return [], 0, "none"
-    chunks = [
-        (first + i, data[at : at + FILE_CHUNK_BYTES].decode("utf-8", errors="replace"))
-        for i, at in enumerate(range(0, len(data), FILE_CHUNK_BYTES))
-    ]
-    return chunks, math.ceil(size / FILE_CHUNK_BYTES), "file"
-
-
-def _log_file(settings: Settings, log_path: str) -> Path | None:
-    """The local log file, if it is under the logs folder (a stored path never leads out)."""
-    if not log_path:
-        return None
-    root = settings.logs_folder.resolve()
-    path = (root / log_path).resolve()
-    return path if path.is_relative_to(root) and path.is_file() else None
-
-
 # -- workers and queues ----------------------------------------------------------------------
 
 
@@ -400,7 +334,7 @@ def queues(store: Store, settings: Settings, paging: Paging) -> dict[str, Any]:
 # -- helpers ---------------------------------------------------------------------------------
 
 
-def _run_brief(row: Row[Any]) -> dict[str, Any]:
+def _run_brief(row: Any) -> dict[str, Any]:
     return {
         "run_id": row.run_id,
         "state": row.state,

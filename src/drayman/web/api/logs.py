@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from drayman.auth.roles import Action
 from drayman.auth.users import User
-from drayman.web import reads
+from drayman.web import log_chunks, reads
 from drayman.web.api import models
 from drayman.web.api.common import ERROR_RESPONSES, state_of
 from drayman.web.params import INT_MAX, TryId
@@ -37,4 +37,4 @@ def get_log(
     poll it while `finished` is false to follow a running try). Chunks come from the
     database when a worker shipped them, else from the local log file in 64 KiB slices."""
     state = state_of(request)
-    return reads.log_page(state.store, state.settings, try_id, after_seq, limit)
+    return log_chunks.log_page(state.store, state.settings, try_id, after_seq, limit)

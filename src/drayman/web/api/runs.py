@@ -6,7 +6,6 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from sqlalchemy import Connection
 
 from drayman.auth.roles import Action
 from drayman.auth.users import User
@@ -15,6 +14,7 @@ from drayman.scheduler import runs as run_creation
 from drayman.states import RunState
 from drayman.store import actions, audit
 from drayman.store.audit import AuditAction
+from drayman.store.engine import Connection
 from drayman.web import reads
 from drayman.web.api import models
 from drayman.web.api.common import ERROR_RESPONSES, paging, state_of

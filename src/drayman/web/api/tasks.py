@@ -6,13 +6,13 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
-from sqlalchemy import Connection
 
 from drayman.auth.roles import Action
 from drayman.auth.users import User
 from drayman.states import TIState
 from drayman.store import actions, audit
 from drayman.store.audit import AuditAction
+from drayman.store.engine import Connection
 from drayman.web import reads
 from drayman.web.api import models
 from drayman.web.api.common import ERROR_RESPONSES, paging, state_of

@@ -18,7 +18,6 @@ from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
@@ -33,6 +32,7 @@ from drayman.store import audit
 from drayman.store import dags as dag_store
 from drayman.store.actions import TIKey
 from drayman.store.audit import Actor, AuditAction
+from drayman.store.engine import Connection
 from drayman.web.pages import conf_form
 from drayman.web.pages.render import page, u
 from drayman.web.security import actor, audit_actor, require

@@ -15,7 +15,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse
-from sqlalchemy import Connection
 
 from drayman.auth.users import User
 from drayman.exceptions import DraymanError, NotFoundError
@@ -26,6 +25,7 @@ from drayman.store import dags as dag_store
 from drayman.store import history
 from drayman.store import pages as page_store
 from drayman.store import runs as run_store
+from drayman.store.engine import Connection
 from drayman.timetables import parse_schedule
 from drayman.web import reads
 from drayman.web.pages import conf_form, durations, graph, grid

@@ -12,9 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Connection
-
 from drayman.store import logs as log_store
+from drayman.store.engine import Connection
 
 PAGE_BYTES = 128 * 1024
 CHUNKS_PER_READ = 200
