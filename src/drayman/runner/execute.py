@@ -18,11 +18,9 @@ file again. Without it, the file is imported here once and every try is only a f
 from __future__ import annotations
 
 import errno
-import functools
 import json
 import os
 import signal
-import socket
 import sys
 import time
 import traceback
@@ -34,6 +32,7 @@ from typing import NoReturn, TextIO
 from drayman.authoring.context import Context, parse_aware
 from drayman.authoring.tasks import PythonTask, ShellTask, Task
 from drayman.exceptions import ParamsError, ResultTooLargeError
+from drayman.runner.host import hostname
 from drayman.runner.loader import load_dag, load_task
 from drayman.runner.process import (
     Ended,
@@ -147,11 +146,6 @@ def fail_try(
         return _fail_in_place(workload, log, error, on_started)
     finally:
         log.close()
-
-
-@functools.cache
-def hostname() -> str:
-    return socket.gethostname()
 
 
 def context_for(workload: TryWorkload) -> Context:

@@ -53,7 +53,7 @@ from sqlalchemy import Connection, Row
 from drayman.bundles.cache import BundleCache
 from drayman.config import Settings
 from drayman.executors.local import LocalExecutor
-from drayman.runner.execute import hostname
+from drayman.runner.host import hostname
 from drayman.scheduler import dispatch
 from drayman.spec import DagSpec
 from drayman.store import dags as dag_store

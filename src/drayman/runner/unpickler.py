@@ -15,7 +15,7 @@ import pickle
 from datetime import datetime, timedelta, timezone
 
 from drayman.exceptions import ExecutorError
-from drayman.runner.worker import WorkerDone
+from drayman.runner.protocol import WorkerDone
 from drayman.workloads import LogChunks, TryOutcome, TryStarted
 
 # What a worker sends, and what those hold; containers and scalars need no class lookup.
