@@ -35,7 +35,7 @@ from drayman.exceptions import ExecutorError
 from drayman.runner.host import hostname
 from drayman.runner.isolation import settings_for_workers
 from drayman.runner.preload import WARM_PROCESS_PRELOAD
-from drayman.runner.protocol import WorkerDone, encode
+from drayman.runner.protocol import Cancel, Kill, Stop, WorkerDone, encode
 from drayman.runner.reader import DIED, Reader
 from drayman.runner.trylog import TryLog, try_log_path
 from drayman.runner.warm_process import (
@@ -59,8 +59,8 @@ from drayman.workloads import (
 )
 
 log = logging.getLogger("drayman.executors.local")  # its name before issue 11, kept for filters
-KILL_WAIT_S = 3.0  # after "kill": how long a worker gets to report before it is killed itself
-EXIT_WAIT_S = 5.0  # after "stop": how long a worker gets to exit
+KILL_WAIT_S = 3.0  # after Kill: how long a worker gets to report before it is killed itself
+EXIT_WAIT_S = 5.0  # after Stop: how long a worker gets to exit
 
 
 class WarmPool:
@@ -151,7 +151,7 @@ class WarmPool:
     def cancel(self, try_id: int) -> None:
         for worker in self._workers.values():
             if try_id_of(worker.workload) == try_id and not worker.outcome_sent:
-                self._send(worker, f"cancel {try_id}")
+                self._send(worker, Cancel(try_id))
                 return
         for workload in list(self._waiting):
             if try_id_of(workload) == try_id:
@@ -357,13 +357,13 @@ class WarmPool:
 
     def _retire(self, worker: WarmProcess) -> None:
         worker.retiring = True
-        self._send(worker, "stop")
+        self._send(worker, Stop())
 
     def _abort(self, worker: WarmProcess) -> None:
         """Kill what a worker runs now (the grace is over); it reports the try, then exits."""
-        self._send(worker, "kill")
+        self._send(worker, Kill())
 
-    def _send(self, worker: WarmProcess, message: str) -> bool:
+    def _send(self, worker: WarmProcess, message: Cancel | Kill | Stop) -> bool:
         return self._send_bytes(worker, encode(message))
 
     def _send_bytes(self, worker: WarmProcess, data: bytes) -> bool:

@@ -1,10 +1,11 @@
 """The protocol between a warm process (`drayman.runner.worker`) and the pool that owns it.
 
-Messages from the owner: a workload (`TryWorkload` or `CallbackWorkload`, pickled whole:
-cheaper than `asdict` and back), "cancel <try_id>" (SIGTERM, then SIGKILL after a grace),
-"kill" (SIGKILL at once to whatever runs, callbacks too: the owner is stopping) and "stop".
-Messages back: `TryStarted`, then `WorkerDone` (with the try's `TryOutcome`) once the
-workload and its callbacks are over; a try whose callbacks run sends its outcome before them.
+Messages from the owner (`ToWarmProcess`): a workload (`TryWorkload` or `CallbackWorkload`,
+pickled whole: cheaper than `asdict` and back), `Cancel` (SIGTERM, then SIGKILL after a
+grace), `Kill` (SIGKILL at once to whatever runs, callbacks too: the owner is stopping) and
+`Stop`. Messages back (`FROM_WARM_PROCESS`): `TryStarted`, then `WorkerDone` (with the try's
+`TryOutcome`) once the workload and its callbacks are over; a try whose callbacks run sends
+its outcome before them.
 With `relay` (a remote worker's engine), the try's log also goes back as `LogChunks`, its
 last ones inside the `WorkerDone`.
 
@@ -24,7 +25,24 @@ from dataclasses import dataclass
 from typing import Any
 
 from drayman.runner.preload import WARM_PROCESS_MODULE
-from drayman.workloads import LogChunks, TryOutcome
+from drayman.workloads import CallbackWorkload, LogChunks, TryOutcome, TryStarted, TryWorkload
+
+
+@dataclass(frozen=True)
+class Cancel:
+    """Stop the try `try_id` if it still runs (SIGTERM, then SIGKILL after its grace)."""
+
+    try_id: int
+
+
+@dataclass(frozen=True)
+class Kill:
+    """SIGKILL whatever runs now, callbacks too, report it, and exit: the owner is stopping."""
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Exit once the workload that runs now (if any) is over; take no more."""
 
 
 @dataclass(frozen=True)
@@ -38,6 +56,13 @@ class WorkerDone:
     retiring: bool = False
     outcome: TryOutcome | None = None
     chunks: LogChunks | None = None  # with relay: the try's last log chunks
+
+
+ToWarmProcess = TryWorkload | CallbackWorkload | Cancel | Kill | Stop
+
+# What a warm process sends: the only classes its owner's unpickler accepts, with what they
+# hold (`drayman.runner.unpickler`).
+FROM_WARM_PROCESS: tuple[type, ...] = (TryStarted, TryOutcome, LogChunks, WorkerDone)
 
 
 def encode(message: object) -> bytes:

@@ -30,7 +30,7 @@ from drayman.runner.execute import fail_try, run_callback_workload, run_try
 from drayman.runner.isolation import can_reach_database, resolve_run_as
 from drayman.runner.logship import PipeLogSink
 from drayman.runner.process import Interrupt, StopTry, die_with_parent, prepare_process
-from drayman.runner.protocol import WorkerDone, encode
+from drayman.runner.protocol import Cancel, Kill, Stop, ToWarmProcess, WorkerDone, encode
 from drayman.workloads import CallbackWorkload, LogChunks, TryOutcome, TryWorkload, Workload
 
 MAX_BUNDLE_VERSIONS = 4  # past this many, a worker exits after its workload to free memory
@@ -98,6 +98,11 @@ class Worker:
         """One message to the pool, pickled here (see `drayman.runner.protocol`)."""
         self.conn.send_bytes(encode(message))
 
+    def _receive(self) -> ToWarmProcess:
+        """The owner's next message (the owner is trusted: a plain pickle)."""
+        message: ToWarmProcess = self.conn.recv()
+        return message
+
     def _hold_last_chunks(self, chunks: LogChunks) -> None:
         self.last_chunks = chunks
 
@@ -106,12 +111,12 @@ class Worker:
             if self.pending:
                 return self.pending.popleft()
             try:
-                message = self.conn.recv()
+                message = self._receive()
             except EOFError:
                 return None
             if isinstance(message, TryWorkload | CallbackWorkload):
                 return message
-            if message == "stop":
+            if isinstance(message, Stop):
                 return None
             # A cancel for a try that already ended: nothing to do.
         return None
@@ -186,16 +191,20 @@ class Worker:
     def _check_message(self) -> StopTry | None:
         """Called while a child runs (a try or a callback) and the connection is readable."""
         try:
-            message = self.conn.recv()
+            message = self._receive()
         except EOFError:
             self.stopping = True
             return StopTry("the executor went away", at_once=True)
-        if self.running is not None and message == f"cancel {self.running}":
+        if (
+            isinstance(message, Cancel)
+            and self.running is not None
+            and message.try_id == self.running
+        ):
             return StopTry("cancelled")
-        if message == "kill":
+        if isinstance(message, Kill):
             self.stopping = True
             return StopTry("killed: the executor is stopping", at_once=True)
-        if message == "stop":
+        if isinstance(message, Stop):
             self.stopping = True
         elif isinstance(message, TryWorkload | CallbackWorkload):
             self.pending.append(message)
