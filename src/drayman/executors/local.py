@@ -11,9 +11,8 @@ import functools
 import logging
 from collections.abc import Sequence
 
-from drayman.bundles.cache import BundleCache
 from drayman.config import Settings
-from drayman.runner.archives import fetch_archive
+from drayman.runner.archives import BundlePrefetch, fetch_archive
 from drayman.runner.pool import WarmPool
 from drayman.workloads import CallbackDone, ExecutorEvent, LogChunks, Workload
 
@@ -35,8 +34,8 @@ class LocalExecutor:
     ) -> None:
         self.settings = settings
         self.pool = WarmPool(settings, echo_logs=echo_logs, min_warm=min_warm, relay=relay)
-        self._bundle_cache = BundleCache(settings.bundle_cache)
-        self._cached: set[str] = set()  # bundle versions known to be in the cache
+        load = functools.partial(fetch_archive, settings)
+        self.bundles = BundlePrefetch(settings.bundle_cache, load, log)
 
     def start(self) -> None:
         self.pool.start()
@@ -46,7 +45,7 @@ class LocalExecutor:
 
     def submit(self, workloads: Sequence[Workload]) -> None:
         self.pool.check_running()
-        self._fetch_bundles(workloads)
+        self.bundles.ensure(workloads)
         self.pool.submit(workloads)
 
     def events(self) -> list[ExecutorEvent]:
@@ -56,6 +55,7 @@ class LocalExecutor:
         return self.pool.fileno()
 
     def relayed(self) -> list[LogChunks | CallbackDone]:
+        """With `relay`: log chunks and ended callbacks since the last call (after `events()`)."""
         return self.pool.relayed()
 
     def running_try_ids(self) -> list[int]:
@@ -68,18 +68,5 @@ class LocalExecutor:
         self.pool.heartbeat()
 
     def stop(self, grace_s: float) -> None:
+        """See the protocol; tries still waiting for a worker are reported failed."""
         self.pool.stop(grace_s)
-
-    def _fetch_bundles(self, workloads: Sequence[Workload]) -> None:
-        """Put each new bundle version in the cache before a worker needs it: workers hold no
-        database password to fetch one. Usually a hit (the DAG processor of this host, or a
-        remote runner, extracted it already); a failure is left to the worker, which fails
-        the try with the reason in its log."""
-        for version in {w.run.bundle_version for w in workloads} - self._cached:
-            fetch = functools.partial(fetch_archive, self.settings, version)
-            try:
-                self._bundle_cache.path(version, fetch)
-            except Exception as exc:
-                log.warning("bundle.fetch_failed version=%s: %s", version[:12], exc)
-            else:
-                self._cached.add(version)
