@@ -26,11 +26,13 @@ from drayman.bundles.cache import BundleCache  # at the top: the forkserver prel
 from drayman.config import Settings
 from drayman.exceptions import BundleError
 from drayman.runner.archives import fetch_archive
-from drayman.runner.execute import fail_try, run_callback_workload, run_try
+from drayman.runner.callbacks import run_callback_workload
+from drayman.runner.execute import fail_try, run_try
 from drayman.runner.isolation import can_reach_database, resolve_run_as
 from drayman.runner.logship import PipeLogSink
-from drayman.runner.process import Interrupt, StopTry, die_with_parent, prepare_process
+from drayman.runner.process import die_with_parent, prepare_process
 from drayman.runner.protocol import Cancel, Kill, Stop, ToWarmProcess, WorkerDone, encode
+from drayman.runner.supervise import Interrupt, StopTry
 from drayman.workloads import CallbackWorkload, LogChunks, TryOutcome, TryWorkload, Workload
 
 MAX_BUNDLE_VERSIONS = 4  # past this many, a worker exits after its workload to free memory
