@@ -99,7 +99,6 @@ def make_app(settings: Settings, *, runner: WorkerEngine | None = None) -> Celer
     # shared=False: each app (one per test, one per worker) keeps its own task registry.
     # The bodies take any arguments: a malformed message is refused here, in a log line of
     # bounded size, and acknowledged (never retried nor sent again), instead of a TypeError.
-    @app.task(name=RUN_TRIES, bind=True, ignore_result=True, shared=False)
     def run_tries_task(task: Task, *args: Any, **kwargs: Any) -> None:
         try_ids = _only_argument(args, kwargs, "try_ids")
         if not _is_id_list(try_ids):
@@ -109,7 +108,6 @@ def make_app(settings: Settings, *, runner: WorkerEngine | None = None) -> Celer
             return
         _run_and_send_back(task, _runner_of(runner), try_ids)
 
-    @app.task(name=RUN_TRY, bind=True, ignore_result=True, shared=False)
     def run_try_task(task: Task, *args: Any, **kwargs: Any) -> None:
         try_id = _only_argument(args, kwargs, "try_id")
         if not _is_id(try_id):
@@ -117,13 +115,17 @@ def make_app(settings: Settings, *, runner: WorkerEngine | None = None) -> Celer
             return
         _run_and_send_back(task, _runner_of(runner), [try_id])
 
-    @app.task(name=RUN_CALLBACK, ignore_result=True, shared=False)
     def run_callback_task(*args: Any, **kwargs: Any) -> None:
         if kwargs or len(args) != 3 or not all(_is_name(value) for value in args):
             _refuse("callback", args, kwargs, f"expected dag id, run id, callback: {_NAMES}")
             return
         _runner_of(runner).run_callback(*args)
 
+    # Registered by a call, not with decorator syntax: Celery is untyped, and a decorator
+    # would leave mypy a function of unknown type.
+    app.task(name=RUN_TRIES, bind=True, ignore_result=True, shared=False)(run_tries_task)
+    app.task(name=RUN_TRY, bind=True, ignore_result=True, shared=False)(run_try_task)
+    app.task(name=RUN_CALLBACK, ignore_result=True, shared=False)(run_callback_task)
     return app
 
 
