@@ -37,7 +37,8 @@ from bench.micro_runner import (
     workload,
 )
 from drayman.config import Settings
-from drayman.executors.local import PRELOAD, LocalExecutor
+from drayman.executors.local import LocalExecutor
+from drayman.runner.preload import WARM_PROCESS_PRELOAD as PRELOAD
 
 LOOP_ITERATIONS = 5_000_000
 FORKS = 300

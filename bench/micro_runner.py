@@ -83,7 +83,7 @@ def own_cpu_s() -> float:
 def workers_cpu_s(executor: LocalExecutor) -> float:
     return sum(
         process_cpu_s(w.process.pid)
-        for w in executor._workers.values()
+        for w in executor.pool._workers.values()
         if w.process.pid is not None
     )
 
@@ -101,7 +101,7 @@ def memory(executor: LocalExecutor) -> None:
     """PSS of the processes the executor added: its forkserver and workers."""
     from multiprocessing import forkserver, resource_tracker
 
-    workers = [w.process.pid for w in executor._workers.values() if w.process.pid]
+    workers = [w.process.pid for w in executor.pool._workers.values() if w.process.pid]
     server = forkserver._forkserver._forkserver_pid  # type: ignore[attr-defined]
     tracker = resource_tracker._resource_tracker._pid  # type: ignore[attr-defined]
     total = sum(pss_mb(pid) for pid in workers)

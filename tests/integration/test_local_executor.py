@@ -277,12 +277,12 @@ def test_idle_workers_beyond_the_warm_ones_retire(executor: LocalExecutor) -> No
     seen = Events(executor)
     executor.submit([workload(i, "sleep", seconds=0.05) for i in range(4)])
     seen.until(lambda ev: len(outcomes(ev)) == 4)
-    assert len(executor._workers) == 4
+    assert len(executor.pool._workers) == 4
     deadline = time.monotonic() + 5
-    while len(executor._workers) > 2 and time.monotonic() < deadline:
+    while len(executor.pool._workers) > 2 and time.monotonic() < deadline:
         executor.heartbeat()
         time.sleep(0.05)
-    assert len(executor._workers) == 2
+    assert len(executor.pool._workers) == 2
 
 
 def test_dag_callback_workload_runs(executor: LocalExecutor, settings: Settings) -> None:
@@ -362,12 +362,14 @@ def test_a_worker_that_loaded_many_bundle_versions_is_replaced(settings: Setting
     executor.start()
     seen = Events(executor)
     try:
-        (first,) = executor._workers
+        (first,) = executor.pool._workers
         for try_id, version in enumerate(versions, start=1):
             base = workload(try_id)
             executor.submit([replace(base, run=replace(base.run, bundle_version=version))])
             seen.until(lambda ev, t=try_id: t in outcomes(ev))
-        seen.until(lambda _: first not in executor._workers and len(executor._workers) == 1)
+        seen.until(
+            lambda _: first not in executor.pool._workers and len(executor.pool._workers) == 1
+        )
     finally:
         executor.stop(grace_s=0)
     assert all(o.succeeded for o in outcomes(seen.all).values())

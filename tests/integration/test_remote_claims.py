@@ -1,4 +1,4 @@
-"""A remote worker's claim (`runner.remote.claim_tries`) on SQLite, PostgreSQL and MariaDB.
+"""A remote worker's claim (`store.claims.claim_tries`) on SQLite, PostgreSQL and MariaDB.
 
 What the Celery tests show end to end on PostgreSQL, here on every database: a try of a queue
 the worker does not serve stays QUEUED and untouched, and a try whose workload cannot be
@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, select, update
 
-from drayman.runner.remote import claim_tries
 from drayman.spec import DagSpec, TaskSpec
 from drayman.states import RunState, StateChange, TIState, TryState
 from drayman.store import logs as log_store
 from drayman.store import task_instances, tries
+from drayman.store.claims import claim_tries
 from drayman.store.engine import Store
 from drayman.store.schema import dag_run, task_instance, task_try
 
@@ -69,14 +69,30 @@ def test_a_try_of_a_queue_the_worker_does_not_serve_stays_queued(seed: Seed, sto
     ids = seeded(seed, store, "r1")["r1"]
     with store.begin() as conn:
         claimed = claim_tries(
-            conn, list(ids.values()), spec_of, worker_id=7, now=NOW, queues={"default"}
+            conn,
+            list(ids.values()),
+            spec_of,
+            worker_id=7,
+            now=NOW,
+            hostname="test-host",
+            pid=1,
+            queues={"default"},
         )
     assert [w.task_id for w in claimed.workloads] == ["light"]
-    assert claimed.refused == [ids["heavy"]] and claimed.failed == []
+    assert [r.try_id for r in claimed.refused] == [ids["heavy"]] and claimed.failed == ()
     assert try_row(store, ids["light"]) == (TryState.RUNNING, None, 7)
     assert try_row(store, ids["heavy"]) == (TryState.QUEUED, None, None)
     with store.begin() as conn:  # a worker of its queue takes it
-        claimed = claim_tries(conn, [ids["heavy"]], spec_of, worker_id=8, now=NOW, queues={"heavy"})
+        claimed = claim_tries(
+            conn,
+            [ids["heavy"]],
+            spec_of,
+            worker_id=8,
+            now=NOW,
+            hostname="test-host",
+            pid=1,
+            queues={"heavy"},
+        )
     assert [w.task_id for w in claimed.workloads] == ["heavy"]
     assert try_row(store, ids["heavy"]) == (TryState.RUNNING, None, 8)
 
@@ -89,7 +105,9 @@ def test_a_try_whose_workload_cannot_be_rebuilt_fails_alone_in_the_claim(
         conn.execute(update(dag_run).where(dag_run.c.run_id == "broken").values(conf='{"a": '))
     wanted = [*ids["broken"].values(), *ids["whole"].values()]
     with store.begin() as conn:
-        claimed = claim_tries(conn, wanted, spec_of, worker_id=7, now=NOW)
+        claimed = claim_tries(
+            conn, wanted, spec_of, worker_id=7, now=NOW, hostname="test-host", pid=1
+        )
     assert sorted(w.try_id for w in claimed.workloads) == sorted(ids["whole"].values())
     assert sorted(r.try_id for r in claimed.failed) == sorted(ids["broken"].values())
     for try_id in ids["broken"].values():

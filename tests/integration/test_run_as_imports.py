@@ -59,7 +59,7 @@ def home(open_root: Path) -> Path:
 @pytest.fixture
 def executor(home: Path, task_user: pwd.struct_passwd) -> Iterator[LocalExecutor]:
     executor = LocalExecutor(Settings(home=home, parallelism=1, run_as_user=TASK_USER))
-    executor._cached.add(VERSION)
+    executor.bundles.cached.add(VERSION)
     executor.start()
     yield executor
     executor.stop(grace_s=0)

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from drayman.runner.execute import run_callback_workload, run_try
+from drayman.runner.callbacks import run_callback_workload
+from drayman.runner.execute import run_try
 from drayman.runner.loader import unload_all
-from drayman.runner.process import Interrupt, StopTry
+from drayman.runner.supervise import Interrupt, StopTry
 from drayman.workloads import (
     CallbackWorkload,
     RunContextData,

@@ -70,7 +70,7 @@ def started_executor(root: Path, dag_source: str, marker: Path) -> LocalExecutor
     bundle.mkdir(parents=True)
     (bundle / "dag.py").write_text(dag_source.replace("@MARKER@", repr(str(marker))))
     executor = LocalExecutor(Settings(home=root / "home", parallelism=1))
-    executor._cached.add(VERSION)
+    executor.bundles.cached.add(VERSION)
     executor.start()
     return executor
 

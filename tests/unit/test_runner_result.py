@@ -10,8 +10,8 @@ import pytest
 
 from drayman.exceptions import ResultTooLargeError
 from drayman.runner.execute import context_for
-from drayman.runner.process import describe_exit
 from drayman.runner.results import ResultNotJSONError, encode_result, format_bytes
+from drayman.runner.supervise import describe_exit
 from drayman.workloads import RunContextData, TryWorkload
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from drayman.executors.worker_messages import RefusedMessage, decode
-from drayman.runner.worker import WorkerDone
+from drayman.runner.protocol import WorkerDone
+from drayman.runner.unpickler import RefusedMessage, decode
 from drayman.workloads import LogChunks, TryOutcome, TryStarted
 
 NOW = datetime(2024, 1, 1, 12, 0, tzinfo=UTC)

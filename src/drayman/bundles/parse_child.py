@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
+from drayman.runner.preload import DAG_MODULES
+
 Outcome = dict[str, Any]
 
 TIMEOUT_MESSAGE = "import took longer than {timeout} s (DRAYMAN_PARSE_TIMEOUT_S)"
@@ -323,20 +325,6 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 # --- entry point -------------------------------------------------------------------------
-
-
-# What defining a DAG imports; the local executor's forkserver preloads them too.
-DAG_MODULES = (
-    "drayman",
-    "drayman.authoring.dag",
-    "drayman.authoring.tasks",
-    "drayman.authoring.serialize",
-    "drayman.authoring.shell_arguments",
-    "drayman.authoring.shell_references",
-    "drayman.authoring.templating",
-    "drayman.timetables",
-    "jinja2.sandbox",
-)
 
 
 def _preload() -> None:

@@ -2,7 +2,7 @@
 
 It registers a worker component, heartbeats it from a thread on the database's clock, and runs
 a Celery worker on the given queues whose tries the worker's engine claims, runs and records
-(`drayman.runner.remote`). SIGTERM (or Ctrl-C) is Celery's warm shutdown: no new messages,
+(`drayman.worker`). SIGTERM (or Ctrl-C) is Celery's warm shutdown: no new messages,
 running tries get `worker_grace_s` to finish, then are handed back; the component is marked
 stopped and the process exits 0. If the engine thread dies on an error, the worker stops the
 same way and exits 1, so that systemd (Restart=always) or the operator starts a new one.
@@ -78,8 +78,8 @@ def worker(queues: list[str], concurrency: int | None, grace: float | None) -> N
 def serve_worker(settings: Settings, store: Store, *, queues: list[str], concurrency: int) -> int:
     from drayman.executors.celery import make_app, run_worker
     from drayman.executors.celery_wakeup import OutcomeBell
-    from drayman.runner.remote import RemoteRunner
     from drayman.store import components
+    from drayman.worker.engine import RemoteRunner
 
     host, pid = socket.gethostname(), os.getpid()
     with store.begin() as conn:

@@ -8,7 +8,7 @@ lets it sleep until either an event or its fallback poll.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from drayman.workloads import ExecutorEvent, Workload
@@ -53,3 +53,20 @@ class Executor(Protocol):
 
     def stop(self, grace_s: float) -> None:
         """Stop taking work; wait up to `grace_s` for running tries, then kill them."""
+
+
+class WorkerEngine(Protocol):
+    """What the Celery app of `drayman worker` calls on the worker's engine
+    (`drayman.worker.engine.RemoteRunner`), which the CLI builds and hands it."""
+
+    def run_tries(self, try_ids: Sequence[int], send_again: Callable[[list[int]], None]) -> None:
+        """Claim, run and record the tries of one message; return when all are over."""
+
+    def run_callback(self, dag_id: str, run_id: str, callback: str) -> bool:
+        """Run a finished run's DAG-level callback; False when it is not due."""
+
+    def release(self) -> None:
+        """Claim nothing more (the worker stops)."""
+
+    def hand_back(self) -> None:
+        """Kill the tries still running and record them as handed back."""

@@ -3,14 +3,14 @@
 Scheduler side, `CeleryExecutor` sends `drayman.run_tries` with the ids of up to
 `TRIES_PER_MESSAGE` tries of one queue, to that queue, or `drayman.run_callback` with a
 finished run's dag id, run id and callback name. Nothing else travels: a worker rebuilds the
-workload from the store (`drayman.runner.remote`), so a forged or replayed message can only
+workload from the store (`drayman.worker`), so a forged or replayed message can only
 name tries, and the try-id fence (ADR 4) refuses one that is not queued and current. A message
 of the wrong shape (ids past the database's INTEGER, bools, floats, lists over the cap, extra
 arguments) is refused in a log line of bounded size and acknowledged, never retried (ADR 13).
 `drayman.run_try` (one id) is still understood, from schedulers that sent one try per message.
 
 Worker side, `make_app(settings, runner=...)` registers the task bodies, which hand each id
-to the worker's engine (`drayman.runner.remote.RemoteRunner`: batched claims and outcomes,
+to the worker's engine (`drayman.worker.engine.RemoteRunner`: batched claims and outcomes,
 warm processes that fork one child per try); `run_worker` runs a Celery worker whose pool is
 a thread per try slot, each waiting for its try to be recorded.
 
@@ -32,20 +32,18 @@ import logging
 import reprlib
 import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from celery import Celery, Task
 
 from drayman.config import Settings
 from drayman.exceptions import ConfigError, ExecutorError
 from drayman.executors import kombu_redis
+from drayman.executors.base import WorkerEngine
 from drayman.executors.celery_wakeup import OutcomeListener
 from drayman.fleet import IN_FLIGHT_PER_SLOT
 from drayman.redact import MaskingFilter, mask_text, mask_url
 from drayman.workloads import CallbackWorkload, ExecutorEvent, TryWorkload, Workload
-
-if TYPE_CHECKING:
-    from drayman.runner.remote import RemoteRunner
 
 log = logging.getLogger("drayman.executors.celery")
 
@@ -65,7 +63,7 @@ TRIES_PER_MESSAGE = IN_FLIGHT_PER_SLOT
 MAX_TRIES_ACCEPTED = 64  # a message naming more is refused: no scheduler sends one
 
 
-def make_app(settings: Settings, *, runner: RemoteRunner | None = None) -> Celery:
+def make_app(settings: Settings, *, runner: WorkerEngine | None = None) -> Celery:
     """The Celery app for `settings.broker_url`; a worker's passes the `runner` of its tries."""
     if not settings.broker_url:
         raise ConfigError(
@@ -101,7 +99,6 @@ def make_app(settings: Settings, *, runner: RemoteRunner | None = None) -> Celer
     # shared=False: each app (one per test, one per worker) keeps its own task registry.
     # The bodies take any arguments: a malformed message is refused here, in a log line of
     # bounded size, and acknowledged (never retried nor sent again), instead of a TypeError.
-    @app.task(name=RUN_TRIES, bind=True, ignore_result=True, shared=False)
     def run_tries_task(task: Task, *args: Any, **kwargs: Any) -> None:
         try_ids = _only_argument(args, kwargs, "try_ids")
         if not _is_id_list(try_ids):
@@ -111,7 +108,6 @@ def make_app(settings: Settings, *, runner: RemoteRunner | None = None) -> Celer
             return
         _run_and_send_back(task, _runner_of(runner), try_ids)
 
-    @app.task(name=RUN_TRY, bind=True, ignore_result=True, shared=False)
     def run_try_task(task: Task, *args: Any, **kwargs: Any) -> None:
         try_id = _only_argument(args, kwargs, "try_id")
         if not _is_id(try_id):
@@ -119,13 +115,17 @@ def make_app(settings: Settings, *, runner: RemoteRunner | None = None) -> Celer
             return
         _run_and_send_back(task, _runner_of(runner), [try_id])
 
-    @app.task(name=RUN_CALLBACK, ignore_result=True, shared=False)
     def run_callback_task(*args: Any, **kwargs: Any) -> None:
         if kwargs or len(args) != 3 or not all(_is_name(value) for value in args):
             _refuse("callback", args, kwargs, f"expected dag id, run id, callback: {_NAMES}")
             return
         _runner_of(runner).run_callback(*args)
 
+    # Registered by a call, not with decorator syntax: Celery is untyped, and a decorator
+    # would leave mypy a function of unknown type.
+    app.task(name=RUN_TRIES, bind=True, ignore_result=True, shared=False)(run_tries_task)
+    app.task(name=RUN_TRY, bind=True, ignore_result=True, shared=False)(run_try_task)
+    app.task(name=RUN_CALLBACK, ignore_result=True, shared=False)(run_callback_task)
     return app
 
 
@@ -179,7 +179,7 @@ _SHORT_REPR.maxstring = _SHORT_REPR.maxother = _SHORT_REPR.maxlong = REFUSED_REP
 _SHORT_REPR.maxlist = _SHORT_REPR.maxtuple = _SHORT_REPR.maxdict = 16
 
 
-def _run_and_send_back(task: Task, runner: RemoteRunner, try_ids: list[int]) -> None:
+def _run_and_send_back(task: Task, runner: WorkerEngine, try_ids: list[int]) -> None:
     """Run the tries; one released unclaimed (no free slot here for a while, or the worker is
     stopping) goes back to the queue at once, for another worker, instead of waiting for the
     scheduler's `queued_timeout_s`."""
@@ -203,7 +203,7 @@ def _run_and_send_back(task: Task, runner: RemoteRunner, try_ids: list[int]) -> 
     runner.run_tries(try_ids, send_again)
 
 
-def _runner_of(runner: RemoteRunner | None) -> RemoteRunner:
+def _runner_of(runner: WorkerEngine | None) -> WorkerEngine:
     if runner is None:
         raise ExecutorError("only `drayman worker` runs tries: this app was made to send them")
     return runner
@@ -211,7 +211,7 @@ def _runner_of(runner: RemoteRunner | None) -> RemoteRunner:
 
 def run_worker(
     app: Celery,
-    runner: RemoteRunner,
+    runner: WorkerEngine,
     *,
     queues: Sequence[str],
     concurrency: int,

@@ -38,7 +38,9 @@ import time
 import uuid
 from typing import Any
 
-from kombu import Connection, Consumer, Exchange, Producer, Queue
+from kombu.connection import Connection
+from kombu.entity import Exchange, Queue
+from kombu.messaging import Consumer, Producer
 
 from drayman.config import Settings
 from drayman.executors import kombu_redis

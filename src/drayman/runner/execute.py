@@ -1,4 +1,4 @@
-"""Run one try of one task, or one DAG-level callback, and say how it ended.
+"""Run one try of one task and say how it ended (its callbacks: `drayman.runner.callbacks`).
 
 A try loads its task from the bundle, runs it in a forked child (`drayman.runner.process`),
 copies the child's output into the try's log (`drayman.runner.trylog`), and turns how the child
@@ -18,45 +18,37 @@ file again. Without it, the file is imported here once and every try is only a f
 from __future__ import annotations
 
 import errno
-import functools
 import json
 import os
 import signal
-import socket
 import sys
 import time
-import traceback
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import NoReturn, TextIO
 
-from drayman.authoring.context import Context, parse_aware
+from drayman.authoring.context import Context
 from drayman.authoring.tasks import PythonTask, ShellTask, Task
 from drayman.exceptions import ParamsError, ResultTooLargeError
-from drayman.runner.loader import load_dag, load_task
-from drayman.runner.process import (
-    Ended,
-    Interrupt,
-    describe_exit,
-    fork,
-    send,
-    supervise,
-    switches_user,
+from drayman.runner.callbacks import (
+    TASK_CALLBACKS,
+    load_try_task,
+    log_exception,
+    task_callbacks,
 )
+from drayman.runner.context import context_for
+from drayman.runner.host import hostname
+from drayman.runner.loader import load_task
+from drayman.runner.process import fork, send, switches_user
 from drayman.runner.results import ResultNotJSONError, encode_result, one_line
-from drayman.runner.trylog import LogSink, TryLog, default_callback_log_path, try_log_path
+from drayman.runner.supervise import Ended, Interrupt, describe_exit, supervise
+from drayman.runner.trylog import LogSink, TryLog, try_log_path
 from drayman.workloads import (
-    CallbackWorkload,
-    RunContextData,
     TryOutcome,
     TryStarted,
     TryWorkload,
 )
-
-CALLBACK_TIMEOUT_S = 60.0
-TASK_CALLBACKS = ("on_success", "on_retry", "on_failure")
-
 
 # ----------------------------------------------------------------------------- public API
 
@@ -88,50 +80,6 @@ def run_try(
         log.close()
 
 
-def run_callback_workload(
-    workload: CallbackWorkload,
-    bundle_dir: Path,
-    logs_folder: Path,
-    echo: TextIO | None = None,
-    *,
-    interrupt: Interrupt | None = None,
-) -> None:
-    """Run a DAG-level callback in a forked child; its failure is logged, never raised."""
-    run = workload.run
-    path = workload.log_path or default_callback_log_path(workload)
-    log = TryLog(logs_folder / path, echo)
-    try:
-        log.line(
-            f"DAG {run.dag_id} {workload.callback} callback (run {run.run_id}, "
-            f"bundle {run.bundle_version[:8]}) on {hostname()}"
-        )
-        if switches_user():  # the DAG file is imported in the callback's child, as its user
-            _run_callback(
-                log,
-                workload.callback,
-                lambda: _dag_callback(workload, bundle_dir),
-                interrupt,
-            )
-            return
-        try:
-            dag = load_dag(bundle_dir, workload.fileloc, run.dag_id)
-        except Exception as exc:
-            _log_exception(log, exc)
-            log.line(f"{workload.callback} callback not run: {one_line(exc)}")
-            return
-        if not getattr(dag, workload.callback, ()):
-            log.line(f"DAG {run.dag_id} has no {workload.callback} callback (any more)")
-            return
-        ctx = _context(run, task_id="", map_index=-1, try_number=0, max_tries=0)
-        _run_callback(
-            log,
-            workload.callback,
-            lambda: dag.run_callback(workload.callback, ctx, workload.reason),
-        )
-    finally:
-        log.close()
-
-
 def fail_try(
     workload: TryWorkload,
     logs_folder: Path,
@@ -147,50 +95,6 @@ def fail_try(
         return _fail_in_place(workload, log, error, on_started)
     finally:
         log.close()
-
-
-@functools.cache
-def hostname() -> str:
-    return socket.gethostname()
-
-
-def context_for(workload: TryWorkload) -> Context:
-    """The Context of one try: run data from the workload, times aware in the DAG's zone."""
-    return _context(
-        workload.run, workload.task_id, workload.map_index, workload.try_number, workload.max_tries
-    )
-
-
-def _context(
-    run: RunContextData, task_id: str, map_index: int, try_number: int, max_tries: int
-) -> Context:
-    return Context(
-        dag_id=run.dag_id,
-        run_id=run.run_id,
-        task_id=task_id,
-        map_index=map_index,
-        try_number=try_number,
-        max_tries=max_tries,
-        run_type=run.run_type,
-        logical_date=parse_aware(run.logical_date, run.timezone),
-        data_interval_start=parse_aware(run.data_interval_start, run.timezone),
-        data_interval_end=parse_aware(run.data_interval_end, run.timezone),
-        timezone=run.timezone,
-        bundle_version=run.bundle_version,
-        params=dict(run.params),
-        conf=dict(run.conf),
-    )
-
-
-def _dag_callback(workload: CallbackWorkload, bundle_dir: Path) -> None:
-    """A DAG-level callback in its child: import the DAG file, then call the callback."""
-    run = workload.run
-    dag = load_dag(bundle_dir, workload.fileloc, run.dag_id)
-    if not getattr(dag, workload.callback, ()):
-        print(f"[drayman] DAG {run.dag_id} has no {workload.callback} callback (any more)")
-        return
-    ctx = _context(run, task_id="", map_index=-1, try_number=0, max_tries=0)
-    dag.run_callback(workload.callback, ctx, workload.reason)
 
 
 # ------------------------------------------------------------------------ one try, in order
@@ -228,9 +132,7 @@ def _run_try(
         log.line(f"success in {elapsed:.2f} s")
     else:
         log.line(f"failed: {outcome.error} (after {elapsed:.2f} s)")
-    _task_callbacks(
-        workload, task, bundle_dir, callbacks, log, outcome, interrupt, before_callbacks
-    )
+    task_callbacks(workload, task, bundle_dir, callbacks, log, outcome, interrupt, before_callbacks)
     return outcome
 
 
@@ -244,7 +146,7 @@ def _fail_in_place(
     started_at = datetime.now(UTC)
     on_started(TryStarted(workload.try_id, hostname(), os.getpid(), started_at))
     log.line(_start_line(workload, os.getpid()))
-    _log_exception(log, error)
+    log_exception(log, error)
     outcome = _failed(workload, started_at, os.getpid(), one_line(error))
     log.line(f"failed: {outcome.error}")
     return outcome
@@ -318,7 +220,7 @@ def _task_body(
     def body(result_fd: int) -> int:
         task = loaded
         if task is None:
-            task = _load(workload, bundle_dir)
+            task = load_try_task(workload, bundle_dir)
             send(result_fd, b"C" + json.dumps(_callback_names(task)).encode() + b"\n")
         ctx = context_for(workload)
         if isinstance(task, ShellTask):
@@ -336,10 +238,6 @@ def _task_body(
         return 0
 
     return body
-
-
-def _load(workload: TryWorkload, bundle_dir: Path) -> Task:
-    return load_task(bundle_dir, workload.fileloc, workload.run.dag_id, workload.task_id)[1]
 
 
 def _callback_names(task: Task) -> list[str]:
@@ -393,67 +291,3 @@ def _context_env(ctx: Context) -> dict[str, str]:
         "DRAYMAN_MAP_INDEX": str(ctx.map_index),
         "DRAYMAN_LOGICAL_DATE": ctx.ts,
     }
-
-
-# ------------------------------------------------------------------------------- callbacks
-
-
-def _task_callbacks(
-    workload: TryWorkload,
-    task: Task | None,
-    bundle_dir: Path,
-    callbacks: list[str],
-    log: TryLog,
-    outcome: TryOutcome,
-    interrupt: Interrupt | None,
-    before: Callable[[TryOutcome], None] | None,
-) -> None:
-    """Run the task's callback for `outcome`, if it has one (`callbacks`); `task` None: its
-    child imports the DAG file again."""
-    if outcome.succeeded:
-        name = "on_success"
-    elif workload.try_number < workload.max_tries:
-        name = "on_retry"
-    else:
-        name = "on_failure"
-    if name not in callbacks:
-        return  # the common case: no fork at all
-    if before is not None:
-        before(outcome)
-    error = outcome.error
-
-    def call() -> None:
-        (task or _load(workload, bundle_dir)).run_callback(name, context_for(workload), error)
-
-    _run_callback(log, name, call, interrupt)
-
-
-def _run_callback(
-    log: TryLog, name: str, call: Callable[[], None], interrupt: Interrupt | None = None
-) -> None:
-    """Run a callback in its own child, with a time limit; a failure is only logged."""
-
-    def body(_result_fd: int) -> int:
-        call()
-        return 0
-
-    log.line(f"running {name} callback")
-    child = fork(body)
-    ended = supervise(child, log, CALLBACK_TIMEOUT_S, interrupt)
-    _, _, exit_text = describe_exit(ended.status)
-    if ended.interrupted:
-        log.line(f"{name} callback stopped: {ended.interrupted}")
-    elif ended.timed_out:
-        log.line(f"{name} callback failed: it took longer than {CALLBACK_TIMEOUT_S:g} s")
-    elif ended.status != 0:
-        detail = ended.message[1:].decode(errors="replace") if ended.message else exit_text
-        log.line(f"{name} callback failed: {detail}")
-    else:
-        log.line(f"{name} callback done")
-
-
-# ---------------------------------------------------------------------------------- helpers
-
-
-def _log_exception(log: TryLog, exc: BaseException) -> None:
-    log.write("".join(traceback.format_exception(exc)).encode(errors="backslashreplace"))

@@ -18,7 +18,7 @@ or the web secret key, with which it could rewrite any run or forge a login. Fou
   that user (`refuse_shared_files`).
 - **The fds.** A try's child closes every fd of its worker but its own pipes
   (`drayman.runner.process`), and the executor unpickles only its protocol's messages
-  (`drayman.executors.worker_messages`).
+  (`drayman.runner.unpickler`).
 - **The memory.** A Python task runs in a fork of a warm worker and can read all of that
   process's memory. So warm workers get `settings_for_workers`: URLs without their passwords.
   The executor puts a bundle in the cache before it sends a try that needs it; a warm worker

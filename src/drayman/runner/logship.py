@@ -2,7 +2,7 @@
 
 A remote worker's warm process runs each try with a `PipeLogSink`: the try's log still goes to
 the worker's file, and the same bytes are cut into text chunks (`LogChunker`) that travel
-over the worker's pipe to its engine (`drayman.runner.remote`), which stores them in the
+over the worker's pipe to its engine (`drayman.worker`), which stores them in the
 `log_chunk` table (`drayman.store.logs`) together with the outcomes of the same round. A
 chunk leaves at most every `interval_s`, or sooner once `max_bytes` are waiting, plus a last
 one when the try's log is closed; the supervising poll loop wakes for a flush that is due, so

@@ -1,18 +1,10 @@
-"""The warm worker process of the local executor: one workload at a time, each try a fork.
+"""A warm process of the pool (`drayman.runner.pool`): one workload at a time, each try a fork.
 
-The process is itself a fork of the executor's forkserver, which has drayman, the authoring
+The process is itself a fork of the pool's forkserver, which has drayman, the authoring
 API and Jinja imported; it imports each DAG file once (see `loader`) and forks a child per
 try, so a try costs a fork, not an interpreter start.
 
-Messages from the executor: a workload (`TryWorkload` or `CallbackWorkload`, pickled whole:
-cheaper than `asdict` and back), "cancel <try_id>" (SIGTERM, then SIGKILL after a grace),
-"kill" (SIGKILL at once to whatever runs, callbacks too: the executor is stopping) and "stop".
-Messages back: `TryStarted`, then `WorkerDone` (with the try's `TryOutcome`) once the
-workload and its callbacks are over; a try whose callbacks run sends its outcome before them.
-With `relay` (a remote worker's engine), the try's log also goes back as `LogChunks`, its
-last ones inside the `WorkerDone`. Messages are plain pickles (`send_bytes`), which the
-other end's `recv()` reads: multiprocessing's own `send` builds a `ForkingPickler`, copying
-its reducer table, for every message.
+The messages it exchanges with the pool that owns it: `drayman.runner.protocol`.
 """
 
 from __future__ import annotations
@@ -20,13 +12,11 @@ from __future__ import annotations
 import gc
 import multiprocessing
 import os
-import pickle
 import signal
 import sys
 import traceback
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -35,26 +25,17 @@ from typing import Any
 from drayman.bundles.cache import BundleCache  # at the top: the forkserver preloads it
 from drayman.config import Settings
 from drayman.exceptions import BundleError
-from drayman.runner.execute import fail_try, run_callback_workload, run_try
+from drayman.runner.archives import fetch_archive
+from drayman.runner.callbacks import run_callback_workload
+from drayman.runner.execute import fail_try, run_try
 from drayman.runner.isolation import can_reach_database, resolve_run_as
 from drayman.runner.logship import PipeLogSink
-from drayman.runner.process import Interrupt, StopTry, die_with_parent, prepare_process
+from drayman.runner.process import die_with_parent, prepare_process
+from drayman.runner.protocol import Cancel, Kill, Stop, ToWarmProcess, WorkerDone, encode
+from drayman.runner.supervise import Interrupt, StopTry
 from drayman.workloads import CallbackWorkload, LogChunks, TryOutcome, TryWorkload, Workload
 
 MAX_BUNDLE_VERSIONS = 4  # past this many, a worker exits after its workload to free memory
-
-
-@dataclass(frozen=True)
-class WorkerDone:
-    """The worker finished its workload; `retiring`: it exits now and takes no more.
-
-    `outcome` is the try's, unless it was sent on its own before the task's callbacks ran:
-    one message, so the executor learns the outcome and the free slot at the same moment.
-    """
-
-    retiring: bool = False
-    outcome: TryOutcome | None = None
-    chunks: LogChunks | None = None  # with relay: the try's last log chunks
 
 
 def main(conn: Connection, settings: Settings, echo_logs: bool, relay: bool = False) -> None:
@@ -116,8 +97,13 @@ class Worker:
         return WorkerDone(retiring, outcome, chunks)
 
     def send(self, message: object) -> None:
-        """One message to the executor, pickled here (see the module docstring)."""
-        self.conn.send_bytes(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
+        """One message to the pool, pickled here (see `drayman.runner.protocol`)."""
+        self.conn.send_bytes(encode(message))
+
+    def _receive(self) -> ToWarmProcess:
+        """The owner's next message (the owner is trusted: a plain pickle)."""
+        message: ToWarmProcess = self.conn.recv()
+        return message
 
     def _hold_last_chunks(self, chunks: LogChunks) -> None:
         self.last_chunks = chunks
@@ -127,12 +113,12 @@ class Worker:
             if self.pending:
                 return self.pending.popleft()
             try:
-                message = self.conn.recv()
+                message = self._receive()
             except EOFError:
                 return None
             if isinstance(message, TryWorkload | CallbackWorkload):
                 return message
-            if message == "stop":
+            if isinstance(message, Stop):
                 return None
             # A cancel for a try that already ended: nothing to do.
         return None
@@ -207,16 +193,20 @@ class Worker:
     def _check_message(self) -> StopTry | None:
         """Called while a child runs (a try or a callback) and the connection is readable."""
         try:
-            message = self.conn.recv()
+            message = self._receive()
         except EOFError:
             self.stopping = True
             return StopTry("the executor went away", at_once=True)
-        if self.running is not None and message == f"cancel {self.running}":
+        if (
+            isinstance(message, Cancel)
+            and self.running is not None
+            and message.try_id == self.running
+        ):
             return StopTry("cancelled")
-        if message == "kill":
+        if isinstance(message, Kill):
             self.stopping = True
             return StopTry("killed: the executor is stopping", at_once=True)
-        if message == "stop":
+        if isinstance(message, Stop):
             self.stopping = True
         elif isinstance(message, TryWorkload | CallbackWorkload):
             self.pending.append(message)
@@ -239,18 +229,3 @@ class Worker:
                 "find one); the executor fetches bundles before it sends a try: see its log"
             )
         return fetch_archive(self.settings, version)
-
-
-def fetch_archive(settings: Settings, version: str) -> bytes:
-    """A bundle's archive from the store: the only time a worker touches the database."""
-    # Imported here: SQLAlchemy costs memory in every worker and is needed only on a miss.
-    from drayman.store.bundles import load_archive
-    from drayman.store.engine import Store
-
-    store = Store(settings.effective_database_url, pool_size=1)
-    try:
-        with store.read() as conn:
-            return load_archive(conn, version)
-    finally:
-        # No pooled connection is left for the tries forked from this process to inherit.
-        store.dispose()

@@ -1,7 +1,7 @@
 """Log chunks: a try's log shipped to the database as it is written, readable from any host.
 
 A worker that runs tries on another machine appends its tries' logs here in numbered chunks
-(`drayman.runner.logship`, `drayman.runner.remote`); `drayman tasks logs` and the web read
+(`drayman.runner.logship`, `drayman.worker`); `drayman tasks logs` and the web read
 them back in order. Chunks are text: a NUL (which PostgreSQL refuses in text) is stored as
 U+FFFD.
 """

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from drayman.runner import remote
+from drayman.store import caches
 
 NO_CONN: Any = None  # the patched query never uses it
 
@@ -20,12 +20,12 @@ def reads(monkeypatch: pytest.MonkeyPatch) -> list[list[int]]:
         calls.append(sorted(run_ids))
         return {run_id: run_id for run_id in run_ids if run_id > 0}  # <= 0: no such run
 
-    monkeypatch.setattr(remote.dispatch, "runs_by_id", runs_by_id)
+    monkeypatch.setattr(caches.dispatch, "runs_by_id", runs_by_id)
     return calls
 
 
 def test_reads_only_runs_not_seen(reads: list[list[int]]) -> None:
-    cache = remote.RunCache()
+    cache = caches.RunCache()
     assert cache.rows(NO_CONN, [1, 2]) == {1: 1, 2: 2}
     assert cache.rows(NO_CONN, [2, 3, 3]) == {2: 2, 3: 3}
     assert cache.rows(NO_CONN, [1, 3]) == {1: 1, 3: 3}
@@ -33,14 +33,14 @@ def test_reads_only_runs_not_seen(reads: list[list[int]]) -> None:
 
 
 def test_a_missing_run_is_left_out_and_asked_again(reads: list[list[int]]) -> None:
-    cache = remote.RunCache()
+    cache = caches.RunCache()
     assert cache.rows(NO_CONN, [0, 1]) == {1: 1}
     assert cache.rows(NO_CONN, [0]) == {}
     assert reads == [[0, 1], [0]]
 
 
 def test_stays_within_its_size(reads: list[list[int]]) -> None:
-    cache = remote.RunCache(size=2)
+    cache = caches.RunCache(size=2)
     cache.rows(NO_CONN, [1, 2])
     assert cache.rows(NO_CONN, [3]) == {3: 3}
     assert cache.rows(NO_CONN, [1]) == {1: 1}

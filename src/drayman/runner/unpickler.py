@@ -1,6 +1,6 @@
 """Read what a warm worker sends back: only the protocol's own messages, never arbitrary pickles.
 
-A worker's messages are pickles (see `drayman.runner.worker`), and a plain `pickle.loads`
+A warm process's messages are pickles (see `drayman.runner.protocol`), and a plain `pickle.loads`
 calls whatever a pickle names: were anything but drayman's own code able to write on the
 connection (a try, which runs the DAG author's code in a fork of that worker), it would run
 code in the scheduler or `drayman worker`. Tries do not inherit the connection
@@ -15,13 +15,12 @@ import pickle
 from datetime import datetime, timedelta, timezone
 
 from drayman.exceptions import ExecutorError
-from drayman.runner.worker import WorkerDone
-from drayman.workloads import LogChunks, TryOutcome, TryStarted
+from drayman.runner.protocol import FROM_WARM_PROCESS
 
 # What a worker sends, and what those hold; containers and scalars need no class lookup.
 ALLOWED: dict[tuple[str, str], type] = {
     (cls.__module__, cls.__qualname__): cls
-    for cls in (WorkerDone, TryOutcome, TryStarted, LogChunks, datetime, timezone, timedelta)
+    for cls in (*FROM_WARM_PROCESS, datetime, timezone, timedelta)
 }
 _SHOWN = 120  # at most this many characters of a refused name in the error
 
