@@ -6,8 +6,8 @@ one pump thread does the rest, a round at a time:
 
 1. claim: the try ids that arrived since the last round, as many as there are free slots
    (the rest wait, and are released to be sent again after `worker_hold_s`), in one
-   transaction. The workloads are rebuilt from the store with the scheduler's own code
-   (`scheduler.dispatch`) and the tries are taken through the fence (ADR 4): only a try that
+   transaction. The workloads are rebuilt from the store with the code the scheduler uses
+   (`store.dispatch`) and the tries are taken through the fence (ADR 4): only a try that
    is QUEUED and current is claimed. A redelivered, stale or forged message claims nothing
    and runs nothing.
 2. run: the claimed tries go to warm worker processes on this host (the local executor's
@@ -54,9 +54,9 @@ from drayman.bundles.cache import BundleCache
 from drayman.config import Settings
 from drayman.executors.local import LocalExecutor
 from drayman.runner.execute import hostname
-from drayman.scheduler import dispatch
 from drayman.spec import DagSpec
 from drayman.store import dags as dag_store
+from drayman.store import dispatch
 from drayman.store import logs as log_store
 from drayman.store import tries as try_store
 from drayman.store.bundles import load_archive

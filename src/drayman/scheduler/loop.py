@@ -28,12 +28,12 @@ from drayman import fleet
 from drayman.config import Settings
 from drayman.exceptions import DraymanError
 from drayman.executors.base import Executor
-from drayman.scheduler import dispatch, planner
+from drayman.scheduler import planner
 from drayman.scheduler import runs as run_creation
 from drayman.scheduler.wakeup import Doorbell
 from drayman.spec import DagSpec, resolve_refs
 from drayman.states import RunState, StateChange, TIState
-from drayman.store import components, pools
+from drayman.store import components, dispatch, pools
 from drayman.store import dags as dag_store
 from drayman.store import runs as run_store
 from drayman.store import task_instances as ti_store
