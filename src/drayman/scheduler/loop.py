@@ -21,9 +21,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Row
-from sqlalchemy.exc import DBAPIError
-
 from drayman import fleet
 from drayman.config import Settings
 from drayman.exceptions import DraymanError
@@ -39,7 +36,7 @@ from drayman.store import runs as run_store
 from drayman.store import task_instances as ti_store
 from drayman.store import tries as try_store
 from drayman.store.dags import NextRun
-from drayman.store.engine import Store
+from drayman.store.engine import Connection, DatabaseError, Store
 from drayman.workloads import (
     RunsChanged,
     TryOutcome,
@@ -107,7 +104,7 @@ class Scheduler:
         self._check_ended = False  # a doorbell rang: ask which of our tries the store ended
         self._live_concurrency: dict[str, int] = {}  # queue -> live workers' --concurrency
         self._live_read_at = -LIVE_WORKERS_READ_S  # time.monotonic() of its last read
-        self.run_listeners: list[Callable[[Row[Any]], None]] = []  # called as runs finish
+        self.run_listeners: list[Callable[[Any], None]] = []  # called as runs finish
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._unrecorded: list[TryStarted | TryOutcome] = []
         self._pools: dict[str, int] | None = None
@@ -116,7 +113,7 @@ class Scheduler:
         self._resent: dict[int, float] = {}  # try id -> when it was last sent again (monotonic)
         self._wake_times: tuple[float, list[datetime | None]] | None = None
         self._pools_read_at = 0.0
-        self._run_rows: dict[int, Row[Any]] = {}  # dropped when the run finishes
+        self._run_rows: dict[int, Any] = {}  # dropped when the run finishes
         # how often every running run is re-planned; shorter for an executor without events
         self._scan_interval_s = settings.scheduler_poll_s
 
@@ -271,7 +268,7 @@ class Scheduler:
                     item.max_tries,
                 )
 
-    def _retry_delay(self, ti: Row[Any]) -> float:
+    def _retry_delay(self, ti: Any) -> float:
         if self.immediate_retries:
             return 0.0
         dag_id, version = self._run_key(ti.dag_run_id)
@@ -374,7 +371,7 @@ class Scheduler:
             last = run_store.latest_scheduled_run(conn, row.dag_id)
             self._store_next(conn, row.dag_id, run_creation.next_run_of(spec, last, now), now)
 
-    def _compute_next(self, conn: Connection, row: Row[Any], now: datetime) -> None:
+    def _compute_next(self, conn: Connection, row: Any, now: datetime) -> None:
         try:
             spec = self._shape(row.dag_id, row.bundle_version).spec
             last = run_store.latest_scheduled_run(conn, row.dag_id)
@@ -436,7 +433,7 @@ class Scheduler:
             runs = run_store.running_runs(conn, [run_id for run_id, _ in plan.expansions])
         return callbacks
 
-    def _plan(self, conn: Connection, runs: Sequence[Row[Any]], now: datetime) -> planner.RunPlan:
+    def _plan(self, conn: Connection, runs: Sequence[Any], now: datetime) -> planner.RunPlan:
         tis_by_run: dict[int, list[planner.TIView]] = {run.id: [] for run in runs}
         for ti in ti_store.of_runs(conn, list(tis_by_run)):
             tis_by_run[ti.dag_run_id].append(
@@ -626,14 +623,14 @@ class Scheduler:
             self._pools_read_at = mono
         return self._pools
 
-    def _runs_by_id(self, conn: Connection, run_ids: Sequence[int]) -> dict[int, Row[Any]]:
+    def _runs_by_id(self, conn: Connection, run_ids: Sequence[int]) -> dict[int, Any]:
         """Run rows for building workloads. What a workload takes from a run (its ids, dates,
         conf, params, bundle) never changes once it exists, so rows are cached while it runs."""
         missing = [run_id for run_id in set(run_ids) if run_id not in self._run_rows]
         self._run_rows.update(dispatch.runs_by_id(conn, missing))
         return {run_id: self._run_rows[run_id] for run_id in run_ids}
 
-    def _max_active_tasks(self, row: Row[Any]) -> int:
+    def _max_active_tasks(self, row: Any) -> int:
         dag_id, version = self._run_key(row.dag_run_id)
         return self._shape(dag_id, version).spec.max_active_tasks
 
@@ -683,7 +680,7 @@ class Scheduler:
             while not stop.is_set():
                 try:
                     report = self.tick()
-                except (DraymanError, DBAPIError) as exc:
+                except (DraymanError, DatabaseError) as exc:
                     # e.g. the database restarting: keep the events, back off, try again
                     log.error("scheduler.tick_failed: %s", str(exc).splitlines()[0])
                     stop.wait(1.0)
@@ -705,7 +702,7 @@ class Scheduler:
         horizon = now + timedelta(seconds=self.settings.scheduler_poll_s)
         try:
             candidates = self._due_times()
-        except DBAPIError:
+        except DatabaseError:
             return 1.0  # the database is away: the next tick reports it
         due = min([horizon, *[c for c in candidates if c is not None]])
         until_due = max(0.0, (due - now).total_seconds())

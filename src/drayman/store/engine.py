@@ -14,7 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, CursorResult, Engine, create_engine, event, text
+import sqlalchemy
+from sqlalchemy import CursorResult, Engine, create_engine, event, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
@@ -22,6 +23,11 @@ from drayman.exceptions import ConfigError
 from drayman.redact import mask_url
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+# For callers that hold a transaction or catch a database error: only the store imports
+# SQLAlchemy (ADR 16).
+Connection = sqlalchemy.Connection
+DatabaseError = sqlalchemy.exc.DBAPIError  # any error the database driver raised
 
 
 class Store:
