@@ -15,10 +15,9 @@ import os
 import selectors
 import socket
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from drayman import fleet
@@ -51,6 +50,9 @@ log = logging.getLogger("drayman.scheduler")
 # How old the live workers' concurrency may be when queueing: a worker that just started
 # raises its queues' caps within this, not at the next heartbeat.
 LIVE_WORKERS_READ_S = 1.0
+
+# Every deadline below starts here: whatever it guards is due on the first tick.
+LONG_AGO = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass
@@ -95,24 +97,27 @@ class Scheduler:
         self._shapes: dict[tuple[str, str], planner.DagShape] = {}
         self._run_keys: dict[int, tuple[str, str]] = {}
         self._dirty: set[int] = set()
-        self._full_scan_at = 0.0
+        # Deadlines are times of the clock `tick(now)` is given, never of another: a test
+        # drives every one of them by passing later times (see `_notice_clock`).
+        self._last_now = LONG_AGO
+        self._full_scan_at = LONG_AGO
         # when to look for due scheduled runs and queued runs to start: not on every tick, only
         # when something may have changed (see mark_all_dirty, _finish, _sleep_for) or polling
-        self._runs_check_at = 0.0
-        self._retries_check_at = 0.0  # when to look for retries whose wait is over
-        self._housekeeping_at = 0.0
+        self._runs_check_at = LONG_AGO
+        self._retries_check_at = LONG_AGO  # when to look for retries whose wait is over
+        self._housekeeping_at = LONG_AGO
         self._check_ended = False  # a doorbell rang: ask which of our tries the store ended
         self._live_concurrency: dict[str, int] = {}  # queue -> live workers' --concurrency
-        self._live_read_at = -LIVE_WORKERS_READ_S  # time.monotonic() of its last read
+        self._live_read_at = LONG_AGO  # when it was last read
         self.run_listeners: list[Callable[[Any], None]] = []  # called as runs finish
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._unrecorded: list[TryStarted | TryOutcome] = []
         self._pools: dict[str, int] | None = None
         self._schedulable_left = True
         self._to_resend: list[Workload] = []  # unclaimed tries to send again (remote executors)
-        self._resent: dict[int, float] = {}  # try id -> when it was last sent again (monotonic)
-        self._wake_times: tuple[float, list[datetime | None]] | None = None
-        self._pools_read_at = 0.0
+        self._resent: dict[int, datetime] = {}  # try id -> when it was last sent again
+        self._wake_times: tuple[datetime, list[datetime | None]] | None = None
+        self._pools_read_at = LONG_AGO
         self._run_rows: dict[int, Any] = {}  # dropped when the run finishes
         # how often every running run is re-planned; shorter for an executor without events
         self._scan_interval_s = settings.scheduler_poll_s
@@ -170,9 +175,12 @@ class Scheduler:
         """One iteration at `now`: record, create, start, advance, queue, submit.
 
         Two transactions: the executor's events first, then everything the scheduler decides.
-        Workloads go to the executor only after their tries are committed.
+        Workloads go to the executor only after their tries are committed. `now` is the whole
+        truth: every interval (housekeeping, heartbeats, liveness, resends, fleet and pool
+        reads, polls) is measured on it, so a test drives them all by passing later times.
         """
         now = now or self.clock()
+        self._notice_clock(now)
         report = TickReport()
         self._take_events()
         if self._unrecorded:
@@ -181,19 +189,19 @@ class Scheduler:
             with self.store.begin() as conn:
                 self._record_events(conn, self._unrecorded, report)
             self._unrecorded.clear()
-        if not self._may_have_work(report):
+        if not self._may_have_work(report, now):
             return report
         with self.store.begin() as conn:
             if self._check_ended:
                 self._stop_ended_tries(conn)
             self._housekeeping(conn, now, report)
             self._find_due_retries(conn, now)
-            if time.monotonic() >= self._runs_check_at:
-                self._runs_check_at = time.monotonic() + self.settings.scheduler_poll_s
+            if now >= self._runs_check_at:
+                self._runs_check_at = now + timedelta(seconds=self.settings.scheduler_poll_s)
                 self._create_due_runs(conn, now, report)
                 self._start_queued_runs(conn, now, report)
                 if report.runs_created:
-                    self._runs_check_at = 0.0  # a DAG catching up may have more due
+                    self._runs_check_at = LONG_AGO  # a DAG catching up may have more due
             callbacks = self._advance_runs(conn, now, report)
             workloads = self._queue(conn, now, report)
         resend, self._to_resend = self._to_resend, []
@@ -202,6 +210,16 @@ class Scheduler:
         if report.recorded or report.runs_created or report.runs_finished or report.lost:
             self._wake_times = None  # retries and next runs may have moved
         return report
+
+    def _notice_clock(self, now: datetime) -> None:
+        """A clock that went back (a test's, or the host's stepped by NTP) would hold every
+        deadline set from a later time: they are all due again instead."""
+        if now < self._last_now:
+            self._full_scan_at = self._runs_check_at = self._retries_check_at = LONG_AGO
+            self._housekeeping_at = self._live_read_at = self._pools_read_at = LONG_AGO
+            self._resent.clear()
+            self._wake_times = None
+        self._last_now = now
 
     def _take_events(self) -> None:
         """Keep the executor's events for recording; a `RunsChanged` (remote workers recorded
@@ -215,26 +233,25 @@ class Scheduler:
                 self.mark_all_dirty()
             self._wake_times = None  # a failed try's retry may now be the next thing due
 
-    def _may_have_work(self, report: TickReport) -> bool:
+    def _may_have_work(self, report: TickReport, now: datetime) -> bool:
         """Whether the decision transaction can change anything; a tick right after a burst
         of queueing, with no event since, skips it instead of asking the database for
         nothing. The fallback poll and housekeeping deadlines still bound every wait."""
-        mono = time.monotonic()
         return bool(
             report.recorded
             or self._dirty
-            or mono >= self._runs_check_at
-            or mono >= self._retries_check_at
-            or mono >= self._full_scan_at
-            or mono >= self._housekeeping_at
+            or now >= self._runs_check_at
+            or now >= self._retries_check_at
+            or now >= self._full_scan_at
+            or now >= self._housekeeping_at
             or (self._schedulable_left and self.executor.open_slots() > 0)
         )
 
     def mark_all_dirty(self) -> None:
         """Something outside changed the store (a trigger, a pause, a new bundle): on the next
         tick, look for due and queued runs and re-plan every active run."""
-        self._full_scan_at = 0.0
-        self._runs_check_at = 0.0
+        self._full_scan_at = LONG_AGO
+        self._runs_check_at = LONG_AGO
         self._wake_times = None
         self._check_ended = True  # it may have been a cancel
 
@@ -277,11 +294,10 @@ class Scheduler:
     # -- liveness ----------------------------------------------------------------------------
 
     def _housekeeping(self, conn: Connection, now: datetime, report: TickReport) -> None:
-        mono = time.monotonic()
-        if mono < self._housekeeping_at:
+        if now < self._housekeeping_at:
             return
-        self._housekeeping_at = mono + self.settings.heartbeat_interval_s
-        db_now = self.store.db_now(conn)
+        self._housekeeping_at = now + timedelta(seconds=self.settings.heartbeat_interval_s)
+        db_now = self._db_time(conn, now)
         for component_id in (self.scheduler_id, self.worker_id):
             if component_id is not None:
                 components.heartbeat(conn, component_id, db_now)
@@ -289,11 +305,17 @@ class Scheduler:
         self._fail_lost_tries(conn, cutoff, now, report)
         for kind in ("scheduler", "worker"):
             components.mark_dead(conn, kind, cutoff, now)
-        self._retries_check_at = 0.0  # and look for due retries, as a fallback
+        self._retries_check_at = LONG_AGO  # and look for due retries, as a fallback
         self._stop_ended_tries(conn)
         if self.worker_id is None:  # tries travel through a broker: find what it lost
-            self._to_resend = self._unclaimed_workloads(conn, db_now)
+            self._to_resend = self._unclaimed_workloads(conn, db_now, now)
         self.executor.heartbeat()
+
+    def _db_time(self, conn: Connection, now: datetime) -> datetime:
+        """The database's clock at `now`. Liveness on a shared database is judged by its clock,
+        never by one host's: its offset from ours is read and added to `now`, so heartbeats
+        and cutoffs move with the clock `tick` is given."""
+        return now + (self.store.db_now(conn) - self.store.now())
 
     def _fail_lost_tries(
         self, conn: Connection, cutoff: datetime, now: datetime, report: TickReport
@@ -323,34 +345,37 @@ class Scheduler:
             log.warning("try.stopping try_id=%s: the store ended it; killing its process", try_id)
             self.executor.cancel(try_id)
 
-    def _unclaimed_workloads(self, conn: Connection, db_now: datetime) -> list[Workload]:
+    def _unclaimed_workloads(
+        self, conn: Connection, db_now: datetime, now: datetime
+    ) -> list[Workload]:
         """The database is the truth, the broker only transport: a try no worker claimed within
         queued_timeout_s is sent again, at most once per timeout. If the first message was only
         slow, the fence lets one of the two copies run and refuses the other."""
         timeout = self.settings.queued_timeout_s
         cutoff = db_now - timedelta(seconds=timeout)
-        mono = time.monotonic()
+        resent_before = now - timedelta(seconds=timeout)
         due = [
             try_id
             for try_id in try_store.unclaimed_since(conn, cutoff)
-            if self._resent.get(try_id, 0.0) <= mono - timeout
+            if self._resent.get(try_id, LONG_AGO) <= resent_before
         ]
         built = dispatch.try_workloads(conn, try_store.queued_current(conn, due), self._spec)
-        self._fail_undispatchable(conn, built.failed, self.clock())
+        self._fail_undispatchable(conn, built.failed, now)
         workloads: list[Workload] = list(built.workloads)
         for workload in built.workloads:
-            self._resent[workload.try_id] = mono
+            self._resent[workload.try_id] = now
         if workloads:
             log.warning("try.resent count=%d: unclaimed for %.0f s", len(workloads), timeout)
         # forget tries resent long ago: they were claimed, finished or will be resent again
-        self._resent = {k: v for k, v in self._resent.items() if v > mono - 10 * timeout}
+        forget_before = now - timedelta(seconds=10 * timeout)
+        self._resent = {k: v for k, v in self._resent.items() if v > forget_before}
         return workloads
 
     def _find_due_retries(self, conn: Connection, now: datetime) -> None:
         """Runs holding a retry whose wait is over get planned (and the retry queued)."""
-        if time.monotonic() < self._retries_check_at:
+        if now < self._retries_check_at:
             return
-        self._retries_check_at = time.monotonic() + self.settings.scheduler_poll_s
+        self._retries_check_at = now + timedelta(seconds=self.settings.scheduler_poll_s)
         for row in ti_store.retries_due(conn, now):
             self._dirty.add(row.dag_run_id)
 
@@ -412,10 +437,9 @@ class Scheduler:
             )
 
     def _advance_runs(self, conn: Connection, now: datetime, report: TickReport) -> list[Workload]:
-        mono = time.monotonic()
-        if mono >= self._full_scan_at:
+        if now >= self._full_scan_at:
             runs = run_store.running_runs(conn)
-            self._full_scan_at = mono + self._scan_interval_s
+            self._full_scan_at = now + timedelta(seconds=self._scan_interval_s)
         else:
             runs = run_store.running_runs(conn, self._dirty)
         self._dirty.clear()
@@ -478,7 +502,7 @@ class Scheduler:
             return []
         report.runs_finished += 1
         report.finished_runs.append((run_id, state))
-        self._runs_check_at = 0.0  # a queued run of this DAG may start now
+        self._runs_check_at = LONG_AGO  # a queued run of this DAG may start now
         run = run_store.get_run_by_id(conn, run_id)
         log.info("run.finished dag=%s run=%s state=%s", run.dag_id, run.run_id, state)
         for listener in self.run_listeners:
@@ -513,7 +537,7 @@ class Scheduler:
         floor = slots
         caps = None
         if self.executor.in_flight_from_store:
-            caps = self._queue_caps(conn, floor)
+            caps = self._queue_caps(conn, floor, now)
         if caps:
             slots = max(slots, sum(caps.values()))
         usage = ti_store.slot_usage(conn)
@@ -528,7 +552,7 @@ class Scheduler:
             return []
         limits = planner.Limits(
             open_slots=slots,
-            pool_sizes=self._pool_sizes(conn),
+            pool_sizes=self._pool_sizes(conn, now),
             pool_used=usage.per_pool,
             dag_limits={self._run_key(r.dag_run_id)[0]: self._max_active_tasks(r) for r in rows},
             dag_active=usage.per_dag,
@@ -571,14 +595,15 @@ class Scheduler:
         ):
             self._dirty.add(recorded.dag_run_id)
 
-    def _queue_caps(self, conn: Connection, floor: int) -> dict[str, int]:
+    def _queue_caps(self, conn: Connection, floor: int, now: datetime) -> dict[str, int]:
         """Remote workers: each served queue's cap on tries queued or running
         (`fleet.queue_cap`); a queue nobody serves keeps `floor` (parallelism). The live
         workers are read again once their last read is `LIVE_WORKERS_READ_S` old."""
-        if time.monotonic() - self._live_read_at >= LIVE_WORKERS_READ_S:
-            cutoff = self.store.db_now(conn) - timedelta(seconds=self.settings.heartbeat_timeout_s)
+        if now - self._live_read_at >= timedelta(seconds=LIVE_WORKERS_READ_S):
+            timeout = timedelta(seconds=self.settings.heartbeat_timeout_s)
+            cutoff = self._db_time(conn, now) - timeout
             self._live_concurrency = components.live_concurrency(conn, "worker", cutoff)
-            self._live_read_at = time.monotonic()
+            self._live_read_at = now
         return {
             queue: fleet.queue_cap(concurrency, floor)
             for queue, concurrency in self._live_concurrency.items()
@@ -605,22 +630,21 @@ class Scheduler:
             room[row.queue] = left - 1
         return kept
 
-    def _due_times(self) -> list[datetime | None]:
+    def _due_times(self, now: datetime) -> list[datetime | None]:
         """The next scheduled run and the next retry, read again only when they may have
         changed (a tick recorded or created something) or every scheduler_poll_s."""
-        mono = time.monotonic()
-        if self._wake_times is None or mono >= self._wake_times[0]:
+        if self._wake_times is None or now >= self._wake_times[0]:
             with self.store.read() as conn:
                 times = [dag_store.earliest_next_run(conn), ti_store.next_retry_time(conn)]
-            self._wake_times = (mono + self.settings.scheduler_poll_s, times)
+            self._wake_times = (now + timedelta(seconds=self.settings.scheduler_poll_s), times)
         return self._wake_times[1]
 
-    def _pool_sizes(self, conn: Connection) -> dict[str, int]:
+    def _pool_sizes(self, conn: Connection, now: datetime) -> dict[str, int]:
         """Pool sizes, read again at most every scheduler_poll_s: they change by hand, rarely."""
-        mono = time.monotonic()
-        if self._pools is None or mono >= self._pools_read_at + self.settings.scheduler_poll_s:
+        poll = timedelta(seconds=self.settings.scheduler_poll_s)
+        if self._pools is None or now >= self._pools_read_at + poll:
             self._pools = pools.sizes(conn)
-            self._pools_read_at = mono
+            self._pools_read_at = now
         return self._pools
 
     def _runs_by_id(self, conn: Connection, run_ids: Sequence[int]) -> dict[int, Any]:
@@ -701,19 +725,19 @@ class Scheduler:
         now = self.clock()
         horizon = now + timedelta(seconds=self.settings.scheduler_poll_s)
         try:
-            candidates = self._due_times()
+            candidates = self._due_times(now)
         except DatabaseError:
             return 1.0  # the database is away: the next tick reports it
         due = min([horizon, *[c for c in candidates if c is not None]])
         until_due = max(0.0, (due - now).total_seconds())
         # the tick that wakes for a scheduled run or a retry must look for it
         next_run, next_retry = candidates
+        wake_at = now + timedelta(seconds=until_due)
         if next_run is not None and next_run <= due:
-            self._runs_check_at = min(self._runs_check_at, time.monotonic() + until_due)
+            self._runs_check_at = min(self._runs_check_at, wake_at)
         if next_retry is not None and next_retry <= due:
-            self._retries_check_at = min(self._retries_check_at, time.monotonic() + until_due)
-        mono = time.monotonic()
-        wait = min(until_due, self._housekeeping_at - mono)
+            self._retries_check_at = min(self._retries_check_at, wake_at)
+        wait = min(until_due, (self._housekeeping_at - now).total_seconds())
         if self._scan_interval_s < self.settings.scheduler_poll_s:  # no events: poll the store
-            wait = min(wait, self._full_scan_at - mono)
+            wait = min(wait, (self._full_scan_at - now).total_seconds())
         return max(0.0, wait)
