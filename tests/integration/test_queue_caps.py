@@ -17,7 +17,7 @@ from chaos_harness import Chaos, chaos_fixture, start_chaos
 from sqlalchemy import func, select
 from throwaway import Redis, chaos_database, throwaway_redis  # noqa: F401
 
-from drayman.scheduler.loop import LIVE_WORKERS_READ_S
+from drayman.scheduler.capacity import LIVE_WORKERS_READ_S
 from drayman.states import TIState
 from drayman.store import components
 from drayman.store.schema import task_instance

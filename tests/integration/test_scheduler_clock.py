@@ -18,7 +18,8 @@ import pytest
 from sqlalchemy import func, select, update
 
 from drayman.config import Settings
-from drayman.scheduler.loop import LIVE_WORKERS_READ_S, Scheduler
+from drayman.scheduler.capacity import LIVE_WORKERS_READ_S, FleetCapacity
+from drayman.scheduler.loop import Scheduler
 from drayman.spec import DagSpec, TaskSpec
 from drayman.states import TIState, TryState
 from drayman.store import components
@@ -53,7 +54,6 @@ class Recorder:
     events; the test reads what it was handed."""
 
     slots: int
-    in_flight_from_store: bool = True
     sent: list[Workload] = field(default_factory=list)
     heartbeats: int = 0
 
@@ -146,7 +146,10 @@ def remote(seed: Seed, store: Store, tmp_path: Path) -> Iterator[Remote]:
         seed.publish(conn, SPEC, bundle=BUNDLE, now=T0)
         seed.run(conn, SPEC, "r1", bundle=BUNDLE, now=T0)
     executor = Recorder(slots=settings.parallelism)
-    scheduler = Scheduler(settings, store, executor, executor_name="celery", clock=lambda: T0)
+    capacity = FleetCapacity(store, settings)
+    scheduler = Scheduler(
+        settings, store, executor, executor_name="celery", capacity=capacity, clock=lambda: T0
+    )
     scheduler.start()
     yield Remote(store, scheduler, executor)
     scheduler.stop(grace_s=0)

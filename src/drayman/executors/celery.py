@@ -275,13 +275,11 @@ class CeleryExecutor:
 
     It cannot see what runs on the workers: `open_slots()` is `parallelism`, the most tries
     of one queue queued or running at once across the deployment, and the scheduler
-    subtracts what the store counts per queue (`in_flight_from_store`). About twice the
+    subtracts what the store counts per queue (its `FleetCapacity`). About twice the
     workers' total concurrency keeps every slot fed (a message waits for each running try)
     without a long queue in the broker: a try is queued shortly before a worker can start
     it, not minutes before.
     """
-
-    in_flight_from_store = True
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings

@@ -91,8 +91,6 @@ class _Worker:
 class LocalExecutor:
     """Runs workloads in warm local worker processes; see the module docstring."""
 
-    in_flight_from_store = False  # open_slots() is exact: it knows its workers
-
     def __init__(
         self,
         settings: Settings,
