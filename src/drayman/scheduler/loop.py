@@ -111,7 +111,7 @@ class Scheduler:
         self._last_now = LONG_AGO
         self._full_scan_at = LONG_AGO
         # when to look for due scheduled runs and queued runs to start: not on every tick, only
-        # when something may have changed (see mark_all_dirty, _finish, _sleep_for) or polling
+        # when something may have changed (mark_all_dirty, a run finishing, _sleep_for) or polling
         self._runs_check_at = LONG_AGO
         self._retries_check_at = LONG_AGO  # when to look for retries whose wait is over
         self._check_ended = False  # a doorbell rang: ask which of our tries the store ended
