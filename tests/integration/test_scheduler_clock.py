@@ -8,7 +8,7 @@ way remote workers that write the store themselves look to the scheduler (events
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,7 +18,12 @@ import pytest
 from sqlalchemy import func, select, update
 
 from drayman.config import Settings
-from drayman.scheduler.capacity import LIVE_WORKERS_READ_S, FleetCapacity
+from drayman.scheduler.capacity import (
+    LIVE_WORKERS_READ_S,
+    Capacity,
+    FleetCapacity,
+    LocalCapacity,
+)
 from drayman.scheduler.loop import Scheduler
 from drayman.spec import DagSpec, TaskSpec
 from drayman.states import TIState, TryState
@@ -131,7 +136,9 @@ class Remote:
 
 
 @pytest.fixture
-def remote(seed: Seed, store: Store, tmp_path: Path) -> Iterator[Remote]:
+def make(seed: Seed, store: Store, tmp_path: Path) -> Iterator[Callable[[Capacity], Remote]]:
+    """A started scheduler with a `Recorder` for an executor and the given capacity, at T0,
+    and a started run of SPEC."""
     settings = Settings(
         home=tmp_path / "home",
         dags_folder=tmp_path / "dags",
@@ -145,14 +152,24 @@ def remote(seed: Seed, store: Store, tmp_path: Path) -> Iterator[Remote]:
     with store.begin() as conn:
         seed.publish(conn, SPEC, bundle=BUNDLE, now=T0)
         seed.run(conn, SPEC, "r1", bundle=BUNDLE, now=T0)
-    executor = Recorder(slots=settings.parallelism)
-    capacity = FleetCapacity(store, settings)
-    scheduler = Scheduler(
-        settings, store, executor, executor_name="celery", capacity=capacity, clock=lambda: T0
-    )
-    scheduler.start()
-    yield Remote(store, scheduler, executor)
-    scheduler.stop(grace_s=0)
+    started: list[Scheduler] = []
+
+    def build(capacity: Capacity) -> Remote:
+        executor = Recorder(slots=settings.parallelism)
+        scheduler = Scheduler(settings, store, executor, capacity=capacity, clock=lambda: T0)
+        scheduler.start()
+        started.append(scheduler)
+        return Remote(store, scheduler, executor)
+
+    yield build
+    for scheduler in started:
+        scheduler.stop(grace_s=0)
+
+
+@pytest.fixture
+def remote(make: Callable[[Capacity], Remote], store: Store, tmp_path: Path) -> Remote:
+    """A scheduler whose tries run on remote workers."""
+    return make(FleetCapacity(store, Settings(heartbeat_timeout_s=TIMEOUT_S)))
 
 
 def test_heartbeats_follow_the_clock_tick_is_given(remote: Remote) -> None:
@@ -239,6 +256,31 @@ def test_the_queue_cap_follows_the_workers_live_at_the_clock_tick_is_given(
     remote.scheduler.mark_all_dirty()
     remote.tick(TIMEOUT_S + 2 * LIVE_WORKERS_READ_S)
     assert remote.queued() == 2
+
+
+def test_a_clock_that_goes_back_makes_every_deadline_due_again(remote: Remote) -> None:
+    remote.tick(100)
+    remote.tick(100 + INTERVAL_S / 2)
+    assert remote.executor.heartbeats == 1
+    remote.tick(50)  # e.g. the host's clock stepped back: not a heartbeat 51 s from now
+    assert remote.executor.heartbeats == 2
+
+
+def test_a_local_capacity_owns_its_tries_and_never_sends_them_again(
+    make: Callable[[Capacity], Remote],
+) -> None:
+    local = make(LocalCapacity())
+    assert local.scheduler.worker_id is not None  # the worker its tries are recorded against
+    local.tick(0)
+    sent = local.executor.try_ids()
+    assert len(sent) == 2  # the executor's open slots, exact: no cap from the store
+    with local.store.read() as conn:
+        workers = conn.execute(select(task_try.c.worker_id)).scalars().all()
+    assert set(workers) == {local.scheduler.worker_id}
+    for seconds in range(1, 2 * int(QUEUED_TIMEOUT_S) + 2):
+        local.tick(seconds)  # QUEUED all along (nothing runs them here), never sent again
+    sent = local.executor.try_ids()
+    assert len(sent) == len(set(sent)) == len(SPEC.tasks)  # each try once (open slots: 2 a tick)
 
 
 def try_state(store: Store, try_id: int) -> tuple[str, str | None]:
