@@ -12,10 +12,9 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, select, update
 
-from drayman.scheduler import dispatch
 from drayman.spec import DagSpec, TaskSpec
 from drayman.states import RunState, TIState
-from drayman.store import actions, runs
+from drayman.store import actions, dispatch, runs
 from drayman.store.engine import Store
 from drayman.store.schema import dag_run, task_instance
 

@@ -9,7 +9,7 @@ a live worker is a component row with a fresh heartbeat, as a real one would wri
 from __future__ import annotations
 
 import textwrap
-import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -17,7 +17,7 @@ from chaos_harness import Chaos, chaos_fixture, start_chaos
 from sqlalchemy import func, select
 from throwaway import Redis, chaos_database, throwaway_redis  # noqa: F401
 
-from drayman.scheduler import loop
+from drayman.scheduler.capacity import LIVE_WORKERS_READ_S
 from drayman.states import TIState
 from drayman.store import components
 from drayman.store.schema import task_instance
@@ -92,11 +92,9 @@ def test_a_worker_that_starts_later_is_counted_before_the_next_heartbeat(
     chaos_database: str,  # noqa: F811
     throwaway_redis: Redis,  # noqa: F811
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Housekeeping (the heartbeat) is ten minutes away: only queueing's own read can see the
     # new worker. Before, its slots counted only from the next heartbeat on.
-    monkeypatch.setattr(loop, "LIVE_WORKERS_READ_S", 0.2)
     chaos = start_chaos(
         chaos_database,
         throwaway_redis.url,
@@ -107,13 +105,13 @@ def test_a_worker_that_starts_later_is_counted_before_the_next_heartbeat(
     )
     try:
         chaos.trigger("two_queues", "r1")
-        chaos.tick()
+        start = chaos.store.now()
+        chaos.scheduler.tick(start)
         assert queued_by_queue(chaos) == {"gpu": 3, "default": 3}, chaos.describe()
 
         register_worker(chaos, ["default", "gpu"], concurrency=3)
-        time.sleep(0.3)
         chaos.scheduler.mark_all_dirty()
-        chaos.tick()
+        chaos.scheduler.tick(start + timedelta(seconds=LIVE_WORKERS_READ_S))
         assert queued_by_queue(chaos) == {"gpu": 6, "default": 6}, chaos.describe()
     finally:
         chaos.close()

@@ -17,14 +17,10 @@ from drayman.workloads import ExecutorEvent, Workload
 class Executor(Protocol):
     """Runs workloads somewhere and reports what happened to them.
 
-    `in_flight_from_store`: False when `open_slots()` is exact (the executor knows what it
-    runs). True when its workers are elsewhere (Celery): `open_slots()` is then only the floor
-    of each queue's cap on tries queued or running across the deployment (the scheduler sizes
-    a served queue's cap from its live workers) and the scheduler subtracts what the store
-    counts as queued or running in that queue.
+    Whether `open_slots()` is exact (the executor knows what it runs) or each queue's floor
+    across the deployment (its workers are elsewhere) is the scheduler's `Capacity` to know
+    (`drayman.scheduler.capacity`), not the executor's to say.
     """
-
-    in_flight_from_store: bool
 
     def start(self) -> None:
         """Acquire processes or connections; called once before the first submit."""

@@ -276,13 +276,11 @@ class CeleryExecutor:
     It cannot see what runs on the workers: `open_slots()` is `celery_min_in_flight`, only
     the floor of each queue's cap on tries queued or running across the deployment. The
     scheduler raises a served queue's cap to twice its live workers' total concurrency
-    (`fleet.queue_cap`) and subtracts what the store counts per queue
-    (`in_flight_from_store`). Twice the concurrency keeps every slot fed (a message waits for
-    each running try) without a long queue in the broker: a try is queued shortly before a
-    worker can start it, not minutes before.
+    (`fleet.queue_cap`) and subtracts what the store counts per queue (its
+    `FleetCapacity`). Twice the concurrency keeps every slot fed (a message waits for each
+    running try) without a long queue in the broker: a try is queued shortly before a worker
+    can start it, not minutes before.
     """
-
-    in_flight_from_store = True
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings

@@ -22,8 +22,6 @@ log = logging.getLogger("drayman.executors.local")
 class LocalExecutor:
     """Runs workloads in warm local processes; see the module docstring."""
 
-    in_flight_from_store = False  # open_slots() is exact: it knows its workers
-
     def __init__(
         self,
         settings: Settings,

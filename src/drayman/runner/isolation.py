@@ -35,12 +35,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
-
 from drayman.config import Settings
 from drayman.exceptions import ConfigError
 from drayman.redact import MASK, is_secret_key, mask_text
+from drayman.store import urls as database_urls
 
 
 @dataclass(frozen=True)
@@ -180,8 +178,8 @@ def can_reach_database(settings: Settings) -> bool:
     if not settings.database_url:
         return True
     try:
-        return make_url(settings.database_url).password != MASK
-    except ArgumentError:
+        return database_urls.password_of(settings.database_url) != MASK
+    except ValueError:
         return False
 
 
@@ -191,14 +189,9 @@ def _database_url_without_password(url: str) -> str:
     password, the mark `can_reach_database` reads: the credential is gone, not forgotten."""
     if not url:
         return url
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
+    stripped = database_urls.with_password_replaced(url, MASK, is_secret_key)
+    if stripped is None:
         return _url_without_password(url)
-    query = {k: v for k, v in parsed.query.items() if not is_secret_key(k)}
-    if parsed.password is None and query == dict(parsed.query):
-        return mask_text(url)
-    stripped = parsed.set(password=MASK, query=query).render_as_string(hide_password=False)
     return mask_text(stripped)
 
 

@@ -5,6 +5,10 @@ the runs that changed (the planner decides), and queues ready task instances, al
 transaction, then hands the new workloads to the executor. Between ticks it sleeps until an
 event arrives (a try finished, somebody triggered a run) or the next thing falls due, with a
 fallback poll so that nothing depends on an event being delivered.
+
+Its rooms: `runs` (creating and starting runs), `advancing` (planning running runs),
+`queueing` (new tries within the `capacity`), `liveness` (heartbeats, lost tries, resends),
+`caches` (specs and runs) and `clock`.
 """
 
 from __future__ import annotations
@@ -15,45 +19,32 @@ import os
 import selectors
 import socket
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Row
-from sqlalchemy.exc import DBAPIError
-
-from drayman import fleet
 from drayman.config import Settings
 from drayman.exceptions import DraymanError
 from drayman.executors.base import Executor
-from drayman.scheduler import dispatch, planner
+from drayman.scheduler import recording
 from drayman.scheduler import runs as run_creation
+from drayman.scheduler.advancing import Advancing
+from drayman.scheduler.caches import RunCache, SpecCache
+from drayman.scheduler.capacity import Capacity, capacity_for
+from drayman.scheduler.clock import LONG_AGO
+from drayman.scheduler.liveness import Liveness
+from drayman.scheduler.queueing import Queueing
 from drayman.scheduler.wakeup import Doorbell
-from drayman.spec import DagSpec, resolve_refs
-from drayman.states import RunState, StateChange, TIState
-from drayman.store import components, pools
+from drayman.states import RunState
+from drayman.store import components, dispatch, pools
 from drayman.store import dags as dag_store
 from drayman.store import runs as run_store
 from drayman.store import task_instances as ti_store
-from drayman.store import tries as try_store
-from drayman.store.dags import NextRun
-from drayman.store.engine import Store
-from drayman.workloads import (
-    RunsChanged,
-    TryOutcome,
-    TryStarted,
-    Workload,
-    dispatch_error,
-    log_relpath,
-)
+from drayman.store.engine import Connection, DatabaseError, Store
+from drayman.workloads import RunsChanged, TryOutcome, TryStarted, Workload
 
 log = logging.getLogger("drayman.scheduler")
-
-# How old the live workers' concurrency may be when queueing: a worker that just started
-# raises its queues' caps within this, not at the next heartbeat.
-LIVE_WORKERS_READ_S = 1.0
 
 
 @dataclass
@@ -83,47 +74,60 @@ class Scheduler:
         executor: Executor,
         *,
         executor_name: str = "local",
+        capacity: Capacity | None = None,
         clock: Callable[[], datetime] | None = None,
         immediate_retries: bool = False,
     ) -> None:
+        """`executor_name` is recorded with the scheduler's component; `capacity` says where
+        tries run (by default, what `executor_name` implies: `capacity_for`)."""
         self.settings = settings
         self.store = store
         self.executor = executor
         self.executor_name = executor_name
+        self.capacity = capacity or capacity_for(executor_name, store, settings)
         self.clock = clock or store.now
         self.immediate_retries = immediate_retries  # `dags test`: no waiting between tries
         self.hostname = socket.gethostname()
         self.scheduler_id: int | None = None
         self.worker_id: int | None = None
-        self._shapes: dict[tuple[str, str], planner.DagShape] = {}
-        self._run_keys: dict[int, tuple[str, str]] = {}
+        self.specs = SpecCache(store)
+        self.runs = RunCache(store)
+        self.liveness = Liveness(
+            settings,
+            store,
+            executor,
+            self.capacity,
+            spec_of=self.specs,
+            retry_delay=self._retry_delay,
+            hostname=self.hostname,
+        )
+        self.advancing = Advancing(self.specs, self.runs)
+        self.queueing = Queueing(
+            settings, store, executor, self.capacity, self.specs, self.runs, hostname=self.hostname
+        )
         self._dirty: set[int] = set()
-        self._full_scan_at = 0.0
+        # Deadlines are times of the clock `tick(now)` is given, never of another: a test
+        # drives every one of them by passing later times (see `_notice_clock`).
+        self._last_now = LONG_AGO
+        self._full_scan_at = LONG_AGO
         # when to look for due scheduled runs and queued runs to start: not on every tick, only
-        # when something may have changed (see mark_all_dirty, _finish, _sleep_for) or polling
-        self._runs_check_at = 0.0
-        self._retries_check_at = 0.0  # when to look for retries whose wait is over
-        self._housekeeping_at = 0.0
+        # when something may have changed (mark_all_dirty, a run finishing, _sleep_for) or polling
+        self._runs_check_at = LONG_AGO
+        self._retries_check_at = LONG_AGO  # when to look for retries whose wait is over
         self._check_ended = False  # a doorbell rang: ask which of our tries the store ended
-        self._live_concurrency: dict[str, int] = {}  # queue -> live workers' --concurrency
-        self._live_read_at = -LIVE_WORKERS_READ_S  # time.monotonic() of its last read
-        self.run_listeners: list[Callable[[Row[Any]], None]] = []  # called as runs finish
+        self.run_listeners: list[Callable[[Any], None]] = []  # called as runs finish
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._unrecorded: list[TryStarted | TryOutcome] = []
-        self._pools: dict[str, int] | None = None
-        self._schedulable_left = True
-        self._to_resend: list[Workload] = []  # unclaimed tries to send again (remote executors)
-        self._resent: dict[int, float] = {}  # try id -> when it was last sent again (monotonic)
-        self._wake_times: tuple[float, list[datetime | None]] | None = None
-        self._pools_read_at = 0.0
-        self._run_rows: dict[int, Row[Any]] = {}  # dropped when the run finishes
+        self._to_resend: list[Workload] = []  # unclaimed tries to send again (remote workers)
+        self._wake_times: tuple[datetime, list[datetime | None]] | None = None
         # how often every running run is re-planned; shorter for an executor without events
         self._scan_interval_s = settings.scheduler_poll_s
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Register this scheduler (and its local worker) and start the executor."""
+        """Register this scheduler (and, when it runs its tries, its worker); start the
+        executor."""
         now = self.clock()
         with self.store.begin() as conn:
             pools.ensure_default(conn, self.settings.default_pool_slots)
@@ -135,7 +139,7 @@ class Scheduler:
                 executor=self.executor_name,
                 now=now,
             )
-            if self.executor_name == "local":
+            if self.capacity.runs_locally:  # its tries are recorded against its own worker
                 self.worker_id = components.register(
                     conn,
                     kind="worker",
@@ -173,9 +177,12 @@ class Scheduler:
         """One iteration at `now`: record, create, start, advance, queue, submit.
 
         Two transactions: the executor's events first, then everything the scheduler decides.
-        Workloads go to the executor only after their tries are committed.
+        Workloads go to the executor only after their tries are committed. `now` is the whole
+        truth: every interval (housekeeping, heartbeats, liveness, resends, fleet and pool
+        reads, polls) is measured on it, so a test drives them all by passing later times.
         """
         now = now or self.clock()
+        self._notice_clock(now)
         report = TickReport()
         self._take_events()
         if self._unrecorded:
@@ -184,27 +191,40 @@ class Scheduler:
             with self.store.begin() as conn:
                 self._record_events(conn, self._unrecorded, report)
             self._unrecorded.clear()
-        if not self._may_have_work(report):
+        if not self._may_have_work(report, now):
             return report
         with self.store.begin() as conn:
             if self._check_ended:
-                self._stop_ended_tries(conn)
+                self._check_ended = False
+                self.liveness.stop_ended_tries(conn)
             self._housekeeping(conn, now, report)
             self._find_due_retries(conn, now)
-            if time.monotonic() >= self._runs_check_at:
-                self._runs_check_at = time.monotonic() + self.settings.scheduler_poll_s
-                self._create_due_runs(conn, now, report)
+            if now >= self._runs_check_at:
+                self._runs_check_at = now + timedelta(seconds=self.settings.scheduler_poll_s)
+                report.runs_created += run_creation.create_due_runs(conn, self.specs, now)
                 self._start_queued_runs(conn, now, report)
                 if report.runs_created:
-                    self._runs_check_at = 0.0  # a DAG catching up may have more due
+                    self._runs_check_at = LONG_AGO  # a DAG catching up may have more due
             callbacks = self._advance_runs(conn, now, report)
-            workloads = self._queue(conn, now, report)
+            queued = self.queueing.queue(conn, now, self.worker_id)
+        report.queued += queued.queued
+        self._dirty |= queued.dirty
         resend, self._to_resend = self._to_resend, []
-        if workloads or callbacks or resend:
-            self.executor.submit([*workloads, *callbacks, *resend])
+        if queued.workloads or callbacks or resend:
+            self.executor.submit([*queued.workloads, *callbacks, *resend])
         if report.recorded or report.runs_created or report.runs_finished or report.lost:
             self._wake_times = None  # retries and next runs may have moved
         return report
+
+    def _notice_clock(self, now: datetime) -> None:
+        """A clock that went back (a test's, or the host's stepped by NTP) would hold every
+        deadline set from a later time: they are all due again instead."""
+        if now < self._last_now:
+            self._full_scan_at = self._runs_check_at = self._retries_check_at = LONG_AGO
+            self.liveness.reset()
+            self.queueing.reset()
+            self._wake_times = None
+        self._last_now = now
 
     def _take_events(self) -> None:
         """Keep the executor's events for recording; a `RunsChanged` (remote workers recorded
@@ -218,26 +238,25 @@ class Scheduler:
                 self.mark_all_dirty()
             self._wake_times = None  # a failed try's retry may now be the next thing due
 
-    def _may_have_work(self, report: TickReport) -> bool:
+    def _may_have_work(self, report: TickReport, now: datetime) -> bool:
         """Whether the decision transaction can change anything; a tick right after a burst
         of queueing, with no event since, skips it instead of asking the database for
         nothing. The fallback poll and housekeeping deadlines still bound every wait."""
-        mono = time.monotonic()
         return bool(
             report.recorded
             or self._dirty
-            or mono >= self._runs_check_at
-            or mono >= self._retries_check_at
-            or mono >= self._full_scan_at
-            or mono >= self._housekeeping_at
-            or (self._schedulable_left and self.executor.open_slots() > 0)
+            or now >= self._runs_check_at
+            or now >= self._retries_check_at
+            or now >= self._full_scan_at
+            or now >= self.liveness.due_at
+            or (self.queueing.schedulable_left and self.executor.open_slots() > 0)
         )
 
     def mark_all_dirty(self) -> None:
         """Something outside changed the store (a trigger, a pause, a new bundle): on the next
         tick, look for due and queued runs and re-plan every active run."""
-        self._full_scan_at = 0.0
-        self._runs_check_at = 0.0
+        self._full_scan_at = LONG_AGO
+        self._runs_check_at = LONG_AGO
         self._wake_times = None
         self._check_ended = True  # it may have been a cancel
 
@@ -246,418 +265,70 @@ class Scheduler:
     def _record_events(
         self, conn: Connection, events: Sequence[TryStarted | TryOutcome], report: TickReport
     ) -> None:
-        outcomes = [e for e in events if isinstance(e, TryOutcome)]
-        ended = {o.try_id for o in outcomes}
-        # a start whose outcome arrived in the same batch is already in the outcome
-        starts = [e for e in events if isinstance(e, TryStarted) and e.try_id not in ended]
-        try_store.record_started_many(conn, starts)
-        recorded = try_store.record_outcomes(conn, outcomes, retry_delay_s=self._retry_delay)
-        if len(recorded) < len(outcomes):
-            taken = {r.try_id for r in recorded}
-            for outcome in outcomes:
-                if outcome.try_id not in taken:
-                    log.warning(
-                        "try.fenced try_id=%s: outcome refused, try is no longer current",
-                        outcome.try_id,
-                    )
-        for item in recorded:
+        for item in recording.record_events(conn, events, retry_delay=self._retry_delay):
             report.recorded += 1
             self._dirty.add(item.dag_run_id)
-            if item.state == TIState.UP_FOR_RETRY:
-                log.info(
-                    "task.retry_scheduled ti=%s try=%s/%s",
-                    item.ti_id,
-                    item.try_number,
-                    item.max_tries,
-                )
 
-    def _retry_delay(self, ti: Row[Any]) -> float:
+    def _retry_delay(self, ti: Any) -> float:
         if self.immediate_retries:
             return 0.0
-        dag_id, version = self._run_key(ti.dag_run_id)
-        return dispatch.task_retry_delay_s(self._shape(dag_id, version).spec, ti)
+        dag_id, version = self.runs.key(ti.dag_run_id)
+        return dispatch.task_retry_delay_s(self.specs(dag_id, version), ti)
 
-    # -- liveness ----------------------------------------------------------------------------
+    # -- liveness and retries ----------------------------------------------------------------
 
     def _housekeeping(self, conn: Connection, now: datetime, report: TickReport) -> None:
-        mono = time.monotonic()
-        if mono < self._housekeeping_at:
+        checked = self.liveness.check(conn, now, (self.scheduler_id, self.worker_id))
+        if checked is None:
             return
-        self._housekeeping_at = mono + self.settings.heartbeat_interval_s
-        db_now = self.store.db_now(conn)
-        for component_id in (self.scheduler_id, self.worker_id):
-            if component_id is not None:
-                components.heartbeat(conn, component_id, db_now)
-        cutoff = db_now - timedelta(seconds=self.settings.heartbeat_timeout_s)
-        self._fail_lost_tries(conn, cutoff, now, report)
-        for kind in ("scheduler", "worker"):
-            components.mark_dead(conn, kind, cutoff, now)
-        self._retries_check_at = 0.0  # and look for due retries, as a fallback
-        self._stop_ended_tries(conn)
-        if self.worker_id is None:  # tries travel through a broker: find what it lost
-            self._to_resend = self._unclaimed_workloads(conn, db_now)
-        self.executor.heartbeat()
-
-    def _fail_lost_tries(
-        self, conn: Connection, cutoff: datetime, now: datetime, report: TickReport
-    ) -> None:
-        """Fail the unfinished tries of dead workers, in one fenced batch: a try a person
-        ended meanwhile, or whose worker's outcome came first, is not counted as lost."""
-        lost = [
-            TryOutcome(
-                try_id=row.id,
-                succeeded=False,
-                started_at=row.start_date or row.queued_at,
-                ended_at=now,
-                error=f"the worker on {row.hostname} stopped heartbeating: try lost",
-            )
-            for row in try_store.unfinished_of_dead_workers(conn, cutoff)
-        ]
-        for recorded in try_store.record_outcomes(conn, lost, retry_delay_s=self._retry_delay):
-            report.lost += 1
-            self._dirty.add(recorded.dag_run_id)
-            log.warning("task.lost ti=%s try_id=%s", recorded.ti_id, recorded.try_id)
-
-    def _stop_ended_tries(self, conn: Connection) -> None:
-        """Kill the tries this scheduler's own executor runs that the store ended: cancelled,
-        cleared or marked by a person, or declared lost (ADR 12). Their outcomes are refused."""
-        self._check_ended = False
-        for try_id in try_store.ended_among(conn, self.executor.running_try_ids()):
-            log.warning("try.stopping try_id=%s: the store ended it; killing its process", try_id)
-            self.executor.cancel(try_id)
-
-    def _unclaimed_workloads(self, conn: Connection, db_now: datetime) -> list[Workload]:
-        """The database is the truth, the broker only transport: a try no worker claimed within
-        queued_timeout_s is sent again, at most once per timeout. If the first message was only
-        slow, the fence lets one of the two copies run and refuses the other."""
-        timeout = self.settings.queued_timeout_s
-        cutoff = db_now - timedelta(seconds=timeout)
-        mono = time.monotonic()
-        due = [
-            try_id
-            for try_id in try_store.unclaimed_since(conn, cutoff)
-            if self._resent.get(try_id, 0.0) <= mono - timeout
-        ]
-        built = dispatch.try_workloads(conn, try_store.queued_current(conn, due), self._spec)
-        self._fail_undispatchable(conn, built.failed, self.clock())
-        workloads: list[Workload] = list(built.workloads)
-        for workload in built.workloads:
-            self._resent[workload.try_id] = mono
-        if workloads:
-            log.warning("try.resent count=%d: unclaimed for %.0f s", len(workloads), timeout)
-        # forget tries resent long ago: they were claimed, finished or will be resent again
-        self._resent = {k: v for k, v in self._resent.items() if v > mono - 10 * timeout}
-        return workloads
+        report.lost += checked.lost
+        self._dirty |= checked.dirty
+        self._to_resend = checked.resend
+        self._retries_check_at = LONG_AGO  # and look for due retries, as a fallback
 
     def _find_due_retries(self, conn: Connection, now: datetime) -> None:
         """Runs holding a retry whose wait is over get planned (and the retry queued)."""
-        if time.monotonic() < self._retries_check_at:
+        if now < self._retries_check_at:
             return
-        self._retries_check_at = time.monotonic() + self.settings.scheduler_poll_s
+        self._retries_check_at = now + timedelta(seconds=self.settings.scheduler_poll_s)
         for row in ti_store.retries_due(conn, now):
             self._dirty.add(row.dag_run_id)
 
     # -- runs --------------------------------------------------------------------------------
 
-    def _create_due_runs(self, conn: Connection, now: datetime, report: TickReport) -> None:
-        for row in dag_store.dags_needing_next(conn):
-            self._compute_next(conn, row, now)
-        for row in dag_store.due_dags(conn, now):
-            spec = self._shape(row.dag_id, row.bundle_version).spec
-            if run_creation.create_scheduled_run(conn, row, spec, now):
-                report.runs_created += 1
-                log.info(
-                    "run.created dag=%s logical_date=%s",
-                    row.dag_id,
-                    row.next_logical_date.isoformat(),
-                )
-            last = run_store.latest_scheduled_run(conn, row.dag_id)
-            self._store_next(conn, row.dag_id, run_creation.next_run_of(spec, last, now), now)
-
-    def _compute_next(self, conn: Connection, row: Row[Any], now: datetime) -> None:
-        try:
-            spec = self._shape(row.dag_id, row.bundle_version).spec
-            last = run_store.latest_scheduled_run(conn, row.dag_id)
-            nxt = run_creation.next_run_of(spec, last, now)
-        except DraymanError as exc:
-            log.error("dag.schedule_error dag=%s: %s", row.dag_id, exc)
-            nxt = None
-        self._store_next(conn, row.dag_id, nxt, now)
-
-    @staticmethod
-    def _store_next(conn: Connection, dag_id: str, info: Any, now: datetime) -> None:
-        nxt = None
-        if info is not None:
-            nxt = NextRun(
-                info.logical_date, info.data_interval_start, info.data_interval_end, info.run_after
-            )
-        dag_store.set_next_run(conn, dag_id, nxt, now)
-
     def _start_queued_runs(self, conn: Connection, now: datetime, report: TickReport) -> None:
-        waiting = run_store.runs_to_start(conn)
-        if not waiting:
-            return
-        running = run_store.running_counts(conn)
-        for run in waiting:
-            spec = self._shape(run.dag_id, run.bundle_version).spec
-            if running.get(run.dag_id, 0) >= spec.max_active_runs:
-                continue
-            run_store.start_run(conn, run, spec, now)
-            running[run.dag_id] = running.get(run.dag_id, 0) + 1
-            self._run_keys[run.id] = (run.dag_id, run.bundle_version)
+        for run in run_creation.start_queued_runs(conn, self.specs, now):
+            self.runs.remember(run.id, run.dag_id, run.bundle_version)
             self._dirty.add(run.id)
             report.runs_started += 1
-            log.info(
-                "run.started dag=%s run=%s bundle=%s",
-                run.dag_id,
-                run.run_id,
-                run.bundle_version[:12],
-            )
 
     def _advance_runs(self, conn: Connection, now: datetime, report: TickReport) -> list[Workload]:
-        mono = time.monotonic()
-        if mono >= self._full_scan_at:
+        """Re-plan the runs that changed (every running run each scan interval); the DAG
+        callbacks of the runs that finished."""
+        if now >= self._full_scan_at:
             runs = run_store.running_runs(conn)
-            self._full_scan_at = mono + self._scan_interval_s
+            self._full_scan_at = now + timedelta(seconds=self._scan_interval_s)
         else:
             runs = run_store.running_runs(conn, self._dirty)
         self._dirty.clear()
-        callbacks: list[Workload] = []
-        # expansions add task instances that may make further progress: plan until stable
-        for _ in range(3):
-            plan = self._plan(conn, runs, now)
-            ti_store.apply_changes(conn, plan.changes, now)
-            for run_id, placeholder in plan.expansions:
-                self._expand(conn, run_id, placeholder, now)
-            for run_id, state in plan.finished:
-                callbacks.extend(self._finish(conn, run_id, state, now, report))
-            if not plan.expansions:
-                break
-            runs = run_store.running_runs(conn, [run_id for run_id, _ in plan.expansions])
-        return callbacks
+        advanced = self.advancing.advance(conn, runs, now)
+        self._dirty |= advanced.dirty
+        for run, state in advanced.finished:
+            report.runs_finished += 1
+            report.finished_runs.append((run.id, state))
+            self._runs_check_at = LONG_AGO  # a queued run of this DAG may start now
+            for listener in self.run_listeners:
+                listener(run)
+        return advanced.callbacks
 
-    def _plan(self, conn: Connection, runs: Sequence[Row[Any]], now: datetime) -> planner.RunPlan:
-        tis_by_run: dict[int, list[planner.TIView]] = {run.id: [] for run in runs}
-        for ti in ti_store.of_runs(conn, list(tis_by_run)):
-            tis_by_run[ti.dag_run_id].append(
-                planner.TIView(ti.id, ti.task_id, ti.map_index, TIState(ti.state), ti.next_retry_at)
-            )
-        views = []
-        for run in runs:
-            self._run_keys[run.id] = (run.dag_id, run.bundle_version)
-            shape = self._shape(run.dag_id, run.bundle_version)
-            views.append(planner.RunView(run.id, run.dag_id, shape, tis_by_run[run.id]))
-        return planner.plan_runs(views, now)
-
-    def _expand(
-        self, conn: Connection, run_id: int, placeholder: planner.TIView, now: datetime
-    ) -> None:
-        dag_id, version = self._run_key(run_id)
-        shape = self._shape(dag_id, version)
-        task = shape.spec.tasks[placeholder.task_id]
-        sources = shape.expand_sources.get(task.task_id, frozenset())
-        values = resolve_refs(task.expand, ti_store.results_of(conn, run_id, sources))
-        lengths = {name: len(v) for name, v in values.items() if isinstance(v, list)}
-        if len(lengths) != len(values) or len(set(lengths.values())) > 1:
-            log.error(
-                "task.expand_failed dag=%s task=%s: expand() needs lists of equal length, got %s",
-                dag_id,
-                task.task_id,
-                {k: type(v).__name__ for k, v in values.items()},
-            )
-            ti_store.apply_changes(
-                conn, [StateChange(placeholder.id, TIState.PENDING, TIState.UPSTREAM_FAILED)], now
-            )
-        else:
-            ti_store.expand(conn, placeholder.id, next(iter(lengths.values()), 0), now)
-        self._dirty.add(run_id)
-
-    def _finish(
-        self, conn: Connection, run_id: int, state: RunState, now: datetime, report: TickReport
-    ) -> list[Workload]:
-        self._run_rows.pop(run_id, None)
-        self._run_keys.pop(run_id, None)
-        if not run_store.finish_run(conn, run_id, state, now):
-            return []
-        report.runs_finished += 1
-        report.finished_runs.append((run_id, state))
-        self._runs_check_at = 0.0  # a queued run of this DAG may start now
-        run = run_store.get_run_by_id(conn, run_id)
-        log.info("run.finished dag=%s run=%s state=%s", run.dag_id, run.run_id, state)
-        for listener in self.run_listeners:
-            listener(run)
-        spec = self._shape(run.dag_id, run.bundle_version).spec
-        callback = "on_success" if state == RunState.SUCCESS else "on_failure"
-        if callback not in spec.callbacks:
-            return []
-        path = dispatch.callback_log_path(run, callback)
-        try:
-            return [dispatch.callback_workload(run, spec, callback, str(state), path)]
-        except Exception as exc:  # e.g. a stored conf too deep to read: the run stays finished
-            log.error(
-                "callback.undispatchable dag=%s run=%s callback=%s: %s",
-                run.dag_id,
-                run.run_id,
-                callback,
-                dispatch_error(exc),
-            )
-            return []
-
-    # -- queueing ----------------------------------------------------------------------------
-
-    def _queue(self, conn: Connection, now: datetime, report: TickReport) -> list[Workload]:
-        slots = self.executor.open_slots()
-        if slots <= 0:
-            self._schedulable_left = True  # unknown: look once a slot frees
-            return []
-        if self.store.supports_skip_locked and not pools.lock_for_queueing(conn):
-            self._schedulable_left = True  # another scheduler is queueing: look again next tick
-            return []
-        floor = slots
-        caps = None
-        if self.executor.in_flight_from_store:
-            caps = self._queue_caps(conn, floor)
-        if caps:
-            slots = max(slots, sum(caps.values()))
-        usage = ti_store.slot_usage(conn)
-        limit = max(slots * 4, 64)
-        rows = ti_store.schedulable(conn, limit=limit, lock=self.store.supports_skip_locked)
-        # more may wait than we took (slots, pools, limits): look again when a slot frees
-        self._schedulable_left = len(rows) > slots
-        if caps is not None:
-            rows = self._within_queue_caps(conn, rows, caps, floor)
-            slots = len(rows)
-        if not rows:
-            return []
-        limits = planner.Limits(
-            open_slots=slots,
-            pool_sizes=self._pool_sizes(conn),
-            pool_used=usage.per_pool,
-            dag_limits={self._run_key(r.dag_run_id)[0]: self._max_active_tasks(r) for r in rows},
-            dag_active=usage.per_dag,
-        )
-        candidates = [
-            planner.Candidate(r.id, self._run_key(r.dag_run_id)[0], r.pool, r.pool_slots)
-            for r in rows
-        ]
-        chosen = set(planner.plan_queue(candidates, limits))
-        picked = [row for row in rows if row.id in chosen]
-        if not picked:
-            return []
-        runs = self._runs_by_id(conn, [row.dag_run_id for row in picked])
-        paths = [
-            log_relpath(
-                runs[r.dag_run_id].dag_id,
-                runs[r.dag_run_id].run_id,
-                r.task_id,
-                r.map_index,
-                r.try_number + 1,
-            )
-            for r in picked
-        ]
-        new = try_store.create_tries(
-            conn, picked, log_paths=paths, worker_id=self.worker_id, now=now
-        )
-        report.queued += len(new)
-        built = dispatch.try_workloads(conn, new, self._spec, runs)
-        self._fail_undispatchable(conn, built.failed, now)
-        return list(built.workloads)
-
-    def _fail_undispatchable(
-        self, conn: Connection, failed: Sequence[dispatch.Undispatchable], now: datetime
-    ) -> None:
-        """Fail the tries whose workloads could not be built: each alone, never the tick."""
-        for item in failed:
-            log.error("try.undispatchable try_id=%s: %s", item.try_id, item.error)
-        for recorded in dispatch.fail_undispatchable(
-            conn, failed, self._spec, hostname=self.hostname, now=now
-        ):
-            self._dirty.add(recorded.dag_run_id)
-
-    def _queue_caps(self, conn: Connection, floor: int) -> dict[str, int]:
-        """Remote workers: each served queue's cap on tries queued or running
-        (`fleet.queue_cap`); a queue nobody serves keeps `floor` (parallelism). The live
-        workers are read again once their last read is `LIVE_WORKERS_READ_S` old."""
-        if time.monotonic() - self._live_read_at >= LIVE_WORKERS_READ_S:
-            cutoff = self.store.db_now(conn) - timedelta(seconds=self.settings.heartbeat_timeout_s)
-            self._live_concurrency = components.live_concurrency(conn, "worker", cutoff)
-            self._live_read_at = time.monotonic()
-        return {
-            queue: fleet.queue_cap(concurrency, floor)
-            for queue, concurrency in self._live_concurrency.items()
-        }
-
-    def _within_queue_caps(
-        self, conn: Connection, rows: list[Any], caps: dict[str, int], floor: int
-    ) -> list[Any]:
-        """Remote workers: the rows that keep each queue's tries queued or running (counted in
-        the store, on every host) within its cap. Per queue, so tries waiting for a queue no
-        worker serves never hold up the queues that have workers."""
-        counts = ti_store.per_queue(conn)
-        room = {
-            q: caps.get(q, floor) - c.get(TIState.QUEUED, 0) - c.get(TIState.RUNNING, 0)
-            for q, c in counts.items()
-        }
-        kept = []
-        for row in rows:
-            left = room.get(row.queue, caps.get(row.queue, floor))
-            if left > 0:
-                kept.append(row)
-            else:
-                self._schedulable_left = True  # look again when an outcome frees one
-            room[row.queue] = left - 1
-        return kept
-
-    def _due_times(self) -> list[datetime | None]:
+    def _due_times(self, now: datetime) -> list[datetime | None]:
         """The next scheduled run and the next retry, read again only when they may have
         changed (a tick recorded or created something) or every scheduler_poll_s."""
-        mono = time.monotonic()
-        if self._wake_times is None or mono >= self._wake_times[0]:
+        if self._wake_times is None or now >= self._wake_times[0]:
             with self.store.read() as conn:
                 times = [dag_store.earliest_next_run(conn), ti_store.next_retry_time(conn)]
-            self._wake_times = (mono + self.settings.scheduler_poll_s, times)
+            self._wake_times = (now + timedelta(seconds=self.settings.scheduler_poll_s), times)
         return self._wake_times[1]
-
-    def _pool_sizes(self, conn: Connection) -> dict[str, int]:
-        """Pool sizes, read again at most every scheduler_poll_s: they change by hand, rarely."""
-        mono = time.monotonic()
-        if self._pools is None or mono >= self._pools_read_at + self.settings.scheduler_poll_s:
-            self._pools = pools.sizes(conn)
-            self._pools_read_at = mono
-        return self._pools
-
-    def _runs_by_id(self, conn: Connection, run_ids: Sequence[int]) -> dict[int, Row[Any]]:
-        """Run rows for building workloads. What a workload takes from a run (its ids, dates,
-        conf, params, bundle) never changes once it exists, so rows are cached while it runs."""
-        missing = [run_id for run_id in set(run_ids) if run_id not in self._run_rows]
-        self._run_rows.update(dispatch.runs_by_id(conn, missing))
-        return {run_id: self._run_rows[run_id] for run_id in run_ids}
-
-    def _max_active_tasks(self, row: Row[Any]) -> int:
-        dag_id, version = self._run_key(row.dag_run_id)
-        return self._shape(dag_id, version).spec.max_active_tasks
-
-    # -- caches ------------------------------------------------------------------------------
-
-    def _shape(self, dag_id: str, version: str) -> planner.DagShape:
-        key = (dag_id, version)
-        shape = self._shapes.get(key)
-        if shape is None:
-            with self.store.read() as conn:
-                spec = dag_store.load_spec(conn, dag_id, version)
-            shape = self._shapes[key] = planner.DagShape.of(spec)
-        return shape
-
-    def _spec(self, dag_id: str, version: str) -> DagSpec:
-        return self._shape(dag_id, version).spec
-
-    def _run_key(self, run_id: int) -> tuple[str, str]:
-        key = self._run_keys.get(run_id)
-        if key is None:
-            with self.store.read() as conn:
-                run = run_store.get_run_by_id(conn, run_id)
-            key = self._run_keys[run_id] = (run.dag_id, run.bundle_version)
-        return key
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -683,7 +354,7 @@ class Scheduler:
             while not stop.is_set():
                 try:
                     report = self.tick()
-                except (DraymanError, DBAPIError) as exc:
+                except (DraymanError, DatabaseError) as exc:
                     # e.g. the database restarting: keep the events, back off, try again
                     log.error("scheduler.tick_failed: %s", str(exc).splitlines()[0])
                     stop.wait(1.0)
@@ -704,19 +375,19 @@ class Scheduler:
         now = self.clock()
         horizon = now + timedelta(seconds=self.settings.scheduler_poll_s)
         try:
-            candidates = self._due_times()
-        except DBAPIError:
+            candidates = self._due_times(now)
+        except DatabaseError:
             return 1.0  # the database is away: the next tick reports it
         due = min([horizon, *[c for c in candidates if c is not None]])
         until_due = max(0.0, (due - now).total_seconds())
         # the tick that wakes for a scheduled run or a retry must look for it
         next_run, next_retry = candidates
+        wake_at = now + timedelta(seconds=until_due)
         if next_run is not None and next_run <= due:
-            self._runs_check_at = min(self._runs_check_at, time.monotonic() + until_due)
+            self._runs_check_at = min(self._runs_check_at, wake_at)
         if next_retry is not None and next_retry <= due:
-            self._retries_check_at = min(self._retries_check_at, time.monotonic() + until_due)
-        mono = time.monotonic()
-        wait = min(until_due, self._housekeeping_at - mono)
+            self._retries_check_at = min(self._retries_check_at, wake_at)
+        wait = min(until_due, (self.liveness.due_at - now).total_seconds())
         if self._scan_interval_s < self.settings.scheduler_poll_s:  # no events: poll the store
-            wait = min(wait, self._full_scan_at - mono)
+            wait = min(wait, (self._full_scan_at - now).total_seconds())
         return max(0.0, wait)

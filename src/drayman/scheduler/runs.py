@@ -1,26 +1,27 @@
 """Creating DAG runs: scheduled ones as they fall due, manual triggers, and backfills.
 
-The CLI and the web call `trigger` and `backfill`; the scheduler loop calls `create_due_runs`.
+The CLI and the web call `trigger` and `backfill`; the scheduler loop calls `create_due_runs`
+and `start_queued_runs`.
 All of them read DagSpecs from the store and never import user code.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
-
-from sqlalchemy import Connection, Row, select
+from typing import Any, Protocol
 
 from drayman.conf import DEFAULT_LIMITS, ConfLimits, check_conf, validate_conf
-from drayman.exceptions import ConflictError, NotFoundError, ParamsError
+from drayman.exceptions import ConflictError, DraymanError, NotFoundError, ParamsError
 from drayman.run_ids import check_manual_run_id
 from drayman.spec import DagSpec
 from drayman.states import RunType
 from drayman.store import dags as dag_store
 from drayman.store import runs as run_store
-from drayman.store.schema import dag_run
+from drayman.store.dags import NextRun
+from drayman.store.engine import Connection
 from drayman.timetables import RunInfo, Timetable, parse_schedule
 
 log = logging.getLogger("drayman.scheduler")
@@ -30,7 +31,37 @@ def _aware(text: str | None) -> datetime | None:
     return None if text is None else datetime.fromisoformat(text)
 
 
-def next_run_of(spec: DagSpec, last: Row[Any] | None, now: datetime) -> RunInfo | None:
+class RunInterval(Protocol):
+    """What the next run is computed from: a run's interval (a dag_run row has it)."""
+
+    @property
+    def logical_date(self) -> datetime: ...
+    @property
+    def data_interval_start(self) -> datetime: ...
+    @property
+    def data_interval_end(self) -> datetime: ...
+    @property
+    def run_after(self) -> datetime: ...
+
+
+class DueDag(Protocol):
+    """What a scheduled run is made from: a DAG row whose next run is due (`dags.due_dags`)."""
+
+    @property
+    def dag_id(self) -> str: ...
+    @property
+    def bundle_version(self) -> str: ...
+    @property
+    def next_logical_date(self) -> datetime: ...
+    @property
+    def next_data_interval_start(self) -> datetime: ...
+    @property
+    def next_data_interval_end(self) -> datetime: ...
+    @property
+    def next_run_after(self) -> datetime: ...
+
+
+def next_run_of(spec: DagSpec, last: RunInterval | None, now: datetime) -> RunInfo | None:
     """The run that follows `last` (a dag_run row), per the DAG's timetable."""
     timetable = parse_schedule(spec.schedule, spec.timezone)
     previous = None
@@ -50,15 +81,16 @@ def next_run_of(spec: DagSpec, last: Row[Any] | None, now: datetime) -> RunInfo 
     )
 
 
-def _defined_dag(conn: Connection, dag_id: str) -> Row[Any]:
-    """The DAG's row, if its newest bundle still defines it: deleted code must never run."""
+def _defined_version(conn: Connection, dag_id: str) -> str:
+    """The DAG's newest bundle version, if it still defines the DAG: deleted code must never
+    run."""
     row = dag_store.get_dag(conn, dag_id)
     if not row.is_active:
         raise NotFoundError(
             f"DAG {dag_id!r} is no longer defined in the DAG folder (its file was deleted or "
             "no longer defines it); `drayman dags list` shows the DAGs there are"
         )
-    return row
+    return str(row.bundle_version)
 
 
 def trigger(
@@ -83,8 +115,8 @@ def trigger(
         check_manual_run_id(run_id)
     conf = {} if conf is None else conf
     check_conf(conf, limits)
-    row = _defined_dag(conn, dag_id)
-    spec = dag_store.load_spec(conn, dag_id, row.bundle_version)
+    version = _defined_version(conn, dag_id)
+    spec = dag_store.load_spec(conn, dag_id, version)
     try:
         params = validate_conf(spec.params, conf)
     except ParamsError as exc:
@@ -96,7 +128,7 @@ def trigger(
         dag_id=dag_id,
         run_id=run_id,
         run_type=RunType.MANUAL,
-        bundle_version=row.bundle_version,
+        bundle_version=version,
         logical_date=when,
         data_interval_start=when,
         data_interval_end=when,
@@ -134,18 +166,10 @@ def backfill(
     Intervals that already have a run are left alone, and so, unless `include_future`, are
     intervals whose data interval has not ended at `now`: their data is not all there yet.
     """
-    row = _defined_dag(conn, dag_id)
-    spec = dag_store.load_spec(conn, dag_id, row.bundle_version)
+    version = _defined_version(conn, dag_id)
+    spec = dag_store.load_spec(conn, dag_id, version)
     timetable = parse_schedule(spec.schedule, spec.timezone)
-    existing = set(
-        conn.execute(
-            select(dag_run.c.logical_date).where(
-                dag_run.c.dag_id == dag_id,
-                dag_run.c.logical_date >= start,
-                dag_run.c.logical_date <= end,
-            )
-        ).scalars()
-    )
+    existing = run_store.logical_dates_between(conn, dag_id, start, end)
     params = validate_conf(spec.params, {})
     # the DAG's start_date anchors an interval schedule's grid: backfilled intervals are the
     # ones the scheduler would have made, so an existing run of the same interval is found
@@ -153,7 +177,7 @@ def backfill(
     missing = [info for info in intervals if info.logical_date not in existing]
     not_ended = [] if include_future else [i for i in missing if i.data_interval_end > now]
     created = [
-        _create_backfill_run(conn, row, info, params, triggered_by=triggered_by, now=now)
+        _create_backfill_run(conn, dag_id, version, info, params, triggered_by, now)
         for info in missing
         if info not in not_ended
     ]
@@ -167,20 +191,20 @@ def backfill(
 
 def _create_backfill_run(
     conn: Connection,
-    row: Row[Any],
+    dag_id: str,
+    version: str,
     info: RunInfo,
     params: dict[str, Any],
-    *,
     triggered_by: str,
     now: datetime,
 ) -> str:
     run_id = run_store.run_id_for(RunType.BACKFILL, info.logical_date)
     run_store.create_run(
         conn,
-        dag_id=row.dag_id,
+        dag_id=dag_id,
         run_id=run_id,
         run_type=RunType.BACKFILL,
-        bundle_version=row.bundle_version,
+        bundle_version=version,
         logical_date=info.logical_date,
         data_interval_start=info.data_interval_start,
         data_interval_end=info.data_interval_end,
@@ -219,7 +243,7 @@ def _why_not_ended(not_ended: list[RunInfo], intervals: int, existing: int) -> s
 
 
 def create_scheduled_run(
-    conn: Connection, dag_row: Row[Any], spec: DagSpec, now: datetime
+    conn: Connection, dag_row: DueDag, spec: DagSpec, now: datetime
 ) -> str | None:
     """Create the run a DAG's stored next_* fields describe; None if its id is taken (logged:
     a run of that id already exists, so this interval gets no run of its own)."""
@@ -250,11 +274,7 @@ def _report_taken(conn: Connection, dag_id: str, run_id: str) -> None:
     """Say why a due run was not made. Another scheduler making it first is the design (the
     unique run id is the lock); any other run holding the id is a problem an operator must
     see: that interval gets no scheduled run."""
-    taken_by = conn.execute(
-        select(dag_run.c.run_type, dag_run.c.triggered_by).where(
-            dag_run.c.dag_id == dag_id, dag_run.c.run_id == run_id
-        )
-    ).first()
+    taken_by = run_store.origin_of(conn, dag_id, run_id)
     # not visible (MariaDB's snapshot of a concurrent insert): another scheduler's, too
     if taken_by is None or taken_by.run_type == RunType.SCHEDULED:
         log.debug("run.exists dag=%s run_id=%s: made by another scheduler", dag_id, run_id)
@@ -267,3 +287,75 @@ def _report_taken(conn: Connection, dag_id: str, run_id: str) -> None:
         taken_by.triggered_by,
         taken_by.run_type,
     )
+
+
+def create_due_runs(conn: Connection, spec_of: Callable[[str, str], DagSpec], now: datetime) -> int:
+    """Compute the next run of the DAGs that need it, then create the runs due at `now`;
+    how many were created."""
+    for row in dag_store.dags_needing_next(conn):
+        _compute_next(conn, row.dag_id, row.bundle_version, spec_of, now)
+    created = 0
+    for row in dag_store.due_dags(conn, now):
+        spec = spec_of(row.dag_id, row.bundle_version)
+        if create_scheduled_run(conn, row, spec, now):
+            created += 1
+            log.info(
+                "run.created dag=%s logical_date=%s",
+                row.dag_id,
+                row.next_logical_date.isoformat(),
+            )
+        last = run_store.latest_scheduled_run(conn, row.dag_id)
+        _store_next(conn, row.dag_id, next_run_of(spec, last, now), now)
+    return created
+
+
+def _compute_next(
+    conn: Connection,
+    dag_id: str,
+    version: str,
+    spec_of: Callable[[str, str], DagSpec],
+    now: datetime,
+) -> None:
+    try:
+        spec = spec_of(dag_id, version)
+        last = run_store.latest_scheduled_run(conn, dag_id)
+        nxt = next_run_of(spec, last, now)
+    except DraymanError as exc:
+        log.error("dag.schedule_error dag=%s: %s", dag_id, exc)
+        nxt = None
+    _store_next(conn, dag_id, nxt, now)
+
+
+def _store_next(conn: Connection, dag_id: str, info: RunInfo | None, now: datetime) -> None:
+    nxt = None
+    if info is not None:
+        nxt = NextRun(
+            info.logical_date, info.data_interval_start, info.data_interval_end, info.run_after
+        )
+    dag_store.set_next_run(conn, dag_id, nxt, now)
+
+
+def start_queued_runs(
+    conn: Connection, spec_of: Callable[[str, str], DagSpec], now: datetime
+) -> list[Any]:
+    """Start the QUEUED runs, oldest first, that their DAG's max_active_runs allows; the runs
+    started (their rows as they were queued)."""
+    waiting = run_store.runs_to_start(conn)
+    if not waiting:
+        return []
+    running = run_store.running_counts(conn)
+    started = []
+    for run in waiting:
+        spec = spec_of(run.dag_id, run.bundle_version)
+        if running.get(run.dag_id, 0) >= spec.max_active_runs:
+            continue
+        run_store.start_run(conn, run, spec, now)
+        running[run.dag_id] = running.get(run.dag_id, 0) + 1
+        started.append(run)
+        log.info(
+            "run.started dag=%s run=%s bundle=%s",
+            run.dag_id,
+            run.run_id,
+            run.bundle_version[:12],
+        )
+    return started

@@ -11,9 +11,9 @@ from typing import Any
 
 from sqlalchemy import Connection, Row
 
-from drayman.scheduler import dispatch  # moves to drayman.store.dispatch (issue 11, h2)
 from drayman.spec import DagSpec
 from drayman.store import dags as dag_store
+from drayman.store import dispatch
 from drayman.store.engine import Store
 
 RUN_CACHE_SIZE = 1024  # run rows kept by id (see RunCache)

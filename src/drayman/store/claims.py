@@ -12,8 +12,8 @@ from datetime import datetime
 
 from sqlalchemy import Connection
 
-from drayman.scheduler import dispatch  # moves to drayman.store.dispatch (issue 11, h2)
 from drayman.spec import DagSpec
+from drayman.store import dispatch
 from drayman.store import tries as try_store
 from drayman.store.caches import RunCache
 from drayman.workloads import TryWorkload

@@ -24,6 +24,10 @@ from drayman.redact import mask_url
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
+# For callers that hold a transaction or catch a database error: only the store imports
+# SQLAlchemy (ADR 16).
+DatabaseError = DBAPIError  # any error the database driver raised
+
 
 class Store:
     """Access to the metadata database. Built once by the CLI and passed down."""

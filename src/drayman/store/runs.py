@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -213,3 +214,36 @@ def latest_scheduled_run(conn: Connection, dag_id: str) -> Row[Any] | None:
         .order_by(dag_run.c.logical_date.desc())
         .limit(1)
     ).first()
+
+
+def logical_dates_between(
+    conn: Connection, dag_id: str, start: datetime, end: datetime
+) -> set[datetime]:
+    """The logical dates of a DAG's runs in [start, end]: the intervals a backfill skips."""
+    return set(
+        conn.execute(
+            select(dag_run.c.logical_date).where(
+                dag_run.c.dag_id == dag_id,
+                dag_run.c.logical_date >= start,
+                dag_run.c.logical_date <= end,
+            )
+        ).scalars()
+    )
+
+
+@dataclass(frozen=True)
+class RunOrigin:
+    """Who made a run: its type, and the user or component named in `triggered_by`."""
+
+    run_type: str
+    triggered_by: str
+
+
+def origin_of(conn: Connection, dag_id: str, run_id: str) -> RunOrigin | None:
+    """Who made the run `run_id` of a DAG; None when there is none (or it is not visible)."""
+    row = conn.execute(
+        select(dag_run.c.run_type, dag_run.c.triggered_by).where(
+            dag_run.c.dag_id == dag_id, dag_run.c.run_id == run_id
+        )
+    ).first()
+    return None if row is None else RunOrigin(row.run_type, row.triggered_by)

@@ -42,7 +42,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import replace
 
 from drayman.config import Settings
-from drayman.scheduler import dispatch  # moves to drayman.store.dispatch (issue 11, h2)
+from drayman.store import dispatch
 from drayman.store.caches import SpecCache
 from drayman.store.engine import Store
 from drayman.worker.requests import CallbackRequest, EngineDied, Released, Signals, TryRequest

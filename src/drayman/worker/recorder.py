@@ -9,11 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sqlalchemy import Connection
-
 from drayman.store import logs as log_store
 from drayman.store import tries as try_store
-from drayman.store.engine import Store
+from drayman.store.engine import Connection, Store
 from drayman.workloads import LogChunks, TryOutcome
 
 

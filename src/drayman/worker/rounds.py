@@ -16,18 +16,16 @@ from collections.abc import Callable, Collection, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection
-
 from drayman.config import Settings
 from drayman.runner.archives import BundlePrefetch
 from drayman.runner.host import hostname
 from drayman.runner.pool import WarmPool
-from drayman.scheduler import dispatch  # moves to drayman.store.dispatch (issue 11, h2)
+from drayman.store import dispatch
 from drayman.store import tries as try_store
 from drayman.store.bundles import load_archive
 from drayman.store.caches import RunCache, SpecCache
 from drayman.store.claims import Claimed, claim_tries
-from drayman.store.engine import Store
+from drayman.store.engine import Connection, Store
 from drayman.worker.outage import Outage
 from drayman.worker.recorder import Recorder
 from drayman.worker.requests import (
