@@ -1,59 +1,40 @@
-"""What the scheduler keeps of the store between ticks: DAG specs by version, and what it
-reads of a run while the run runs. Neither changes once written, so nothing here is stale.
-
-`SpecCache(store)(dag_id, version)` and `RunCache.rows(conn, run_ids)` have the interface of
-the worker's caches (`drayman.store.caches`, issue 11), so that one may serve both.
+"""What the scheduler keeps of the store between ticks, on top of the store's own caches
+(`drayman.store.caches`, which the worker's engine uses too): the planner's shape of each
+DAG version, and each running run's DAG and version. Nothing here changes once written, so
+nothing is stale; a run's entries are dropped when it finishes (`RunCache.forget`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
-
 from drayman.scheduler.planner import DagShape
-from drayman.spec import DagSpec
-from drayman.store import dags as dag_store
-from drayman.store import dispatch
+from drayman.store import caches
 from drayman.store import runs as run_store
-from drayman.store.engine import Connection, Store
+from drayman.store.engine import Store
 
 
-class SpecCache:
-    """DagSpecs, and the planner's shape of each, by DAG id and bundle version: a version's
-    spec never changes, so each is read (and shaped) once."""
+class SpecCache(caches.SpecCache):
+    """The store's spec cache, and the planner's shape of each spec, shaped once."""
 
     def __init__(self, store: Store) -> None:
-        self.store = store
+        super().__init__(store)
         self._shapes: dict[tuple[str, str], DagShape] = {}
-
-    def __call__(self, dag_id: str, version: str) -> DagSpec:
-        return self.shape(dag_id, version).spec
 
     def shape(self, dag_id: str, version: str) -> DagShape:
         key = (dag_id, version)
         shape = self._shapes.get(key)
         if shape is None:
-            with self.store.read() as conn:
-                spec = dag_store.load_spec(conn, dag_id, version)
-            shape = self._shapes[key] = DagShape.of(spec)
+            shape = self._shapes[key] = DagShape.of(self(dag_id, version))
         return shape
 
 
-class RunCache:
-    """What the scheduler reads of a run while it runs: its DAG and version, and its row for
-    building workloads (its ids, dates, conf, params, bundle never change once it exists).
-    Both are dropped when the run finishes (`forget`)."""
+class RunCache(caches.RunCache):
+    """The store's run-row cache, unbounded (the scheduler forgets runs as they finish), and
+    each run's DAG id and bundle version."""
 
     def __init__(self, store: Store) -> None:
+        super().__init__(size=None)
         self.store = store
         self._keys: dict[int, tuple[str, str]] = {}
-        self._rows: dict[int, Any] = {}
-
-    def rows(self, conn: Connection, run_ids: Sequence[int]) -> dict[int, Any]:
-        """The rows of these runs, read in one query for those not cached yet."""
-        missing = [run_id for run_id in set(run_ids) if run_id not in self._rows]
-        self._rows.update(dispatch.runs_by_id(conn, missing))
-        return {run_id: self._rows[run_id] for run_id in run_ids}
 
     def key(self, run_id: int) -> tuple[str, str]:
         """The run's DAG id and bundle version."""
@@ -68,5 +49,5 @@ class RunCache:
         self._keys[run_id] = (dag_id, version)
 
     def forget(self, run_id: int) -> None:
+        super().forget(run_id)
         self._keys.pop(run_id, None)
-        self._rows.pop(run_id, None)

@@ -9,12 +9,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Connection, Row
+from sqlalchemy import Row
 
 from drayman.spec import DagSpec
 from drayman.store import dags as dag_store
 from drayman.store import dispatch
-from drayman.store.engine import Store
+from drayman.store.engine import Connection, Store
 
 RUN_CACHE_SIZE = 1024  # run rows kept by id (see RunCache)
 
@@ -44,9 +44,11 @@ class RunCache:
     What a workload takes from a run (ids, dates, bundle version, params, conf) is written
     once, when the run is created; only its state and start and end dates change, which no
     workload reads. Ids are never reused, so a cached row is never stale for that use.
+    `size` bounds what is kept (a worker never learns that a run ended); an owner that does
+    learn it (the scheduler) passes None and calls `forget`.
     """
 
-    def __init__(self, size: int = RUN_CACHE_SIZE) -> None:
+    def __init__(self, size: int | None = RUN_CACHE_SIZE) -> None:
         self.size = size
         self._rows: dict[int, Row[Any]] = {}
 
@@ -55,7 +57,11 @@ class RunCache:
         wanted = set(run_ids)
         missing = wanted - self._rows.keys()
         if missing:
-            if len(self._rows) + len(missing) > self.size:
+            if self.size is not None and len(self._rows) + len(missing) > self.size:
                 self._rows.clear()  # simpler than LRU; a refill is one query
             self._rows.update(dispatch.runs_by_id(conn, list(missing)))
         return {run_id: self._rows[run_id] for run_id in wanted if run_id in self._rows}
+
+    def forget(self, run_id: int) -> None:
+        """Drop a run's row (it ended: no workload of it is built again)."""
+        self._rows.pop(run_id, None)
