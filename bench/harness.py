@@ -161,7 +161,7 @@ def _measure(
     timeout_s: float,
     profile: Path | None,
 ) -> RunResult:
-    from drayman.scheduler import runs as run_creation
+    from drayman import run_creation
     from drayman.scheduler.wakeup import ring
     from drayman.store.engine import Store
 

@@ -1,7 +1,7 @@
 """Run conf: what a trigger may carry, and how it is checked against a DAG's declared params.
 
 Pure: the CLI, the pages and the API call it on stored `ParamSpec`s (through
-`scheduler.runs.trigger`, which reads the DagSpec from the store) without importing any user
+`run_creation.trigger`, which reads the DagSpec from the store) without importing any user
 code. Every entry point runs the same three checks before anything is committed:
 
 1. `parse_conf` (text from the CLI or a form): JSON only, no NaN or Infinity, size first;

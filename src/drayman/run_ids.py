@@ -1,5 +1,5 @@
 """Which run ids a manual run may take. Pure: the CLI, the pages and the API all reach it
-through `scheduler.runs.trigger`.
+through `run_creation.trigger`.
 
 A run id appears in URLs, log folder names and the unique key the scheduler relies on: the
 ids `scheduled__<date>` and `backfill__<date>` are the scheduler's own (a manual run that

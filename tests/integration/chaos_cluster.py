@@ -27,9 +27,9 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from drayman import run_creation
 from drayman.bundles.processor import DagProcessor
 from drayman.config import Settings
-from drayman.scheduler import runs as run_creation
 from drayman.states import RUN_FINISHED, RunState, TryState
 from drayman.store import migrate
 from drayman.store.engine import Store

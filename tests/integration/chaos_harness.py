@@ -24,11 +24,11 @@ import pytest
 from sqlalchemy import Connection, select
 from test_celery_executor import CLI, Worker
 
+from drayman import run_creation
 from drayman.bundles.processor import DagProcessor
 from drayman.config import Settings
 from drayman.exceptions import DraymanError
 from drayman.executors.celery import CeleryExecutor
-from drayman.scheduler import runs as run_creation
 from drayman.scheduler.loop import Scheduler
 from drayman.states import RUN_FINISHED, RunState
 from drayman.store.engine import Store

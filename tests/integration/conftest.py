@@ -25,10 +25,10 @@ import pytest
 from sqlalchemy import Connection, Row
 from sqlalchemy import select as sql_select
 
+from drayman import run_creation
 from drayman.bundles.processor import DagProcessor
 from drayman.config import Settings
 from drayman.executors.local import LocalExecutor
-from drayman.scheduler import runs as run_creation
 from drayman.scheduler.loop import Scheduler, TickReport
 from drayman.spec import DagSpec, ParsedDag
 from drayman.states import RUN_FINISHED, RunState, RunType

@@ -28,10 +28,10 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection, create_engine, func, select, text, update
 
+from drayman import run_creation
 from drayman.bundles.processor import DagProcessor
 from drayman.config import Settings
 from drayman.executors.celery import RUN_CALLBACK, RUN_TRIES, RUN_TRY, CeleryExecutor, make_app
-from drayman.scheduler import runs as run_creation
 from drayman.scheduler.loop import Scheduler
 from drayman.states import RUN_FINISHED, RunState, TryState
 from drayman.store import logs as log_store

@@ -31,11 +31,11 @@ from test_celery_executor import (  # noqa: F401 (database: fixture)
 )
 from throwaway import Redis, free_port, throwaway_redis  # noqa: F401 (fixture)
 
+from drayman import run_creation
 from drayman.bundles.processor import DagProcessor
 from drayman.config import Settings
 from drayman.executors.celery import CeleryExecutor
 from drayman.executors.celery_wakeup import OutcomeBell, OutcomeListener
-from drayman.scheduler import runs as run_creation
 from drayman.scheduler.loop import Scheduler
 from drayman.scheduler.wakeup import SchedulerWaker
 from drayman.states import RUN_FINISHED, RunState

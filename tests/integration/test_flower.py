@@ -26,10 +26,10 @@ from test_celery_executor import _unavailable, database, start_worker  # noqa: F
 from test_celery_wakeup import _wait_run
 from throwaway import free_port
 
+from drayman import run_creation
 from drayman.bundles.processor import DagProcessor
 from drayman.config import Settings
 from drayman.executors.celery import CeleryExecutor, task_id_of
-from drayman.scheduler import runs as run_creation
 from drayman.scheduler.loop import Scheduler
 from drayman.states import RunState
 from drayman.store.engine import Store

@@ -11,7 +11,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from drayman.scheduler import runs as run_creation
+from drayman import run_creation
 from drayman.states import RunState, RunType, TIState
 from drayman.store import dags as dag_store
 

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from sqlalchemy import func, select
 
+from drayman import run_creation
 from drayman.conf import ConfLimits
 from drayman.exceptions import ParamsError, RunIdError
-from drayman.scheduler import runs as run_creation
 from drayman.spec import DagSpec, ParamSpec, ParsedDag, TaskSpec
 from drayman.store import dags as dag_store
 from drayman.store import runs as run_store

@@ -33,7 +33,7 @@ def _publish(store: Store) -> None:
             errors=[],
             now=NOW,
         )
-        from drayman.scheduler import runs as run_creation
+        from drayman import run_creation
 
         for day in range(3):
             when = NOW + timedelta(days=day)

@@ -22,12 +22,12 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Connection
 
+from drayman import run_creation
 from drayman.auth import tokens, users
 from drayman.auth.passwords import Passwords
 from drayman.bundles.processor import DagProcessor
 from drayman.config import Settings
 from drayman.executors.local import LocalExecutor
-from drayman.scheduler import runs as run_creation
 from drayman.scheduler.loop import Scheduler
 from drayman.spec import DagSpec, ParsedDag
 from drayman.states import RUN_FINISHED, RunType

@@ -193,8 +193,8 @@ def trigger_cmd(
     dag_id: str, conf: str | None, run_id: str | None, logical_date: str | None, as_json: bool
 ) -> None:
     """Create a manual run of DAG_ID; a running scheduler starts it at once."""
+    from drayman import run_creation
     from drayman.conf import ConfLimits
-    from drayman.scheduler import runs as run_creation
     from drayman.scheduler.wakeup import wake_schedulers
     from drayman.store import audit
 
@@ -320,7 +320,7 @@ def backfill_cmd(dag_id: str, start_text: str, end_text: str, include_future: bo
     Intervals that already have a run are skipped, and so are intervals that have not ended
     yet unless --include-future. When no run is created, it says why.
     """
-    from drayman.scheduler import runs as run_creation
+    from drayman import run_creation
     from drayman.scheduler.wakeup import wake_schedulers
 
     settings = load_settings()

@@ -74,8 +74,8 @@ def run_dag_once(
     settings: Settings, dag_id: str, *, conf: dict[str, Any], logical_date: datetime | None
 ) -> bool:
     """Run one manual run of `dag_id` to its end; True if it succeeded."""
+    from drayman import run_creation
     from drayman.executors.local import LocalExecutor
-    from drayman.scheduler import runs as run_creation
     from drayman.scheduler.loop import Scheduler
     from drayman.states import RunState
     from drayman.store import runs as run_store

@@ -7,10 +7,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 
+from drayman import run_creation
 from drayman.auth.roles import Action
 from drayman.auth.users import User
 from drayman.conf import ConfLimits
-from drayman.scheduler import runs as run_creation
 from drayman.states import RunState
 from drayman.store import actions, audit
 from drayman.store.audit import AuditAction

@@ -21,11 +21,11 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
+from drayman import run_creation
 from drayman.auth.roles import Action
 from drayman.auth.users import User
 from drayman.conf import ConfLimits
 from drayman.exceptions import ParamsError, RunIdError
-from drayman.scheduler import runs as run_creation
 from drayman.states import TIState
 from drayman.store import actions as store_actions
 from drayman.store import audit

@@ -5,7 +5,7 @@ JSON for arrays and objects), pre-filled with the default; plus a JSON box for c
 are not params. Reading the form back converts each value to its declared type (a plain
 param's is its default's), so the conf is what `drayman dags trigger --conf` would send, and
 `drayman.conf` checks it the same way: JSON fields are parsed within the same size and depth
-caps, and `scheduler.runs.trigger` checks the whole conf.
+caps, and `run_creation.trigger` checks the whole conf.
 """
 
 from __future__ import annotations
