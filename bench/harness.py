@@ -162,8 +162,8 @@ def _measure(
     profile: Path | None,
 ) -> RunResult:
     from drayman import run_creation
-    from drayman.scheduler.wakeup import ring
     from drayman.store.engine import Store
+    from drayman.wakeup import ring
 
     dag_ids = workload.dag_ids(size)
     triggers = workload.triggers(size)

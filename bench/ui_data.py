@@ -37,7 +37,7 @@ from sqlalchemy import create_engine, func, select, text, update
 
 from bench import ui_history as hist
 from drayman.bundles.archive import pack
-from drayman.bundles.parser import parse_bundle
+from drayman.dag_processor.parser import parse_bundle
 from drayman.spec import DagSpec
 from drayman.store import bundles as bundle_store
 from drayman.store import logs as log_store

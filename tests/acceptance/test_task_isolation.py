@@ -120,7 +120,7 @@ def key_file():
 
 def top_level_report():
     main = getattr(sys.modules.get("__main__"), "__spec__", None)
-    if getattr(main, "name", "") == "drayman.bundles.parse_child":
+    if getattr(main, "name", "") == "drayman.dag_processor.parse_child":
         phase = "parse"
     elif "drayman.runner.worker" in sys.modules:
         phase = "try"

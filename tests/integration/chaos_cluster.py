@@ -28,8 +28,8 @@ import pytest
 from sqlalchemy import func, select
 
 from drayman import run_creation
-from drayman.bundles.processor import DagProcessor
 from drayman.config import Settings
+from drayman.dag_processor.processor import DagProcessor
 from drayman.states import RUN_FINISHED, RunState, TryState
 from drayman.store import migrate
 from drayman.store.engine import Store

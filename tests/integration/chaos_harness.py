@@ -25,8 +25,8 @@ from sqlalchemy import Connection, select
 from test_celery_executor import CLI, Worker
 
 from drayman import run_creation
-from drayman.bundles.processor import DagProcessor
 from drayman.config import Settings
+from drayman.dag_processor.processor import DagProcessor
 from drayman.exceptions import DraymanError
 from drayman.executors.celery import CeleryExecutor
 from drayman.scheduler.loop import Scheduler

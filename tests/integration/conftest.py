@@ -26,8 +26,8 @@ from sqlalchemy import Connection, Row
 from sqlalchemy import select as sql_select
 
 from drayman import run_creation
-from drayman.bundles.processor import DagProcessor
 from drayman.config import Settings
+from drayman.dag_processor.processor import DagProcessor
 from drayman.executors.local import LocalExecutor
 from drayman.scheduler.loop import Scheduler, TickReport
 from drayman.spec import DagSpec, ParsedDag

@@ -29,8 +29,8 @@ import pytest
 from sqlalchemy import Connection, create_engine, func, select, text, update
 
 from drayman import run_creation
-from drayman.bundles.processor import DagProcessor
 from drayman.config import Settings
+from drayman.dag_processor.processor import DagProcessor
 from drayman.executors.celery import RUN_CALLBACK, RUN_TRIES, RUN_TRY, CeleryExecutor, make_app
 from drayman.scheduler.loop import Scheduler
 from drayman.states import RUN_FINISHED, RunState, TryState

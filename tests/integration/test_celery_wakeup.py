@@ -32,15 +32,15 @@ from test_celery_executor import (  # noqa: F401 (database: fixture)
 from throwaway import Redis, free_port, throwaway_redis  # noqa: F401 (fixture)
 
 from drayman import run_creation
-from drayman.bundles.processor import DagProcessor
 from drayman.config import Settings
+from drayman.dag_processor.processor import DagProcessor
 from drayman.executors.celery import CeleryExecutor
 from drayman.executors.celery_wakeup import OutcomeBell, OutcomeListener
 from drayman.scheduler.loop import Scheduler
-from drayman.scheduler.wakeup import SchedulerWaker
 from drayman.states import RUN_FINISHED, RunState
 from drayman.store.engine import Store
 from drayman.store.schema import dag_run, task_instance, task_try
+from drayman.wakeup import SchedulerWaker
 from drayman.workloads import RunsChanged
 
 REDIS_DB = 12  # this file's own Redis database: its worker rings on the default exchange

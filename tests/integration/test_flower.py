@@ -27,8 +27,8 @@ from test_celery_wakeup import _wait_run
 from throwaway import free_port
 
 from drayman import run_creation
-from drayman.bundles.processor import DagProcessor
 from drayman.config import Settings
+from drayman.dag_processor.processor import DagProcessor
 from drayman.executors.celery import CeleryExecutor, task_id_of
 from drayman.scheduler.loop import Scheduler
 from drayman.states import RunState

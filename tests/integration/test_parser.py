@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from drayman.bundles import parser
-from drayman.bundles.parser import ParseResult, parse_bundle
+from drayman.dag_processor import parser
+from drayman.dag_processor.parser import ParseResult, parse_bundle
 from drayman.exceptions import BundleError
 from drayman.spec import ImportFailure
 

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from drayman.bundles import processor as processor_module
-from drayman.bundles.processor import DagProcessor
 from drayman.config import Settings
+from drayman.dag_processor import processor as processor_module
+from drayman.dag_processor.processor import DagProcessor
 from drayman.store.engine import Store
 from drayman.store.schema import bundle, dag, deploy, import_error, serialized_dag
 
@@ -77,7 +77,7 @@ def test_first_tick_publishes_then_nothing_until_a_change(
     write(settings.dags_folder, "broken.py", BROKEN)
     processor = DagProcessor(settings, store)
 
-    with caplog.at_level(logging.INFO, logger="drayman.bundles.processor"):
+    with caplog.at_level(logging.INFO, logger="drayman.dag_processor.processor"):
         version = processor.tick()
 
     assert version is not None and len(version) == 64
@@ -149,7 +149,7 @@ def test_missing_folder_is_reported_once_and_publishes_nothing(
 ) -> None:
     processor = DagProcessor(settings, sqlite_store)
 
-    with caplog.at_level(logging.WARNING, logger="drayman.bundles.processor"):
+    with caplog.at_level(logging.WARNING, logger="drayman.dag_processor.processor"):
         assert processor.tick() is None
         assert processor.tick() is None
 

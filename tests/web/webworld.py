@@ -25,8 +25,8 @@ from sqlalchemy import Connection
 from drayman import run_creation
 from drayman.auth import tokens, users
 from drayman.auth.passwords import Passwords
-from drayman.bundles.processor import DagProcessor
 from drayman.config import Settings
+from drayman.dag_processor.processor import DagProcessor
 from drayman.executors.local import LocalExecutor
 from drayman.scheduler.loop import Scheduler
 from drayman.spec import DagSpec, ParsedDag

@@ -41,8 +41,8 @@ def run_action(
     With `confirm` (no --yes) and a terminal on stdin, the person sees the task instances
     first and answers; a script (stdin not a terminal) is never held up by a question.
     """
-    from drayman.scheduler.wakeup import wake_schedulers
     from drayman.store import audit
+    from drayman.wakeup import wake_schedulers
 
     settings = load_settings()
     store = open_store(settings)

@@ -159,8 +159,8 @@ def parse_cmd(exit_zero: bool) -> None:
     Prints every import error of the folder's bundle and exits 1 if there is any (0 with
     --exit-zero), so CI can gate on it.
     """
-    from drayman.bundles.processor import DagProcessor
-    from drayman.scheduler.wakeup import wake_schedulers
+    from drayman.dag_processor.processor import DagProcessor
+    from drayman.wakeup import wake_schedulers
 
     settings = load_settings()
     store = open_store(settings)
@@ -195,8 +195,8 @@ def trigger_cmd(
     """Create a manual run of DAG_ID; a running scheduler starts it at once."""
     from drayman import run_creation
     from drayman.conf import ConfLimits
-    from drayman.scheduler.wakeup import wake_schedulers
     from drayman.store import audit
+    from drayman.wakeup import wake_schedulers
 
     settings = load_settings()
     run_conf = parse_conf(conf, settings)
@@ -237,9 +237,9 @@ def unpause_cmd(dag_id: str) -> None:
 
 
 def _set_paused(dag_id: str, paused: bool) -> None:
-    from drayman.scheduler.wakeup import wake_schedulers
     from drayman.store import audit
     from drayman.store import dags as dag_store
+    from drayman.wakeup import wake_schedulers
 
     settings = load_settings()
     store = open_store(settings)
@@ -321,7 +321,7 @@ def backfill_cmd(dag_id: str, start_text: str, end_text: str, include_future: bo
     yet unless --include-future. When no run is created, it says why.
     """
     from drayman import run_creation
-    from drayman.scheduler.wakeup import wake_schedulers
+    from drayman.wakeup import wake_schedulers
 
     settings = load_settings()
     store = open_store(settings)

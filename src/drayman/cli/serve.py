@@ -110,9 +110,9 @@ def _banner(settings: Settings, store: Store, examples: bool) -> None:
 
 def serve(settings: Settings, store: Store, *, grace_s: float, announce_runs: bool = False) -> None:
     """Run processor, scheduler and executor until SIGTERM or SIGINT."""
-    from drayman.bundles.processor import DagProcessor
+    from drayman.dag_processor.processor import DagProcessor
     from drayman.scheduler.loop import Scheduler
-    from drayman.scheduler.wakeup import Doorbell
+    from drayman.wakeup import Doorbell
 
     stop = threading.Event()
     prepare_task_environment(settings)
@@ -162,7 +162,7 @@ def _publish_once(processor: Any) -> None:
 
 def _watch(processor: Any, settings: Settings, stop: threading.Event) -> None:
     """Check the DAG folder every dags_poll_s; a new version wakes the scheduler."""
-    from drayman.scheduler.wakeup import ring
+    from drayman.wakeup import ring
 
     while not stop.wait(settings.dags_poll_s):
         try:

@@ -26,7 +26,7 @@ from drayman.store.engine import Store
 @contextmanager
 def scratch_store(settings: Settings) -> Iterator[tuple[Settings, Store, str]]:
     """A temporary home and SQLite store holding the DAG folder's current bundle."""
-    from drayman.bundles.processor import DagProcessor
+    from drayman.dag_processor.processor import DagProcessor
     from drayman.store import bundles as bundle_store
     from drayman.store import dags as dag_store
     from drayman.store import pools

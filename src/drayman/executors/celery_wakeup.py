@@ -2,7 +2,7 @@
 
 A Celery worker records a try's outcome in the store itself. Without a wake-up the scheduler
 learns of it only by re-planning running runs on a poll, which costs each hop of a chain up to
-that poll. The local doorbell (`scheduler.wakeup`) is a Unix socket: one host only. This one
+that poll. The local doorbell (`drayman.wakeup`) is a Unix socket: one host only. This one
 goes through the broker the tries already travel on, Redis or RabbitMQ (kombu, no Celery):
 
     worker: OutcomeBell.ring(*run_ids)      a set and an Event; its thread publishes the set

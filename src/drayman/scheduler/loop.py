@@ -35,13 +35,13 @@ from drayman.scheduler.capacity import Capacity, capacity_for
 from drayman.scheduler.clock import LONG_AGO
 from drayman.scheduler.liveness import Liveness
 from drayman.scheduler.queueing import Queueing
-from drayman.scheduler.wakeup import Doorbell
 from drayman.states import RunState
 from drayman.store import components, dispatch, pools
 from drayman.store import dags as dag_store
 from drayman.store import runs as run_store
 from drayman.store import task_instances as ti_store
 from drayman.store.engine import Connection, DatabaseError, Store
+from drayman.wakeup import Doorbell
 from drayman.workloads import RunsChanged, TryOutcome, TryStarted, Workload
 
 log = logging.getLogger("drayman.scheduler")

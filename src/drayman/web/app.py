@@ -26,8 +26,8 @@ from drayman.auth.passwords import Passwords
 from drayman.auth.secret import load_secret_key
 from drayman.config import Settings
 from drayman.exceptions import DraymanError
-from drayman.scheduler.wakeup import SchedulerWaker
 from drayman.store.engine import Store
+from drayman.wakeup import SchedulerWaker
 from drayman.web import errors
 from drayman.web.client_address import parse_networks
 from drayman.web.errors import ApiError

@@ -13,8 +13,8 @@ from drayman.auth.login_gate import LoginGate
 from drayman.auth.passwords import Passwords
 from drayman.auth.throttle import LoginLimits
 from drayman.config import Settings
-from drayman.scheduler.wakeup import SchedulerWaker
 from drayman.store.engine import Store
+from drayman.wakeup import SchedulerWaker
 from drayman.web.client_address import Network
 
 

@@ -1,6 +1,6 @@
 """Turning an extracted bundle into serialized DAGs without running user code here.
 
-`parse_bundle` starts one fresh interpreter (`drayman.bundles.parse_child`) per bundle; that
+`parse_bundle` starts one fresh interpreter (`drayman.dag_processor.parse_child`) per bundle; that
 process forks one child per DAG file with a time limit, so a file that hangs, exits or crashes
 costs only its own DAGs. The calling process (the scheduler, the CLI) only reads files and
 JSON: it never imports anything from the bundle.
@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import drayman.bundles
-from drayman.bundles.parse_child import candidate_files
 from drayman.config import hide_secrets
+from drayman.dag_processor.parse_child import candidate_files
 from drayman.exceptions import BundleError
 from drayman.runner.isolation import RunAs, resolve_run_as
 from drayman.spec import DagSpec, ImportFailure, ParsedDag
@@ -74,7 +74,7 @@ def _run_parse_child(
         "concurrency": concurrency,
     }
     overall = overall_timeout(len(files), timeout_s, concurrency)
-    command = [sys.executable, "-P", "-m", "drayman.bundles.parse_child"]
+    command = [sys.executable, "-P", "-m", "drayman.dag_processor.parse_child"]
     if run_as is not None:  # it switches once drayman's own modules are imported
         request["run_as"] = run_as.name
     with subprocess.Popen(

@@ -1,7 +1,7 @@
 """The DAG-parsing process: imports each DAG file of one bundle in a forked child of its own.
 
-Started by `drayman.bundles.parser.parse_bundle` as
-`python -P -m drayman.bundles.parse_child`, so the scheduler never imports user code. The
+Started by `drayman.dag_processor.parser.parse_bundle` as
+`python -P -m drayman.dag_processor.parse_child`, so the scheduler never imports user code. The
 protocol is one JSON request on stdin and one JSON response on stdout:
 
     request:  {"root": "/abs/bundle", "files": ["a.py", ...], "timeout_s": 30,

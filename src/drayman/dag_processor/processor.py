@@ -18,8 +18,8 @@ from pathlib import Path
 
 from drayman.bundles.archive import PackedBundle, Signature, folder_signature, pack
 from drayman.bundles.cache import BundleCache
-from drayman.bundles.parser import ParseResult, parse_bundle
 from drayman.config import Settings
+from drayman.dag_processor.parser import ParseResult, parse_bundle
 from drayman.exceptions import BundleError
 from drayman.store import bundles as bundle_store
 from drayman.store.dags import record_parse
