@@ -24,6 +24,7 @@ other URL keeps kombu's own transport.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from kombu.transport import redis as kombu_redis
@@ -38,11 +39,12 @@ class Channel(kombu_redis.Channel):
     _shared_client: Any = None
 
     def _create_client(self, asynchronous: bool = False) -> Any:
+        create: Callable[..., Any] = super()._create_client  # kombu's: untyped
         if asynchronous:  # the consuming connection (BRPOP): kombu keeps it already
-            return super()._create_client(asynchronous=True)
+            return create(asynchronous=True)
         client = self._shared_client
         if client is None or client.connection_pool is not self.pool:
-            client = self._shared_client = super()._create_client()
+            client = self._shared_client = create()
         return client
 
 
