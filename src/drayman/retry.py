@@ -27,6 +27,6 @@ def retry_delay_s(
     if not backoff:
         return min(delay_s, cap)
     exponent = min(try_number - 1, 62)  # 2**62 seconds is already past any cap
-    base = min(delay_s * (2**exponent), cap)
+    base = min(delay_s * (2.0**exponent), cap)
     jitter = random.Random(seed * 1_000_003 + try_number).uniform(0, base / 2)
     return min(base / 2 + jitter, cap)
