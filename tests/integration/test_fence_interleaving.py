@@ -121,7 +121,9 @@ def outcome(try_id: int, *, ok: bool = True) -> TryOutcome:
 
 def record(conn: Connection, *outcomes: TryOutcome) -> set[int]:
     """The try ids the store says it recorded."""
-    recorded = tries.record_outcomes(conn, outcomes, retry_delay_s=lambda _: 0.0)
+    recorded = tries.record_outcomes(
+        conn, outcomes, retry_delays=dict.fromkeys((o.try_id for o in outcomes), 0.0)
+    )
     return {r.try_id for r in recorded}
 
 

@@ -123,7 +123,7 @@ def finish(store: Store, run_pk: int, task_id: str, *, ok: bool, map_index: int 
     """Run one try of a task instance to its end (failing it for good unless `ok`)."""
     with store.begin() as conn:
         try_id = start_try(conn, run_pk, task_id, map_index)
-        recorded = tries.record_outcome(conn, outcome(try_id, ok), retry_delay_s=lambda _: 0.0)
+        recorded = tries.record_outcome(conn, outcome(try_id, ok), retry_delays={try_id: 0.0})
         assert recorded is not None
     if recorded.state == TIState.UP_FOR_RETRY:
         finish(store, run_pk, task_id, ok=ok, map_index=map_index)
@@ -243,7 +243,7 @@ def test_clearing_a_running_task_fences_off_its_try(seed: Seed, store: Store) ->
     assert clear(store, "b") == {"b"}
 
     with store.begin() as conn:
-        late = tries.record_outcome(conn, outcome(running, True), retry_delay_s=lambda _: 0.0)
+        late = tries.record_outcome(conn, outcome(running, True), retry_delays={})
         refused_start = tries.record_started(conn, TryStarted(running, "worker-1", 42, NOW))
         fenced = conn.execute(select(task_try).where(task_try.c.id == running)).one()
         b = ti(conn, pk, "b")
@@ -418,7 +418,7 @@ def test_marking_a_running_task_fences_off_its_try(seed: Seed, store: Store) -> 
         running = start_try(conn, pk, "a")
     assert mark(store, "a", TIState.SUCCESS) == {"a"}
     with store.begin() as conn:
-        late = tries.record_outcome(conn, outcome(running, False), retry_delay_s=lambda _: 0.0)
+        late = tries.record_outcome(conn, outcome(running, False), retry_delays={running: 0.0})
         a = ti(conn, pk, "a")
         error = conn.execute(select(task_try.c.error).where(task_try.c.id == running)).scalar()
     assert late is None, "a worker's outcome after a mark must be refused"
@@ -457,7 +457,7 @@ def test_cancelling_a_running_task_ends_its_try_and_fails_it_without_retries(
     assert cancel(store, "b") == {"b"}
 
     with store.begin() as conn:
-        late = tries.record_outcome(conn, outcome(running, True), retry_delay_s=lambda _: 0.0)
+        late = tries.record_outcome(conn, outcome(running, True), retry_delays={})
         ended = tries.ended_among(conn, [running])
         b = ti(conn, pk, "b")
         fenced = conn.execute(select(task_try).where(task_try.c.id == running)).one()

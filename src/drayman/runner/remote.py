@@ -628,7 +628,10 @@ class RemoteRunner:
         if self._unsure:
             chunks = log_store.not_yet_stored(conn, chunks)
         log_store.append_many(conn, chunks, now=self.store.now())
-        return try_store.record_outcomes(conn, outcomes, retry_delay_s=self._retry_delay_s)
+        delays = {
+            s.try_id: self._retry_delay_s(s) for s in try_store.retry_subjects(conn, outcomes)
+        }
+        return try_store.record_outcomes(conn, outcomes, retry_delays=delays)
 
     def _recorded(
         self, outcomes: list[TryOutcome], recorded: list[try_store.Recorded], *, unsure: bool
@@ -650,10 +653,9 @@ class RemoteRunner:
                 )
             running.done.set_result(outcome)
 
-    def _retry_delay_s(self, ti: object) -> float:
-        workload = self._running[ti.fence].workload  # type: ignore[attr-defined]
-        spec = self.specs(workload.run.dag_id, workload.run.bundle_version)
-        return dispatch.task_retry_delay_s(spec, ti)  # type: ignore[arg-type]
+    def _retry_delay_s(self, subject: try_store.RetrySubject) -> float:
+        spec = self.specs(subject.dag_id, subject.bundle_version)
+        return dispatch.task_retry_delay_s(spec, subject)
 
     def _stop_ended_tries(self) -> None:
         """Kill the tries running here that the store ended: a person cancelled, cleared or

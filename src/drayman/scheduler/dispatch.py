@@ -8,7 +8,6 @@ ADR 13); a remote worker claims a DAG callback here before it runs it (`claim_ca
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ from drayman.store import runs as run_store
 from drayman.store import task_instances as ti_store
 from drayman.store import tries as try_store
 from drayman.store.schema import dag_run
-from drayman.store.tries import NewTry
+from drayman.store.tries import NewTry, RetrySubject
 from drayman.workloads import (
     CallbackWorkload,
     RunContextData,
@@ -170,9 +169,11 @@ def fail_undispatchable(
         )
         for item in failed
     ]
-    recorded = try_store.record_outcomes(
-        conn, outcomes, retry_delay_s=functools.partial(_retry_delay_or_zero, conn, spec_of)
-    )
+    delays = {
+        subject.try_id: _retry_delay_or_zero(spec_of, subject)
+        for subject in try_store.retry_subjects(conn, outcomes)
+    }
+    recorded = try_store.record_outcomes(conn, outcomes, retry_delays=delays)
     for item in failed:
         line = f"[drayman] not run: {item.error}\n"
         first = log_store.last_seq(conn, item.try_id) + 1
@@ -180,12 +181,11 @@ def fail_undispatchable(
     return recorded
 
 
-def _retry_delay_or_zero(conn: Connection, spec_of: SpecLookup, ti: Row[Any]) -> float:
+def _retry_delay_or_zero(spec_of: SpecLookup, subject: RetrySubject) -> float:
     """The task's retry delay, or 0 when its DAG version cannot say (what failed the try may
     be that very spec)."""
     try:
-        run = runs_by_id(conn, [ti.dag_run_id])[ti.dag_run_id]
-        return task_retry_delay_s(spec_of(run.dag_id, run.bundle_version), ti)
+        return task_retry_delay_s(spec_of(subject.dag_id, subject.bundle_version), subject)
     except SQLAlchemyError:
         raise
     except Exception:
@@ -218,15 +218,15 @@ def callback_workload(
     )
 
 
-def task_retry_delay_s(spec: DagSpec, ti: Row[Any]) -> float:
-    """The wait before the next try of task instance row `ti` (of a run of `spec`)."""
-    task = spec.tasks[ti.task_id]
+def task_retry_delay_s(spec: DagSpec, subject: RetrySubject) -> float:
+    """The wait before the next try after failed try `subject` (of a run of `spec`)."""
+    task = spec.tasks[subject.task_id]
     return retry_delay_s(
-        try_number=ti.try_number,
+        try_number=subject.try_number,
         delay_s=task.retry_delay_s,
         backoff=task.retry_backoff,
         max_delay_s=task.max_retry_delay_s,
-        seed=ti.id,
+        seed=subject.ti_id,
     )
 
 

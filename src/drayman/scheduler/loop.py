@@ -40,6 +40,7 @@ from drayman.store import task_instances as ti_store
 from drayman.store import tries as try_store
 from drayman.store.dags import NextRun
 from drayman.store.engine import Store
+from drayman.store.rows import TaskInstanceRow
 from drayman.workloads import (
     RunsChanged,
     TryOutcome,
@@ -251,7 +252,8 @@ class Scheduler:
         # a start whose outcome arrived in the same batch is already in the outcome
         starts = [e for e in events if isinstance(e, TryStarted) and e.try_id not in ended]
         try_store.record_started_many(conn, starts)
-        recorded = try_store.record_outcomes(conn, outcomes, retry_delay_s=self._retry_delay)
+        delays = self._retry_delays(conn, outcomes)
+        recorded = try_store.record_outcomes(conn, outcomes, retry_delays=delays)
         if len(recorded) < len(outcomes):
             taken = {r.try_id for r in recorded}
             for outcome in outcomes:
@@ -271,11 +273,15 @@ class Scheduler:
                     item.max_tries,
                 )
 
-    def _retry_delay(self, ti: Row[Any]) -> float:
+    def _retry_delays(self, conn: Connection, outcomes: Sequence[TryOutcome]) -> dict[int, float]:
+        """The wait before the next try of each failed try, for the store to apply."""
+        return {s.try_id: self._retry_delay(s) for s in try_store.retry_subjects(conn, outcomes)}
+
+    def _retry_delay(self, subject: try_store.RetrySubject) -> float:
         if self.immediate_retries:
             return 0.0
-        dag_id, version = self._run_key(ti.dag_run_id)
-        return dispatch.task_retry_delay_s(self._shape(dag_id, version).spec, ti)
+        spec = self._shape(subject.dag_id, subject.bundle_version).spec
+        return dispatch.task_retry_delay_s(spec, subject)
 
     # -- liveness ----------------------------------------------------------------------------
 
@@ -313,7 +319,8 @@ class Scheduler:
             )
             for row in try_store.unfinished_of_dead_workers(conn, cutoff)
         ]
-        for recorded in try_store.record_outcomes(conn, lost, retry_delay_s=self._retry_delay):
+        delays = self._retry_delays(conn, lost)
+        for recorded in try_store.record_outcomes(conn, lost, retry_delays=delays):
             report.lost += 1
             self._dirty.add(recorded.dag_run_id)
             log.warning("task.lost ti=%s try_id=%s", recorded.ti_id, recorded.try_id)
@@ -633,7 +640,7 @@ class Scheduler:
         self._run_rows.update(dispatch.runs_by_id(conn, missing))
         return {run_id: self._run_rows[run_id] for run_id in run_ids}
 
-    def _max_active_tasks(self, row: Row[Any]) -> int:
+    def _max_active_tasks(self, row: TaskInstanceRow) -> int:
         dag_id, version = self._run_key(row.dag_run_id)
         return self._shape(dag_id, version).spec.max_active_tasks
 

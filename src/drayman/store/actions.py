@@ -40,11 +40,11 @@ them back (clear: to PENDING, so a new try follows) or across (mark: to SUCCESS 
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Row, func, select, update
+from sqlalchemy import Connection, func, select, update
 
 from drayman.exceptions import ConflictError, NotFoundError
 from drayman.spec import DagSpec, referenced_tasks
@@ -61,6 +61,7 @@ from drayman.states import (
 )
 from drayman.store import dags as dag_store
 from drayman.store import task_instances as ti_store
+from drayman.store.rows import DagRunRow, LockedTaskInstance, one_as
 from drayman.store.schema import dag_run, task_instance, task_try
 from drayman.store.task_instances import NOT_YET_TRIED
 from drayman.store.tries import UNFINISHED
@@ -246,20 +247,21 @@ def cancel_task_instance(
 # -- steps -----------------------------------------------------------------------------------
 
 
-def _started_run(conn: Connection, dag_id: str, run_id: str) -> tuple[Row[Any], DagSpec]:
+def _started_run(conn: Connection, dag_id: str, run_id: str) -> tuple[DagRunRow, DagSpec]:
     """The run and its pinned spec.
 
     The run's row is not locked here: task instances are locked first and the run is updated
     last, in the scheduler's own order, so the two never wait on each other in a circle.
     """
     dag_store.get_dag(conn, dag_id)  # "no DAG" is a clearer error than "no run"
-    run = conn.execute(
+    found = conn.execute(
         select(dag_run).where(dag_run.c.dag_id == dag_id, dag_run.c.run_id == run_id)
     ).first()
-    if run is None:
+    if found is None:
         raise NotFoundError(
             f"DAG {dag_id!r} has no run {run_id!r}; `drayman runs list --dag {dag_id}` lists them"
         )
+    run = one_as(DagRunRow, found)
     if run.state == RunState.QUEUED:
         raise ConflictError(
             f"run {run_id!r} of DAG {dag_id!r} is queued: it has not started, so it has no task "
@@ -274,7 +276,7 @@ def _task_instances(
     task_ids: Collection[str],
     named: Collection[str],
     map_index: int | None,
-) -> list[Row[Any]]:
+) -> list[LockedTaskInstance]:
     """The run's task instances of `task_ids`, locked; `map_index` narrows the `named` ones.
 
     Found first, then locked by id in ascending order (ADR 15), the order every writer of
@@ -299,9 +301,9 @@ def _task_instances(
 
 def _clear(
     conn: Connection,
-    run: Row[Any],
+    run: DagRunRow,
     spec: DagSpec,
-    rows: Sequence[Row[Any]],
+    rows: Sequence[LockedTaskInstance],
     only_failed: bool,
     dry_run: bool,
     now: datetime,
@@ -333,7 +335,7 @@ def _clear(
     return _keys(chosen)
 
 
-def _expanding_again(spec: DagSpec, chosen: Sequence[Row[Any]]) -> set[str]:
+def _expanding_again(spec: DagSpec, chosen: Sequence[LockedTaskInstance]) -> set[str]:
     """The mapped tasks among `chosen` whose input comes from a task cleared with them."""
     cleared = {r.task_id for r in chosen}
     return {
@@ -343,7 +345,9 @@ def _expanding_again(spec: DagSpec, chosen: Sequence[Row[Any]]) -> set[str]:
     }
 
 
-def _unexpand(conn: Connection, spec: DagSpec, rows: Sequence[Row[Any]], now: datetime) -> None:
+def _unexpand(
+    conn: Connection, spec: DagSpec, rows: Sequence[LockedTaskInstance], now: datetime
+) -> None:
     """Undo mapped tasks' expansions: elements REMOVED, each expanded placeholder PENDING.
 
     Not a person's transition (`states.TI_MANUAL_TRANSITIONS`): the store's own bookkeeping
@@ -366,7 +370,9 @@ def _unexpand(conn: Connection, spec: DagSpec, rows: Sequence[Row[Any]], now: da
         )
 
 
-def _fence(conn: Connection, rows: Sequence[Row[Any]], now: datetime, reason: str) -> None:
+def _fence(
+    conn: Connection, rows: Sequence[LockedTaskInstance], now: datetime, reason: str
+) -> None:
     """End the current try of each QUEUED or RUNNING task instance: its outcome won't count.
 
     The task instance's `current_try_id` is nulled by the caller's update, in this
@@ -391,7 +397,9 @@ def _fence(conn: Connection, rows: Sequence[Row[Any]], now: datetime, reason: st
         )
 
 
-def _group(rows: Iterable[Row[Any]], key: Any) -> dict[Any, list[int]]:
+def _group(
+    rows: Iterable[LockedTaskInstance], key: Callable[[LockedTaskInstance], Any]
+) -> dict[Any, list[int]]:
     groups: dict[Any, list[int]] = {}
     for row in rows:
         groups.setdefault(key(row), []).append(row.id)
@@ -426,7 +434,7 @@ def _update_if_still(
         )
 
 
-def _reopen(conn: Connection, run: Row[Any]) -> None:
+def _reopen(conn: Connection, run: DagRunRow) -> None:
     """A finished run runs again so the scheduler plans what was cleared or marked."""
     if RunState.RUNNING not in RUN_MANUAL_TRANSITIONS[RunState(run.state)]:
         return
@@ -439,5 +447,5 @@ def _reopen(conn: Connection, run: Row[Any]) -> None:
         raise ConflictError(f"run {run.run_id!r} changed state meanwhile: nothing was changed")
 
 
-def _keys(rows: Iterable[Row[Any]]) -> list[TIKey]:
+def _keys(rows: Iterable[LockedTaskInstance]) -> list[TIKey]:
     return [TIKey(r.task_id, r.map_index) for r in rows]

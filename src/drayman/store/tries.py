@@ -9,15 +9,14 @@ order (ADR 15), so a fence raised meanwhile is seen and no two writers deadlock.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
     Connection,
     Integer,
-    Row,
     String,
     bindparam,
     func,
@@ -28,9 +27,11 @@ from sqlalchemy import (
 )
 
 from drayman.exceptions import ConflictError, NotFoundError
+from drayman.retry import decide_retry
 from drayman.states import TI_ACTIVE, TIState, TryState
 from drayman.store import task_instances
-from drayman.store.schema import component, task_instance, task_try
+from drayman.store.rows import LockedTaskInstance, TaskInstanceRow, TryRow, all_as, one_as
+from drayman.store.schema import component, dag_run, task_instance, task_try
 from drayman.workloads import TryOutcome, TryStarted
 
 UNFINISHED = (TryState.QUEUED, TryState.RUNNING)
@@ -65,7 +66,7 @@ class Recorded:
 
 def create_tries(
     conn: Connection,
-    tis: Sequence[Row[Any]],
+    tis: Sequence[TaskInstanceRow],
     *,
     log_paths: Sequence[str],
     worker_id: int | None,
@@ -325,17 +326,57 @@ def record_started_many(
     return int(taken)
 
 
+@dataclass(frozen=True, slots=True)
+class RetrySubject:
+    """What a retry delay depends on, for one try: its task in its DAG's pinned version, its
+    number, and its task instance (the seed that spreads retries of tasks that failed together).
+    """
+
+    try_id: int
+    ti_id: int
+    dag_id: str
+    bundle_version: str
+    task_id: str
+    try_number: int
+
+
+def retry_subjects(conn: Connection, outcomes: Sequence[TryOutcome]) -> list[RetrySubject]:
+    """The tries among `outcomes` whose failure may need a retry delay, read without a lock.
+
+    A caller computes each one's delay (`retry.retry_delay_s`, from the task's spec) and hands
+    them to `record_outcomes`. Nothing here changes while a try is current, and a try that is
+    no longer current is refused by `record_outcomes` anyway, so no lock is needed.
+    """
+    failed = sorted({o.try_id for o in outcomes if not o.succeeded and not o.handed_back})
+    if not failed:
+        return []
+    return all_as(RetrySubject, conn.execute(_RETRY_SUBJECTS, {"b_ids": failed}))
+
+
+_RETRY_SUBJECTS = (
+    select(
+        task_try.c.id.label("try_id"),
+        task_instance.c.id.label("ti_id"),
+        dag_run.c.dag_id,
+        dag_run.c.bundle_version,
+        task_instance.c.task_id,
+        task_try.c.try_number,
+    )
+    .join(task_instance, task_instance.c.id == task_try.c.task_instance_id)
+    .join(dag_run, dag_run.c.id == task_instance.c.dag_run_id)
+    .where(task_try.c.id.in_(bindparam("b_ids", expanding=True)))
+    .order_by(task_try.c.id)
+)
+
+
 def record_outcome(
-    conn: Connection,
-    outcome: TryOutcome,
-    *,
-    retry_delay_s: Callable[[Row[Any]], float],
+    conn: Connection, outcome: TryOutcome, *, retry_delays: Mapping[int, float]
 ) -> Recorded | None:
     """Record how a try ended and move its task instance on. None when the fence refuses it.
 
-    `retry_delay_s(ti_row)` gives the wait before the next try when one is left.
+    `retry_delays` maps try ids to the wait before the next try (see `record_outcomes`).
     """
-    recorded = record_outcomes(conn, [outcome], retry_delay_s=retry_delay_s)
+    recorded = record_outcomes(conn, [outcome], retry_delays=retry_delays)
     return recorded[0] if recorded else None
 
 
@@ -393,7 +434,7 @@ _FINISH_TRY = (
 )
 
 
-def lock_current(conn: Connection, try_ids: Sequence[int]) -> list[Row[Any]]:
+def lock_current(conn: Connection, try_ids: Sequence[int]) -> list[LockedTaskInstance]:
     """The QUEUED or RUNNING task instances whose current try is among `try_ids`, locked.
 
     Task instance rows are locked in ascending id order, before any try row is written: the
@@ -406,12 +447,12 @@ def lock_current(conn: Connection, try_ids: Sequence[int]) -> list[Row[Any]]:
     if conn.dialect.name == "mysql" and len(wanted) > 1:  # one row has no order to get wrong
         rows = _lock_tis_of_tries(conn, wanted)
     else:
-        rows = list(conn.execute(_LOCK_CURRENT, {"b_ids": wanted}))
+        rows = all_as(LockedTaskInstance, conn.execute(_LOCK_CURRENT, {"b_ids": wanted}))
     taken = set(wanted)
     return [r for r in rows if r.fence in taken and r.state in TI_ACTIVE]
 
 
-def _lock_tis_of_tries(conn: Connection, try_ids: Sequence[int]) -> list[Row[Any]]:
+def _lock_tis_of_tries(conn: Connection, try_ids: Sequence[int]) -> list[LockedTaskInstance]:
     """The task instances of these tries, locked by primary key in ascending id order."""
     ti_ids = conn.execute(_TIS_OF_TRIES, {"b_ids": sorted(set(try_ids))}).scalars()
     return task_instances.lock_by_id(conn, ti_ids)
@@ -421,9 +462,14 @@ def record_outcomes(
     conn: Connection,
     outcomes: Sequence[TryOutcome],
     *,
-    retry_delay_s: Callable[[Row[Any]], float],
+    retry_delays: Mapping[int, float],
 ) -> list[Recorded]:
     """Record a batch of outcomes; what it returns is exactly what was written.
+
+    `retry_delays` maps the id of each failed try (`retry_subjects`) to the wait before its
+    task instance's next try, used when one is left (`retry.decide_retry`): the store knows
+    no DAG, so the caller computes the delays. A retry whose delay is missing is refused
+    (ValueError) rather than guessed.
 
     Three statements whatever the batch size (four on MySQL for several tries): lock the task
     instances whose current try is reported (`lock_current`), then finish them and their
@@ -440,15 +486,15 @@ def record_outcomes(
     if not current:
         return []
     ti_params, try_params, recorded = [], [], []
-    for ti in current:
-        outcome = by_try[ti.fence]
-        state, next_retry_at = _next_state(ti, outcome, retry_delay_s)
+    for fence, ti in [(r.fence, r) for r in current if r.fence is not None]:
+        outcome = by_try[fence]
+        state, next_retry_at = _next_state(ti, outcome, retry_delays.get(fence))
         # a try handed back by a stopping worker gives its retry back
         max_tries = ti.max_tries + 1 if outcome.handed_back else ti.max_tries
         ti_params.append(
             {
                 "b_ti": ti.id,
-                "b_try": ti.fence,
+                "b_try": fence,
                 "b_state": state,
                 "b_start": ti.start_date or outcome.started_at,
                 "b_end": outcome.ended_at,
@@ -459,7 +505,7 @@ def record_outcomes(
         )
         try_params.append(_try_values(outcome))
         recorded.append(
-            Recorded(ti.id, ti.dag_run_id, ti.task_id, state, ti.try_number, max_tries, ti.fence)
+            Recorded(ti.id, ti.dag_run_id, ti.task_id, state, ti.try_number, max_tries, fence)
         )
     _expect(conn.execute(_FINISH_TI, ti_params).rowcount, len(current), "task instances")
     _expect(conn.execute(_FINISH_TRY, try_params).rowcount, len(current), "tries")
@@ -475,15 +521,17 @@ def _expect(changed: int, locked: int, what: str) -> None:
 
 
 def _next_state(
-    ti: Row[Any], outcome: TryOutcome, retry_delay_s: Callable[[Row[Any]], float]
+    ti: LockedTaskInstance, outcome: TryOutcome, delay_s: float | None
 ) -> tuple[TIState, datetime | None]:
     if outcome.succeeded:
         return TIState.SUCCESS, None
-    if outcome.handed_back:
-        return TIState.UP_FOR_RETRY, outcome.ended_at
-    if ti.try_number < ti.max_tries:
-        return TIState.UP_FOR_RETRY, outcome.ended_at + timedelta(seconds=retry_delay_s(ti))
-    return TIState.FAILED, None
+    return decide_retry(
+        try_number=ti.try_number,
+        max_tries=ti.max_tries,
+        ended_at=outcome.ended_at,
+        delay_s=delay_s,
+        handed_back=outcome.handed_back,
+    )
 
 
 def _try_values(outcome: TryOutcome) -> dict[str, Any]:
@@ -517,9 +565,20 @@ def unclaimed_since(conn: Connection, cutoff: datetime, limit: int = 1000) -> li
     )
 
 
-def unfinished_of_dead_workers(conn: Connection, cutoff: datetime) -> list[Row[Any]]:
+@dataclass(frozen=True, slots=True)
+class OrphanedTry:
+    """An unfinished try whose worker stopped or went silent."""
+
+    id: int
+    start_date: datetime | None
+    queued_at: datetime
+    hostname: str
+
+
+def unfinished_of_dead_workers(conn: Connection, cutoff: datetime) -> list[OrphanedTry]:
     """Unfinished tries whose worker stopped, or has not heartbeaten since `cutoff`."""
-    return list(
+    return all_as(
+        OrphanedTry,
         conn.execute(
             select(task_try.c.id, task_try.c.start_date, task_try.c.queued_at, component.c.hostname)
             .join(component, component.c.id == task_try.c.worker_id)
@@ -527,13 +586,38 @@ def unfinished_of_dead_workers(conn: Connection, cutoff: datetime) -> list[Row[A
                 task_try.c.state.in_(UNFINISHED),
                 (component.c.heartbeat_at < cutoff) | (component.c.state == "stopped"),
             )
-        )
+        ),
     )
 
 
-def tries_of_run(conn: Connection, run_pk: int) -> list[Row[Any]]:
+@dataclass(frozen=True, slots=True)
+class TryOfRun:
+    """A task instance of a run with one of its tries; the try's columns are None when the
+    task instance has no try yet."""
+
+    task_id: str
+    map_index: int
+    ti_state: str
+    id: int | None
+    task_instance_id: int | None
+    try_number: int | None
+    state: str | None
+    hostname: str | None
+    pid: int | None
+    worker_id: int | None
+    queued_at: datetime | None
+    start_date: datetime | None
+    end_date: datetime | None
+    exit_code: int | None
+    signal: int | None
+    error: str | None
+    log_path: str | None
+
+
+def tries_of_run(conn: Connection, run_pk: int) -> list[TryOfRun]:
     """Every try of every task instance of one run, for `runs show`."""
-    return list(
+    return all_as(
+        TryOfRun,
         conn.execute(
             select(
                 task_instance.c.task_id,
@@ -544,13 +628,13 @@ def tries_of_run(conn: Connection, run_pk: int) -> list[Row[Any]]:
             .join(task_try, task_try.c.task_instance_id == task_instance.c.id, isouter=True)
             .where(task_instance.c.dag_run_id == run_pk)
             .order_by(task_instance.c.id, task_try.c.try_number)
-        )
+        ),
     )
 
 
 def find_try(
     conn: Connection, run_pk: int, task_id: str, map_index: int, try_number: int | None
-) -> Row[Any]:
+) -> TryRow:
     """One try of a task of a run: `try_number`, or else the newest."""
     ti = conn.execute(
         select(task_instance.c.id, task_instance.c.try_number).where(
@@ -576,7 +660,7 @@ def find_try(
         raise NotFoundError(
             f"task {task_id!r} has no try {wanted}: its tries are 1 to {ti.try_number}"
         )
-    return row
+    return one_as(TryRow, row)
 
 
 def try_state(conn: Connection, try_id: int) -> TryState:
