@@ -48,7 +48,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row
+from sqlalchemy import Connection
 
 from drayman.bundles.cache import BundleCache
 from drayman.config import Settings
@@ -61,6 +61,7 @@ from drayman.store import logs as log_store
 from drayman.store import tries as try_store
 from drayman.store.bundles import load_archive
 from drayman.store.engine import Store
+from drayman.store.rows import DagRunRow
 from drayman.workloads import (
     CallbackDone,
     CallbackWorkload,
@@ -103,9 +104,9 @@ class RunCache:
 
     def __init__(self, size: int = RUN_CACHE_SIZE) -> None:
         self.size = size
-        self._rows: dict[int, Row[Any]] = {}
+        self._rows: dict[int, DagRunRow] = {}
 
-    def rows(self, conn: Connection, run_ids: Iterable[int]) -> dict[int, Row[Any]]:
+    def rows(self, conn: Connection, run_ids: Iterable[int]) -> dict[int, DagRunRow]:
         """The rows of `run_ids`, reading from the store only those not cached."""
         wanted = set(run_ids)
         missing = wanted - self._rows.keys()

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Row, bindparam, select
+from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from drayman.retry import retry_delay_s
@@ -25,6 +25,7 @@ from drayman.store import logs as log_store
 from drayman.store import runs as run_store
 from drayman.store import task_instances as ti_store
 from drayman.store import tries as try_store
+from drayman.store.rows import DagRunRow, all_as, one_as
 from drayman.store.schema import dag_run
 from drayman.store.tries import NewTry, RetrySubject
 from drayman.workloads import (
@@ -43,7 +44,7 @@ def _local_iso(value: datetime, tz: ZoneInfo) -> str:
     return value.astimezone(tz).isoformat()
 
 
-def run_context(run: Row[Any], spec: DagSpec) -> RunContextData:
+def run_context(run: DagRunRow, spec: DagSpec) -> RunContextData:
     """The run-level context of a run, times in the DAG's timezone."""
     tz = ZoneInfo(spec.timezone)
     return RunContextData(
@@ -63,11 +64,11 @@ def run_context(run: Row[Any], spec: DagSpec) -> RunContextData:
 _RUNS_BY_ID = select(dag_run).where(dag_run.c.id.in_(bindparam("b_ids", expanding=True)))
 
 
-def runs_by_id(conn: Connection, run_ids: Sequence[int]) -> dict[int, Row[Any]]:
+def runs_by_id(conn: Connection, run_ids: Sequence[int]) -> dict[int, DagRunRow]:
     if not run_ids:
         return {}
     rows = conn.execute(_RUNS_BY_ID, {"b_ids": sorted(set(run_ids))})
-    return {row.id: row for row in rows}
+    return {run.id: run for run in all_as(DagRunRow, rows)}
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,7 @@ def try_workloads(
     conn: Connection,
     tries: Sequence[NewTry],
     spec_of: SpecLookup,
-    runs: Mapping[int, Row[Any]] | None = None,
+    runs: Mapping[int, DagRunRow] | None = None,
 ) -> Built:
     """Workloads for new tries, with upstream results for Python tasks that take them.
 
@@ -116,7 +117,7 @@ def try_workloads(
 def _try_workload(
     conn: Connection,
     new: NewTry,
-    runs: Mapping[int, Row[Any]],
+    runs: Mapping[int, DagRunRow],
     contexts: dict[int, RunContextData],
     spec_of: SpecLookup,
 ) -> TryWorkload:
@@ -207,7 +208,7 @@ def _upstream_results(
 
 
 def callback_workload(
-    run: Row[Any], spec: DagSpec, callback: str, reason: str, log_path: str
+    run: DagRunRow, spec: DagSpec, callback: str, reason: str, log_path: str
 ) -> CallbackWorkload:
     return CallbackWorkload(
         callback="on_success" if callback == "on_success" else "on_failure",
@@ -230,7 +231,7 @@ def task_retry_delay_s(spec: DagSpec, subject: RetrySubject) -> float:
     )
 
 
-def callback_log_path(run: Row[Any], callback: str) -> str:
+def callback_log_path(run: DagRunRow, callback: str) -> str:
     return log_relpath(run.dag_id, run.run_id, f"_dag_{callback}", -1, 1)
 
 
@@ -260,9 +261,10 @@ def claim_callback(
     callback whose workload cannot be built (a stored conf too deep to read) is refused
     before it is claimed.
     """
-    run = conn.execute(
+    found = conn.execute(
         select(dag_run).where(dag_run.c.dag_id == dag_id, dag_run.c.run_id == run_id)
     ).first()
+    run = None if found is None else one_as(DagRunRow, found)
     if run is None or callback not in ("on_success", "on_failure"):
         return CallbackClaim(None, "no such run or callback")
     wanted = RunState.SUCCESS if callback == "on_success" else RunState.FAILED

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Row
+from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
 from drayman import fleet
@@ -40,7 +40,7 @@ from drayman.store import task_instances as ti_store
 from drayman.store import tries as try_store
 from drayman.store.dags import NextRun
 from drayman.store.engine import Store
-from drayman.store.rows import TaskInstanceRow
+from drayman.store.rows import DagRow, DagRunRow, TaskInstanceRow
 from drayman.workloads import (
     RunsChanged,
     TryOutcome,
@@ -108,7 +108,7 @@ class Scheduler:
         self._check_ended = False  # a doorbell rang: ask which of our tries the store ended
         self._live_concurrency: dict[str, int] = {}  # queue -> live workers' --concurrency
         self._live_read_at = -LIVE_WORKERS_READ_S  # time.monotonic() of its last read
-        self.run_listeners: list[Callable[[Row[Any]], None]] = []  # called as runs finish
+        self.run_listeners: list[Callable[[DagRunRow], None]] = []  # called as runs finish
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._unrecorded: list[TryStarted | TryOutcome] = []
         self._pools: dict[str, int] | None = None
@@ -117,7 +117,7 @@ class Scheduler:
         self._resent: dict[int, float] = {}  # try id -> when it was last sent again (monotonic)
         self._wake_times: tuple[float, list[datetime | None]] | None = None
         self._pools_read_at = 0.0
-        self._run_rows: dict[int, Row[Any]] = {}  # dropped when the run finishes
+        self._run_rows: dict[int, DagRunRow] = {}  # dropped when the run finishes
         # how often every running run is re-planned; shorter for an executor without events
         self._scan_interval_s = settings.scheduler_poll_s
 
@@ -369,19 +369,19 @@ class Scheduler:
     def _create_due_runs(self, conn: Connection, now: datetime, report: TickReport) -> None:
         for row in dag_store.dags_needing_next(conn):
             self._compute_next(conn, row, now)
-        for row in dag_store.due_dags(conn, now):
-            spec = self._shape(row.dag_id, row.bundle_version).spec
-            if run_creation.create_scheduled_run(conn, row, spec, now):
+        for due in dag_store.due_dags(conn, now):
+            spec = self._shape(due.dag_id, due.bundle_version).spec
+            if run_creation.create_scheduled_run(conn, due, spec, now):
                 report.runs_created += 1
                 log.info(
                     "run.created dag=%s logical_date=%s",
-                    row.dag_id,
-                    row.next_logical_date.isoformat(),
+                    due.dag_id,
+                    due.next_logical_date.isoformat(),
                 )
-            last = run_store.latest_scheduled_run(conn, row.dag_id)
-            self._store_next(conn, row.dag_id, run_creation.next_run_of(spec, last, now), now)
+            last = run_store.latest_scheduled_run(conn, due.dag_id)
+            self._store_next(conn, due.dag_id, run_creation.next_run_of(spec, last, now), now)
 
-    def _compute_next(self, conn: Connection, row: Row[Any], now: datetime) -> None:
+    def _compute_next(self, conn: Connection, row: DagRow, now: datetime) -> None:
         try:
             spec = self._shape(row.dag_id, row.bundle_version).spec
             last = run_store.latest_scheduled_run(conn, row.dag_id)
@@ -443,7 +443,7 @@ class Scheduler:
             runs = run_store.running_runs(conn, [run_id for run_id, _ in plan.expansions])
         return callbacks
 
-    def _plan(self, conn: Connection, runs: Sequence[Row[Any]], now: datetime) -> planner.RunPlan:
+    def _plan(self, conn: Connection, runs: Sequence[DagRunRow], now: datetime) -> planner.RunPlan:
         tis_by_run: dict[int, list[planner.TIView]] = {run.id: [] for run in runs}
         for ti in ti_store.of_runs(conn, list(tis_by_run)):
             tis_by_run[ti.dag_run_id].append(
@@ -633,7 +633,7 @@ class Scheduler:
             self._pools_read_at = mono
         return self._pools
 
-    def _runs_by_id(self, conn: Connection, run_ids: Sequence[int]) -> dict[int, Row[Any]]:
+    def _runs_by_id(self, conn: Connection, run_ids: Sequence[int]) -> dict[int, DagRunRow]:
         """Run rows for building workloads. What a workload takes from a run (its ids, dates,
         conf, params, bundle) never changes once it exists, so rows are cached while it runs."""
         missing = [run_id for run_id in set(run_ids) if run_id not in self._run_rows]

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, select
+from sqlalchemy import Connection, select
 
 from drayman.conf import DEFAULT_LIMITS, ConfLimits, check_conf, validate_conf
 from drayman.exceptions import ConflictError, NotFoundError, ParamsError
@@ -20,6 +20,8 @@ from drayman.spec import DagSpec
 from drayman.states import RunType
 from drayman.store import dags as dag_store
 from drayman.store import runs as run_store
+from drayman.store.dags import DueDag
+from drayman.store.rows import DagRow, DagRunRow
 from drayman.store.schema import dag_run
 from drayman.timetables import RunInfo, Timetable, parse_schedule
 
@@ -30,7 +32,7 @@ def _aware(text: str | None) -> datetime | None:
     return None if text is None else datetime.fromisoformat(text)
 
 
-def next_run_of(spec: DagSpec, last: Row[Any] | None, now: datetime) -> RunInfo | None:
+def next_run_of(spec: DagSpec, last: DagRunRow | None, now: datetime) -> RunInfo | None:
     """The run that follows `last` (a dag_run row), per the DAG's timetable."""
     timetable = parse_schedule(spec.schedule, spec.timezone)
     previous = None
@@ -50,7 +52,7 @@ def next_run_of(spec: DagSpec, last: Row[Any] | None, now: datetime) -> RunInfo 
     )
 
 
-def _defined_dag(conn: Connection, dag_id: str) -> Row[Any]:
+def _defined_dag(conn: Connection, dag_id: str) -> DagRow:
     """The DAG's row, if its newest bundle still defines it: deleted code must never run."""
     row = dag_store.get_dag(conn, dag_id)
     if not row.is_active:
@@ -167,7 +169,7 @@ def backfill(
 
 def _create_backfill_run(
     conn: Connection,
-    row: Row[Any],
+    row: DagRow,
     info: RunInfo,
     params: dict[str, Any],
     *,
@@ -219,7 +221,7 @@ def _why_not_ended(not_ended: list[RunInfo], intervals: int, existing: int) -> s
 
 
 def create_scheduled_run(
-    conn: Connection, dag_row: Row[Any], spec: DagSpec, now: datetime
+    conn: Connection, dag_row: DueDag, spec: DagSpec, now: datetime
 ) -> str | None:
     """Create the run a DAG's stored next_* fields describe; None if its id is taken (logged:
     a run of that id already exists, so this interval gets no run of its own)."""

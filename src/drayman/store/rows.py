@@ -35,6 +35,31 @@ def all_as(kind: type[R], rows: Iterable[Row[Any]]) -> list[R]:
 
 
 @dataclass(frozen=True, slots=True)
+class DagRow:
+    """A `dag` row: a DAG as its newest bundle defines it, with its next scheduled run."""
+
+    dag_id: str
+    bundle_version: str
+    fileloc: str
+    is_paused: bool
+    is_active: bool
+    schedule: str | None
+    timezone: str
+    description: str
+    tags: str
+    max_active_runs: int
+    max_active_tasks: int
+    schedule_key: str
+    needs_next: bool
+    next_logical_date: datetime | None
+    next_data_interval_start: datetime | None
+    next_data_interval_end: datetime | None
+    next_run_after: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class DagRunRow:
     """A `dag_run` row: one run of a DAG."""
 
