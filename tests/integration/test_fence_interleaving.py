@@ -29,7 +29,7 @@ from sqlalchemy.exc import DBAPIError
 from drayman.exceptions import ConflictError
 from drayman.spec import DagSpec, TaskSpec
 from drayman.states import TI_ACTIVE, StateChange, TIState, TryState
-from drayman.store import actions, task_instances, tries
+from drayman.store import actions, task_instances, tries, try_claims
 from drayman.store.engine import Store
 from drayman.store.schema import task_instance, task_try
 from drayman.workloads import TryOutcome, TryStarted
@@ -436,9 +436,9 @@ WRITERS: dict[str, Callable[[Connection, Running], object]] = {
     "starts": lambda conn, run: tries.record_started_many(
         conn, [TryStarted(t, "worker-1", 42, NOW) for t in (run.try_a, run.try_b)]
     ),
-    "claim": lambda conn, run: tries.record_claimed(
+    "claim": lambda conn, run: try_claims.record_claimed(
         conn,
-        [t.try_id for t in tries.lock_claimable(conn, [run.try_a, run.try_b])],
+        [t.try_id for t in try_claims.lock_claimable(conn, [run.try_a, run.try_b])],
         started_at=NOW,
         hostname="worker-2",
         pid=43,

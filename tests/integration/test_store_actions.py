@@ -14,7 +14,7 @@ from sqlalchemy import Connection, Row, select
 from drayman.exceptions import ConflictError, NotFoundError
 from drayman.spec import DagSpec, TaskSpec, result_ref
 from drayman.states import RunState, StateChange, TIState, TryState
-from drayman.store import actions, runs, task_instances, tries
+from drayman.store import actions, runs, task_instances, tries, try_history, try_liveness
 from drayman.store.engine import Store
 from drayman.store.schema import task_instance, task_try
 from drayman.workloads import TryOutcome, TryStarted
@@ -268,7 +268,7 @@ def test_clearing_a_queued_task_fences_off_its_unstarted_try(seed: Seed, store: 
     assert clear(store, "a") == {"a"}
     with store.begin() as conn:
         assert tries.record_started(conn, TryStarted(new.try_id, "w", 1, NOW)) is False
-        assert tries.try_state(conn, new.try_id) == TryState.FAILED
+        assert try_history.try_state(conn, new.try_id) == TryState.FAILED
 
 
 def test_clearing_a_mapped_task_clears_its_expansion_not_its_placeholder(
@@ -453,12 +453,12 @@ def test_cancelling_a_running_task_ends_its_try_and_fails_it_without_retries(
         running = start_try(conn, pk, "b")  # b has retries=2 left
 
     with store.begin() as conn:
-        assert tries.ended_among(conn, [running]) == []
+        assert try_liveness.ended_among(conn, [running]) == []
     assert cancel(store, "b") == {"b"}
 
     with store.begin() as conn:
         late = tries.record_outcome(conn, outcome(running, True), retry_delays={})
-        ended = tries.ended_among(conn, [running])
+        ended = try_liveness.ended_among(conn, [running])
         b = ti(conn, pk, "b")
         fenced = conn.execute(select(task_try).where(task_try.c.id == running)).one()
     assert ended == [running], "whoever runs the try must learn that the store ended it"
@@ -473,7 +473,7 @@ def test_a_dry_cancel_changes_nothing(seed: Seed, store: Store) -> None:
         running = start_try(conn, pk, "a")
     assert cancel(store, "a", dry_run=True) == {"a"}
     with store.begin() as conn:
-        assert tries.try_state(conn, running) == TryState.RUNNING
+        assert try_history.try_state(conn, running) == TryState.RUNNING
         assert ti(conn, pk, "a").state == TIState.RUNNING
 
 

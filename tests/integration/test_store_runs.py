@@ -12,7 +12,7 @@ from sqlalchemy.exc import StatementError
 from drayman.exceptions import ConflictError
 from drayman.spec import DagSpec, ParsedDag, TaskSpec, result_ref
 from drayman.states import RunState, RunType, StateChange, TIState, TryState
-from drayman.store import components, dags, runs, task_instances, tries
+from drayman.store import components, dags, runs, task_instances, tries, try_liveness
 from drayman.store.engine import Store
 from drayman.store.schema import metadata, task_instance, task_try
 from drayman.store.types import UtcDateTime
@@ -683,7 +683,7 @@ def test_unfinished_of_dead_workers_finds_the_tries_of_silent_or_stopped_workers
         assert tries.record_started(conn, started, worker_id=silent)
 
     with store.read() as conn:
-        found = tries.unfinished_of_dead_workers(conn, NOW - timedelta(seconds=30))
+        found = try_liveness.unfinished_of_dead_workers(conn, NOW - timedelta(seconds=30))
 
     assert sorted((row.id, row.hostname) for row in found) == [
         (lost.try_id, "silent"),

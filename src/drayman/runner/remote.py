@@ -59,6 +59,7 @@ from drayman.spec import DagSpec
 from drayman.store import dags as dag_store
 from drayman.store import logs as log_store
 from drayman.store import tries as try_store
+from drayman.store import try_claims, try_liveness
 from drayman.store.bundles import load_archive
 from drayman.store.engine import Store
 from drayman.store.rows import DagRunRow
@@ -146,7 +147,7 @@ def claim_tries(
     names it in the wrong queue if it was forged or misrouted, and the scheduler's own
     message, or its resend after `queued_timeout_s`, reaches a worker of its queue.
     """
-    tries = try_store.lock_claimable(conn, try_ids)
+    tries = try_claims.lock_claimable(conn, try_ids)
     rows = None if runs is None else runs.rows(conn, [t.dag_run_id for t in tries])
     built = dispatch.try_workloads(conn, tries, spec_of, rows)
     claimed = Claimed()
@@ -162,7 +163,7 @@ def claim_tries(
             workload.queue,
             ",".join(sorted(queues)),
         )
-    taken = try_store.record_claimed(
+    taken = try_claims.record_claimed(
         conn,
         [w.try_id for w in claimed.workloads],
         started_at=now,
@@ -667,7 +668,7 @@ class RemoteRunner:
             return
         try:
             with self.store.read() as conn:
-                ended = try_store.ended_among(conn, running)
+                ended = try_liveness.ended_among(conn, running)
         except Exception as exc:  # the database is away: the next beat asks again
             log.debug("worker.ended_check_failed: %s", exc)
             return

@@ -33,7 +33,7 @@ from drayman.scheduler import runs as run_creation
 from drayman.scheduler.wakeup import Doorbell
 from drayman.spec import DagSpec, resolve_refs
 from drayman.states import RunState, StateChange, TIState
-from drayman.store import components, pools
+from drayman.store import components, pools, try_claims, try_liveness
 from drayman.store import dags as dag_store
 from drayman.store import runs as run_store
 from drayman.store import task_instances as ti_store
@@ -317,7 +317,7 @@ class Scheduler:
                 ended_at=now,
                 error=f"the worker on {row.hostname} stopped heartbeating: try lost",
             )
-            for row in try_store.unfinished_of_dead_workers(conn, cutoff)
+            for row in try_liveness.unfinished_of_dead_workers(conn, cutoff)
         ]
         delays = self._retry_delays(conn, lost)
         for recorded in try_store.record_outcomes(conn, lost, retry_delays=delays):
@@ -329,7 +329,7 @@ class Scheduler:
         """Kill the tries this scheduler's own executor runs that the store ended: cancelled,
         cleared or marked by a person, or declared lost (ADR 12). Their outcomes are refused."""
         self._check_ended = False
-        for try_id in try_store.ended_among(conn, self.executor.running_try_ids()):
+        for try_id in try_liveness.ended_among(conn, self.executor.running_try_ids()):
             log.warning("try.stopping try_id=%s: the store ended it; killing its process", try_id)
             self.executor.cancel(try_id)
 
@@ -342,10 +342,10 @@ class Scheduler:
         mono = time.monotonic()
         due = [
             try_id
-            for try_id in try_store.unclaimed_since(conn, cutoff)
+            for try_id in try_liveness.unclaimed_since(conn, cutoff)
             if self._resent.get(try_id, 0.0) <= mono - timeout
         ]
-        built = dispatch.try_workloads(conn, try_store.queued_current(conn, due), self._spec)
+        built = dispatch.try_workloads(conn, try_claims.queued_current(conn, due), self._spec)
         self._fail_undispatchable(conn, built.failed, self.clock())
         workloads: list[Workload] = list(built.workloads)
         for workload in built.workloads:

@@ -49,7 +49,7 @@ def heartbeat(conn: Connection, component_id: int, now: datetime) -> None:
 
     Another scheduler marks a component stopped once its heartbeats lapse (a long stall); were
     it to stay stopped when its heartbeats resume, every try it runs from then on would be
-    declared lost, as `tries.unfinished_of_dead_workers` takes stopped components' tries.
+    declared lost, as `try_liveness.unfinished_of_dead_workers` takes stopped components' tries.
     """
     conn.execute(
         update(component)

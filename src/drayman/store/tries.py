@@ -5,6 +5,10 @@ unfinished and is still its task instance's `current_try_id`; a worker whose try
 lost (or a redelivered message) can write nothing, so two tries of one task never both count.
 Whoever writes a try's state locks its task instance first, task instances in ascending id
 order (ADR 15), so a fence raised meanwhile is seen and no two writers deadlock.
+
+This module is the write path (create, start, record outcomes); its neighbours are the other
+rooms of the same noun: `try_claims` (a remote worker's claim), `try_liveness` (which tries
+are over, unclaimed, or held by a dead worker) and `try_history` (what a run's tries were).
 """
 
 from __future__ import annotations
@@ -26,12 +30,12 @@ from sqlalchemy import (
     update,
 )
 
-from drayman.exceptions import ConflictError, NotFoundError
+from drayman.exceptions import ConflictError
 from drayman.retry import decide_retry
 from drayman.states import TI_ACTIVE, TIState, TryState
 from drayman.store import task_instances
-from drayman.store.rows import LockedTaskInstance, TaskInstanceRow, TryRow, all_as, one_as
-from drayman.store.schema import component, dag_run, task_instance, task_try
+from drayman.store.rows import LockedTaskInstance, TaskInstanceRow, all_as
+from drayman.store.schema import dag_run, task_instance, task_try
 from drayman.workloads import TryOutcome, TryStarted
 
 UNFINISHED = (TryState.QUEUED, TryState.RUNNING)
@@ -138,30 +142,6 @@ def create_tries(
 
 # Hot statements, built once: SQLAlchemy then computes their cache keys once too, instead of
 # on every call (a measurable share of a worker's CPU per try).
-_QUEUED_CURRENT = (
-    select(
-        task_try.c.id,
-        task_instance.c.id.label("ti_id"),
-        task_instance.c.dag_run_id,
-        task_instance.c.task_id,
-        task_instance.c.map_index,
-        task_instance.c.max_tries,
-        task_try.c.try_number,
-        task_try.c.log_path,
-    )
-    .join(task_instance, task_instance.c.id == task_try.c.task_instance_id)
-    .where(
-        task_try.c.id.in_(bindparam("b_ids", expanding=True)),
-        task_try.c.state == TryState.QUEUED,
-        task_instance.c.current_try_id == task_try.c.id,
-        task_instance.c.state == TIState.QUEUED,
-    )
-    .order_by(task_try.c.id)
-)
-# PostgreSQL sorts by task instance, then locks only the task instances (ADR 15)
-_LOCK_CLAIMABLE = (
-    _QUEUED_CURRENT.order_by(None).order_by(task_instance.c.id).with_for_update(of=task_instance)
-)
 _START_TI = (
     update(task_instance)
     .where(
@@ -170,7 +150,8 @@ _START_TI = (
     )
     .values(state=TIState.RUNNING, start_date=bindparam("b_start"))
 )
-_START_VALUES: dict[str, Any] = {
+# what starting a try writes, here and in `try_claims`
+START_VALUES: dict[str, Any] = {
     "state": TryState.RUNNING,
     "start_date": bindparam("b_start"),
     "hostname": bindparam("b_host"),
@@ -181,117 +162,12 @@ _START_TRY_WHERE = (
     task_try.c.state == TryState.QUEUED,
     select(task_instance.c.id).where(task_instance.c.current_try_id == task_try.c.id).exists(),
 )
-_START_TRY = update(task_try).where(*_START_TRY_WHERE).values(**_START_VALUES)
+_START_TRY = update(task_try).where(*_START_TRY_WHERE).values(**START_VALUES)
 _START_TRY_OF_WORKER = (
     update(task_try)
     .where(*_START_TRY_WHERE)
-    .values(**_START_VALUES, worker_id=bindparam("b_worker"))
+    .values(**START_VALUES, worker_id=bindparam("b_worker"))
 )
-
-
-def lock_claimable(conn: Connection, try_ids: Sequence[int]) -> list[NewTry]:
-    """The tries among `try_ids` that are QUEUED and current, locked until the transaction ends.
-
-    A remote worker claims what this returns with `record_claimed` in the same
-    transaction: a second worker asking for one of them waits for the lock, then finds it
-    RUNNING and gets nothing. Their task instances are locked in ascending id order, as
-    every writer of try states locks them (ADR 15), so no two of them deadlock.
-    """
-    if not try_ids:
-        return []
-    if conn.dialect.name != "mysql":
-        return _queued_current(conn, try_ids, _LOCK_CLAIMABLE)
-    _lock_tis_of_tries(conn, try_ids)  # InnoDB: see _TIS_OF_TRIES
-    return _queued_current(conn, try_ids, _QUEUED_CURRENT)
-
-
-def ended_among(conn: Connection, try_ids: Sequence[int]) -> list[int]:
-    """The tries among `try_ids` that the store says are over, though they may still run.
-
-    A try a person cancelled, cleared or marked, or that was declared lost, is ended in the
-    store first (ADR 4); whoever runs its process asks this and stops it (ADR 12).
-    """
-    if not try_ids:
-        return []
-    rows = conn.execute(_ENDED_AMONG, {"b_ids": sorted(set(try_ids))})
-    return [row.id for row in rows]
-
-
-_ENDED_AMONG = select(task_try.c.id).where(
-    task_try.c.id.in_(bindparam("b_ids", expanding=True)), task_try.c.state.not_in(UNFINISHED)
-)
-
-
-def queued_current(conn: Connection, try_ids: Sequence[int]) -> list[NewTry]:
-    """The tries among `try_ids` that are QUEUED and current, read without a lock."""
-    return _queued_current(conn, try_ids, _QUEUED_CURRENT)
-
-
-def _queued_current(conn: Connection, try_ids: Sequence[int], statement: Any) -> list[NewTry]:
-    if not try_ids:
-        return []
-    rows = conn.execute(statement, {"b_ids": sorted(set(try_ids))})
-    return [
-        NewTry(
-            try_id=row.id,
-            ti_id=row.ti_id,
-            dag_run_id=row.dag_run_id,
-            task_id=row.task_id,
-            map_index=row.map_index,
-            try_number=row.try_number,
-            max_tries=row.max_tries,
-            log_path=row.log_path,
-        )
-        for row in rows
-    ]
-
-
-_CLAIM_TI = (
-    update(task_instance)
-    .where(
-        task_instance.c.current_try_id.in_(bindparam("b_ids", expanding=True)),
-        task_instance.c.state == TIState.QUEUED,
-    )
-    .values(state=TIState.RUNNING, start_date=bindparam("b_start"))
-)
-_CLAIM_TRY = (
-    update(task_try)
-    .where(
-        task_try.c.id.in_(bindparam("b_ids", expanding=True)),
-        task_try.c.state == TryState.QUEUED,
-        select(task_instance.c.id).where(task_instance.c.current_try_id == task_try.c.id).exists(),
-    )
-    .values(**_START_VALUES, worker_id=bindparam("b_worker"))
-)
-
-
-def record_claimed(
-    conn: Connection,
-    try_ids: Sequence[int],
-    *,
-    started_at: datetime,
-    hostname: str,
-    pid: int,
-    worker_id: int | None,
-) -> int:
-    """Mark tries RUNNING that one worker process claimed at one moment; how many it took.
-
-    `record_started_many` for the case where every start has the same time, host and pid: two
-    plain statements instead of two executemany batches, which cost a remote worker more CPU
-    per try than the rows themselves. Fenced the same way.
-    """
-    if not try_ids:
-        return 0
-    params = {
-        "b_ids": sorted(try_ids),
-        "b_start": started_at,
-        "b_host": hostname,
-        "b_pid": pid,
-        "b_worker": worker_id,
-    }
-    taken = conn.execute(_CLAIM_TI, params).rowcount
-    conn.execute(_CLAIM_TRY, params)
-    return int(taken)
 
 
 def record_started(conn: Connection, event: TryStarted, *, worker_id: int | None = None) -> bool:
@@ -445,14 +321,14 @@ def lock_current(conn: Connection, try_ids: Sequence[int]) -> list[LockedTaskIns
     if not wanted:
         return []
     if conn.dialect.name == "mysql" and len(wanted) > 1:  # one row has no order to get wrong
-        rows = _lock_tis_of_tries(conn, wanted)
+        rows = lock_tis_of_tries(conn, wanted)
     else:
         rows = all_as(LockedTaskInstance, conn.execute(_LOCK_CURRENT, {"b_ids": wanted}))
     taken = set(wanted)
     return [r for r in rows if r.fence in taken and r.state in TI_ACTIVE]
 
 
-def _lock_tis_of_tries(conn: Connection, try_ids: Sequence[int]) -> list[LockedTaskInstance]:
+def lock_tis_of_tries(conn: Connection, try_ids: Sequence[int]) -> list[LockedTaskInstance]:
     """The task instances of these tries, locked by primary key in ascending id order."""
     ti_ids = conn.execute(_TIS_OF_TRIES, {"b_ids": sorted(set(try_ids))}).scalars()
     return task_instances.lock_by_id(conn, ti_ids)
@@ -546,124 +422,3 @@ def _try_values(outcome: TryOutcome) -> dict[str, Any]:
         "b_host": outcome.hostname or None,
         "b_pid": outcome.pid,
     }
-
-
-def unclaimed_since(conn: Connection, cutoff: datetime, limit: int = 1000) -> list[int]:
-    """Ids of tries sent to workers before `cutoff` that no worker has claimed yet."""
-    return list(
-        conn.execute(
-            select(task_try.c.id)
-            .join(task_instance, task_instance.c.current_try_id == task_try.c.id)
-            .where(
-                task_try.c.state == TryState.QUEUED,
-                task_try.c.queued_at < cutoff,
-                task_instance.c.state == TIState.QUEUED,
-            )
-            .order_by(task_try.c.id)
-            .limit(limit)
-        ).scalars()
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class OrphanedTry:
-    """An unfinished try whose worker stopped or went silent."""
-
-    id: int
-    start_date: datetime | None
-    queued_at: datetime
-    hostname: str
-
-
-def unfinished_of_dead_workers(conn: Connection, cutoff: datetime) -> list[OrphanedTry]:
-    """Unfinished tries whose worker stopped, or has not heartbeaten since `cutoff`."""
-    return all_as(
-        OrphanedTry,
-        conn.execute(
-            select(task_try.c.id, task_try.c.start_date, task_try.c.queued_at, component.c.hostname)
-            .join(component, component.c.id == task_try.c.worker_id)
-            .where(
-                task_try.c.state.in_(UNFINISHED),
-                (component.c.heartbeat_at < cutoff) | (component.c.state == "stopped"),
-            )
-        ),
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class TryOfRun:
-    """A task instance of a run with one of its tries; the try's columns are None when the
-    task instance has no try yet."""
-
-    task_id: str
-    map_index: int
-    ti_state: str
-    id: int | None
-    task_instance_id: int | None
-    try_number: int | None
-    state: str | None
-    hostname: str | None
-    pid: int | None
-    worker_id: int | None
-    queued_at: datetime | None
-    start_date: datetime | None
-    end_date: datetime | None
-    exit_code: int | None
-    signal: int | None
-    error: str | None
-    log_path: str | None
-
-
-def tries_of_run(conn: Connection, run_pk: int) -> list[TryOfRun]:
-    """Every try of every task instance of one run, for `runs show`."""
-    return all_as(
-        TryOfRun,
-        conn.execute(
-            select(
-                task_instance.c.task_id,
-                task_instance.c.map_index,
-                task_instance.c.state.label("ti_state"),
-                task_try,
-            )
-            .join(task_try, task_try.c.task_instance_id == task_instance.c.id, isouter=True)
-            .where(task_instance.c.dag_run_id == run_pk)
-            .order_by(task_instance.c.id, task_try.c.try_number)
-        ),
-    )
-
-
-def find_try(
-    conn: Connection, run_pk: int, task_id: str, map_index: int, try_number: int | None
-) -> TryRow:
-    """One try of a task of a run: `try_number`, or else the newest."""
-    ti = conn.execute(
-        select(task_instance.c.id, task_instance.c.try_number).where(
-            task_instance.c.dag_run_id == run_pk,
-            task_instance.c.task_id == task_id,
-            task_instance.c.map_index == map_index,
-        )
-    ).first()
-    if ti is None:
-        label = task_id if map_index < 0 else f"{task_id}[{map_index}]"
-        raise NotFoundError(
-            f"the run has no task {label!r}; `drayman runs show` lists its tasks and tries"
-        )
-    wanted = ti.try_number if try_number is None else try_number
-    row = conn.execute(
-        select(task_try).where(
-            task_try.c.task_instance_id == ti.id, task_try.c.try_number == wanted
-        )
-    ).first()
-    if row is None:
-        if not ti.try_number:
-            raise NotFoundError(f"task {task_id!r} has no try yet: it has not been queued")
-        raise NotFoundError(
-            f"task {task_id!r} has no try {wanted}: its tries are 1 to {ti.try_number}"
-        )
-    return one_as(TryRow, row)
-
-
-def try_state(conn: Connection, try_id: int) -> TryState:
-    return TryState(
-        conn.execute(select(task_try.c.state).where(task_try.c.id == try_id)).scalar_one()
-    )
