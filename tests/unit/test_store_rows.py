@@ -9,8 +9,22 @@ import pytest
 from sqlalchemy import Table
 
 from drayman.store import rows
+from drayman.store.audit import AuditEventRow
+from drayman.store.components import ComponentRow
 from drayman.store.dags import ImportErrorRow
-from drayman.store.schema import dag, dag_run, import_error, task_instance, task_try
+from drayman.store.pools import PoolRow
+from drayman.store.schema import (
+    app_user,
+    audit_event,
+    component,
+    dag,
+    dag_run,
+    import_error,
+    pool,
+    task_instance,
+    task_try,
+)
+from drayman.store.users import UserRow
 
 
 @pytest.mark.parametrize(
@@ -21,6 +35,10 @@ from drayman.store.schema import dag, dag_run, import_error, task_instance, task
         (rows.TaskInstanceRow, task_instance),
         (rows.TryRow, task_try),
         (ImportErrorRow, import_error),
+        (UserRow, app_user),
+        (PoolRow, pool),
+        (ComponentRow, component),
+        (AuditEventRow, audit_event),
     ],
 )
 def test_a_row_type_has_exactly_its_tables_columns_in_order(kind: type, table: Table) -> None:
