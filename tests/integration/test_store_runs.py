@@ -510,9 +510,9 @@ def test_a_failure_on_the_last_try_fails_the_task(store: Store) -> None:
         assert one is not None
         assert one.state == TIState.UP_FOR_RETRY
         second = queue(conn, schedule(conn, ti(conn, run, "flaky"), old=TIState.UP_FOR_RETRY))
-        two = tries.record_outcome(  # the last try: no delay needed
-            conn, outcome(second.try_id, succeeded=False), retry_delays=NO_DELAYS
-        )
+        last = outcome(second.try_id, succeeded=False)
+        assert tries.retry_subjects(conn, [last]) == []  # the last try: no delay needed
+        two = tries.record_outcome(conn, last, retry_delays=NO_DELAYS)
 
     assert two is not None
     assert (two.state, two.try_number, two.max_tries) == (TIState.FAILED, 2, 2)

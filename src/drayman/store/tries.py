@@ -217,11 +217,13 @@ class RetrySubject:
 
 
 def retry_subjects(conn: Connection, outcomes: Sequence[TryOutcome]) -> list[RetrySubject]:
-    """The tries among `outcomes` whose failure may need a retry delay, read without a lock.
+    """The failed tries among `outcomes` whose task instance has a try left: those whose
+    outcome needs a retry delay. Read without a lock.
 
     A caller computes each one's delay (`retry.retry_delay_s`, from the task's spec) and hands
-    them to `record_outcomes`. Nothing here changes while a try is current, and a try that is
-    no longer current is refused by `record_outcomes` anyway, so no lock is needed.
+    them to `record_outcomes`. Nothing read here changes while a try is current (only a clear
+    or mark changes `max_tries`, and it fences the try off first), and `record_outcomes`
+    refuses a try that is no longer current, so no lock is needed.
     """
     failed = sorted({o.try_id for o in outcomes if not o.succeeded and not o.handed_back})
     if not failed:
@@ -240,7 +242,10 @@ _RETRY_SUBJECTS = (
     )
     .join(task_instance, task_instance.c.id == task_try.c.task_instance_id)
     .join(dag_run, dag_run.c.id == task_instance.c.dag_run_id)
-    .where(task_try.c.id.in_(bindparam("b_ids", expanding=True)))
+    .where(
+        task_try.c.id.in_(bindparam("b_ids", expanding=True)),
+        task_instance.c.try_number < task_instance.c.max_tries,
+    )
     .order_by(task_try.c.id)
 )
 
