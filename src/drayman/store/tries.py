@@ -9,6 +9,8 @@ order (ADR 15), so a fence raised meanwhile is seen and no two writers deadlock.
 This module is the write path (create, start, record outcomes); its neighbours are the other
 rooms of the same noun: `try_claims` (a remote worker's claim), `try_liveness` (which tries
 are over, unclaimed, or held by a dead worker) and `try_history` (what a run's tries were).
+It runs a little over 400 lines: its hot statements are built once, next to the function that
+runs each and the comment on why it is shaped so (lock order, fences), which a split would part.
 """
 
 from __future__ import annotations
