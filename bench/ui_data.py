@@ -42,7 +42,7 @@ from drayman.spec import DagSpec
 from drayman.store import bundles as bundle_store
 from drayman.store import logs as log_store
 from drayman.store import runs as run_store
-from drayman.store import tries as try_store
+from drayman.store import try_history
 from drayman.store.dags import NextRun, record_parse, set_next_run
 from drayman.store.engine import Store
 from drayman.store.schema import component, dag
@@ -396,7 +396,7 @@ def _logs(conn: Any, version: str) -> Targets:
     big_runs = run_store.list_runs(conn, dag_id=hist.BIG_DAG_ID, limit=LOGGED_BIG_DAG_RUNS)
     big_try = None
     for run in [gantt_run, *big_runs]:
-        for t in try_store.tries_of_run(conn, run.id):
+        for t in try_history.tries_of_run(conn, run.id):
             if t.id is None:
                 continue
             big = big_try is None and run is gantt_run

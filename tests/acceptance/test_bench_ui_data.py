@@ -23,7 +23,7 @@ from drayman.store import dags as dag_store
 from drayman.store import logs as log_store
 from drayman.store import runs as run_store
 from drayman.store import task_instances as ti_store
-from drayman.store import tries as try_store
+from drayman.store import try_history
 from drayman.store.engine import Store
 from drayman.timetables import parse_schedule
 from drayman.workloads import log_relpath
@@ -126,7 +126,7 @@ def check_runs_follow_the_timetable(conn: Any) -> None:
 def check_gantt_run(conn: Any, targets: ui_data.Targets) -> None:
     run = run_store.get_run(conn, targets.gantt_dag_id, targets.gantt_run_id)
     assert run.state in ("success", "failed") and run.end_date > run.start_date
-    rows = try_store.tries_of_run(conn, run.id)
+    rows = try_history.tries_of_run(conn, run.id)
     assert len({r.task_id for r in rows}) == ui_history.GANTT_DAG_TASKS
     assert any(r.try_number == 2 for r in rows), "the Gantt run shows no retry"
     for r in rows:

@@ -28,7 +28,7 @@ def passwords() -> Passwords:
 
 def events(store: Store, **filters: object) -> list[dict[str, object]]:
     with store.read() as conn:
-        return [audit.as_document(r) for r in audit.events(conn, **filters)]  # type: ignore[arg-type]
+        return [audit.as_document(r) for r in audit.events(conn, **filters)]
 
 
 def summary(store: Store, **filters: object) -> list[tuple[object, ...]]:

@@ -29,7 +29,7 @@ from sqlalchemy.exc import DBAPIError
 from drayman.exceptions import ConflictError
 from drayman.spec import DagSpec, TaskSpec
 from drayman.states import TI_ACTIVE, StateChange, TIState, TryState
-from drayman.store import actions, task_instances, tries
+from drayman.store import actions, task_instances, tries, try_claims
 from drayman.store.engine import Store
 from drayman.store.schema import task_instance, task_try
 from drayman.workloads import TryOutcome, TryStarted
@@ -121,7 +121,9 @@ def outcome(try_id: int, *, ok: bool = True) -> TryOutcome:
 
 def record(conn: Connection, *outcomes: TryOutcome) -> set[int]:
     """The try ids the store says it recorded."""
-    recorded = tries.record_outcomes(conn, outcomes, retry_delay_s=lambda _: 0.0)
+    recorded = tries.record_outcomes(
+        conn, outcomes, retry_delays=dict.fromkeys((o.try_id for o in outcomes), 0.0)
+    )
     return {r.try_id for r in recorded}
 
 
@@ -434,9 +436,9 @@ WRITERS: dict[str, Callable[[Connection, Running], object]] = {
     "starts": lambda conn, run: tries.record_started_many(
         conn, [TryStarted(t, "worker-1", 42, NOW) for t in (run.try_a, run.try_b)]
     ),
-    "claim": lambda conn, run: tries.record_claimed(
+    "claim": lambda conn, run: try_claims.record_claimed(
         conn,
-        [t.try_id for t in tries.lock_claimable(conn, [run.try_a, run.try_b])],
+        [t.try_id for t in try_claims.lock_claimable(conn, [run.try_a, run.try_b])],
         started_at=NOW,
         hostname="worker-2",
         pid=43,

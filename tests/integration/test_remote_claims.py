@@ -1,4 +1,4 @@
-"""A remote worker's claim (`store.claims.claim_tries`) on SQLite, PostgreSQL and MariaDB.
+"""A remote worker's claim (`store.remote_claims.claim_tries`) on SQLite, PostgreSQL and MariaDB.
 
 What the Celery tests show end to end on PostgreSQL, here on every database: a try of a queue
 the worker does not serve stays QUEUED and untouched, and a try whose workload cannot be
@@ -16,8 +16,8 @@ from drayman.spec import DagSpec, TaskSpec
 from drayman.states import RunState, StateChange, TIState, TryState
 from drayman.store import logs as log_store
 from drayman.store import task_instances, tries
-from drayman.store.claims import claim_tries
 from drayman.store.engine import Store
+from drayman.store.remote_claims import claim_tries
 from drayman.store.schema import dag_run, task_instance, task_try
 
 if TYPE_CHECKING:

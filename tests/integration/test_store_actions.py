@@ -14,7 +14,7 @@ from sqlalchemy import Connection, Row, select
 from drayman.exceptions import ConflictError, NotFoundError
 from drayman.spec import DagSpec, TaskSpec, result_ref
 from drayman.states import RunState, StateChange, TIState, TryState
-from drayman.store import actions, runs, task_instances, tries
+from drayman.store import actions, runs, task_instances, tries, try_history, try_liveness
 from drayman.store.engine import Store
 from drayman.store.schema import task_instance, task_try
 from drayman.workloads import TryOutcome, TryStarted
@@ -123,7 +123,7 @@ def finish(store: Store, run_pk: int, task_id: str, *, ok: bool, map_index: int 
     """Run one try of a task instance to its end (failing it for good unless `ok`)."""
     with store.begin() as conn:
         try_id = start_try(conn, run_pk, task_id, map_index)
-        recorded = tries.record_outcome(conn, outcome(try_id, ok), retry_delay_s=lambda _: 0.0)
+        recorded = tries.record_outcome(conn, outcome(try_id, ok), retry_delays={try_id: 0.0})
         assert recorded is not None
     if recorded.state == TIState.UP_FOR_RETRY:
         finish(store, run_pk, task_id, ok=ok, map_index=map_index)
@@ -243,7 +243,7 @@ def test_clearing_a_running_task_fences_off_its_try(seed: Seed, store: Store) ->
     assert clear(store, "b") == {"b"}
 
     with store.begin() as conn:
-        late = tries.record_outcome(conn, outcome(running, True), retry_delay_s=lambda _: 0.0)
+        late = tries.record_outcome(conn, outcome(running, True), retry_delays={})
         refused_start = tries.record_started(conn, TryStarted(running, "worker-1", 42, NOW))
         fenced = conn.execute(select(task_try).where(task_try.c.id == running)).one()
         b = ti(conn, pk, "b")
@@ -268,7 +268,7 @@ def test_clearing_a_queued_task_fences_off_its_unstarted_try(seed: Seed, store: 
     assert clear(store, "a") == {"a"}
     with store.begin() as conn:
         assert tries.record_started(conn, TryStarted(new.try_id, "w", 1, NOW)) is False
-        assert tries.try_state(conn, new.try_id) == TryState.FAILED
+        assert try_history.try_state(conn, new.try_id) == TryState.FAILED
 
 
 def test_clearing_a_mapped_task_clears_its_expansion_not_its_placeholder(
@@ -418,7 +418,7 @@ def test_marking_a_running_task_fences_off_its_try(seed: Seed, store: Store) -> 
         running = start_try(conn, pk, "a")
     assert mark(store, "a", TIState.SUCCESS) == {"a"}
     with store.begin() as conn:
-        late = tries.record_outcome(conn, outcome(running, False), retry_delay_s=lambda _: 0.0)
+        late = tries.record_outcome(conn, outcome(running, False), retry_delays={running: 0.0})
         a = ti(conn, pk, "a")
         error = conn.execute(select(task_try.c.error).where(task_try.c.id == running)).scalar()
     assert late is None, "a worker's outcome after a mark must be refused"
@@ -453,12 +453,12 @@ def test_cancelling_a_running_task_ends_its_try_and_fails_it_without_retries(
         running = start_try(conn, pk, "b")  # b has retries=2 left
 
     with store.begin() as conn:
-        assert tries.ended_among(conn, [running]) == []
+        assert try_liveness.ended_among(conn, [running]) == []
     assert cancel(store, "b") == {"b"}
 
     with store.begin() as conn:
-        late = tries.record_outcome(conn, outcome(running, True), retry_delay_s=lambda _: 0.0)
-        ended = tries.ended_among(conn, [running])
+        late = tries.record_outcome(conn, outcome(running, True), retry_delays={})
+        ended = try_liveness.ended_among(conn, [running])
         b = ti(conn, pk, "b")
         fenced = conn.execute(select(task_try).where(task_try.c.id == running)).one()
     assert ended == [running], "whoever runs the try must learn that the store ended it"
@@ -473,7 +473,7 @@ def test_a_dry_cancel_changes_nothing(seed: Seed, store: Store) -> None:
         running = start_try(conn, pk, "a")
     assert cancel(store, "a", dry_run=True) == {"a"}
     with store.begin() as conn:
-        assert tries.try_state(conn, running) == TryState.RUNNING
+        assert try_history.try_state(conn, running) == TryState.RUNNING
         assert ti(conn, pk, "a").state == TIState.RUNNING
 
 

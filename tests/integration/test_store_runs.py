@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -13,7 +12,7 @@ from sqlalchemy.exc import StatementError
 from drayman.exceptions import ConflictError
 from drayman.spec import DagSpec, ParsedDag, TaskSpec, result_ref
 from drayman.states import RunState, RunType, StateChange, TIState, TryState
-from drayman.store import components, dags, runs, task_instances, tries
+from drayman.store import components, dags, runs, task_instances, tries, try_liveness
 from drayman.store.engine import Store
 from drayman.store.schema import metadata, task_instance, task_try
 from drayman.store.types import UtcDateTime
@@ -145,17 +144,7 @@ def outcome(
     )
 
 
-def never(row: Row[Any]) -> float:
-    raise AssertionError(f"no retry delay should be asked for task instance {row.id}")
-
-
-def fixed(seconds: float, calls: list[Row[Any]] | None = None) -> Callable[[Row[Any]], float]:
-    def delay(row: Row[Any]) -> float:
-        if calls is not None:
-            calls.append(row)
-        return seconds
-
-    return delay
+NO_DELAYS: dict[int, float] = {}  # no retry may be due: one that is raises ValueError
 
 
 def finish(conn: Connection, row: Row[Any], *, result: str | None = None, ok: bool = True) -> None:
@@ -164,7 +153,7 @@ def finish(conn: Connection, row: Row[Any], *, result: str | None = None, ok: bo
         row = schedule(conn, row)
     new = queue(conn, row)
     assert tries.record_outcome(
-        conn, outcome(new.try_id, succeeded=ok, result=result), retry_delay_s=fixed(60)
+        conn, outcome(new.try_id, succeeded=ok, result=result), retry_delays={new.try_id: 60}
     )
 
 
@@ -371,7 +360,7 @@ def test_a_started_try_that_succeeds_stores_its_result(store: Store) -> None:
         assert try_row(conn, new.try_id).state == TryState.RUNNING
 
         recorded = tries.record_outcome(
-            conn, outcome(new.try_id, result='{"rows": 3}'), retry_delay_s=never
+            conn, outcome(new.try_id, result='{"rows": 3}'), retry_delays=NO_DELAYS
         )
 
     assert recorded == tries.Recorded(
@@ -398,7 +387,9 @@ def test_an_outcome_without_a_start_event_is_still_recorded(store: Store) -> Non
     run = seeded(store)
     with store.begin() as conn:
         new = queue(conn, schedule(conn, ti(conn, run, "extract")))
-        recorded = tries.record_outcome(conn, outcome(new.try_id, result="1"), retry_delay_s=never)
+        recorded = tries.record_outcome(
+            conn, outcome(new.try_id, result="1"), retry_delays=NO_DELAYS
+        )
 
     assert recorded is not None
     assert recorded.state == TIState.SUCCESS
@@ -425,7 +416,7 @@ def test_a_try_that_is_no_longer_current_can_record_nothing(store: Store) -> Non
         started = TryStarted(old.try_id, "old-worker", 1, NOW)
         assert tries.record_started(conn, started) is False
         refused = tries.record_outcome(
-            conn, outcome(old.try_id, result='"stale"'), retry_delay_s=never
+            conn, outcome(old.try_id, result='"stale"'), retry_delays=NO_DELAYS
         )
         assert refused is None
 
@@ -439,7 +430,7 @@ def test_a_try_that_is_no_longer_current_can_record_nothing(store: Store) -> Non
 
     with store.begin() as conn:  # the current try still can
         recorded = tries.record_outcome(
-            conn, outcome(current.try_id, result='"fresh"'), retry_delay_s=never
+            conn, outcome(current.try_id, result='"fresh"'), retry_delays=NO_DELAYS
         )
         assert recorded is not None
         assert ti(conn, run, "extract").result == '"fresh"'
@@ -449,13 +440,13 @@ def test_a_second_outcome_for_the_same_try_is_refused(store: Store) -> None:
     run = seeded(store)
     with store.begin() as conn:
         new = queue(conn, schedule(conn, ti(conn, run, "extract")))
-        assert tries.record_outcome(conn, outcome(new.try_id, result="1"), retry_delay_s=never)
+        assert tries.record_outcome(conn, outcome(new.try_id, result="1"), retry_delays=NO_DELAYS)
 
     with store.begin() as conn:
         again = outcome(new.try_id, succeeded=False, ended_at=NOW + timedelta(minutes=1))
-        assert tries.record_outcome(conn, again, retry_delay_s=never) is None
+        assert tries.record_outcome(conn, again, retry_delays=NO_DELAYS) is None
         redelivered = outcome(new.try_id, result="2")
-        assert tries.record_outcome(conn, redelivered, retry_delay_s=never) is None
+        assert tries.record_outcome(conn, redelivered, retry_delays=NO_DELAYS) is None
 
     with store.read() as conn:
         row = ti(conn, run, "extract")
@@ -471,14 +462,11 @@ def test_a_second_outcome_for_the_same_try_is_refused(store: Store) -> None:
 def test_a_failure_with_tries_left_waits_for_its_retry_delay(store: Store) -> None:
     run = seeded(store)
     ended_at = NOW + timedelta(seconds=10)
-    calls: list[Row[Any]] = []
     with store.begin() as conn:
         new = queue(conn, schedule(conn, ti(conn, run, "extract")))
-        recorded = tries.record_outcome(
-            conn,
-            outcome(new.try_id, succeeded=False, ended_at=ended_at),
-            retry_delay_s=fixed(42.5, calls),
-        )
+        failed = outcome(new.try_id, succeeded=False, ended_at=ended_at)
+        subjects = tries.retry_subjects(conn, [failed])
+        recorded = tries.record_outcome(conn, failed, retry_delays={new.try_id: 42.5})
 
     assert recorded is not None
     assert (recorded.state, recorded.try_number, recorded.max_tries) == (
@@ -486,7 +474,9 @@ def test_a_failure_with_tries_left_waits_for_its_retry_delay(store: Store) -> No
         1,
         3,
     )
-    assert [(row.id, row.try_number) for row in calls] == [(new.ti_id, 1)]
+    assert subjects == [
+        tries.RetrySubject(new.try_id, new.ti_id, "etl", run.bundle_version, "extract", 1)
+    ]
     due = ended_at + timedelta(seconds=42.5)
     with store.read() as conn:
         row = ti(conn, run, "extract")
@@ -512,25 +502,31 @@ def test_a_failure_with_tries_left_waits_for_its_retry_delay(store: Store) -> No
 def test_a_failure_on_the_last_try_fails_the_task(store: Store) -> None:
     spec = dag(task("flaky", retries=1))
     run = seeded(store, spec)
-    calls: list[Row[Any]] = []
     with store.begin() as conn:
         first = queue(conn, schedule(conn, ti(conn, run, "flaky")))
         one = tries.record_outcome(
-            conn, outcome(first.try_id, succeeded=False), retry_delay_s=fixed(0, calls)
+            conn, outcome(first.try_id, succeeded=False), retry_delays={first.try_id: 0}
         )
         assert one is not None
         assert one.state == TIState.UP_FOR_RETRY
         second = queue(conn, schedule(conn, ti(conn, run, "flaky"), old=TIState.UP_FOR_RETRY))
-        two = tries.record_outcome(
-            conn, outcome(second.try_id, succeeded=False), retry_delay_s=fixed(0, calls)
-        )
+        last = outcome(second.try_id, succeeded=False)
+        assert tries.retry_subjects(conn, [last]) == []  # the last try: no delay needed
+        two = tries.record_outcome(conn, last, retry_delays=NO_DELAYS)
 
     assert two is not None
     assert (two.state, two.try_number, two.max_tries) == (TIState.FAILED, 2, 2)
-    assert len(calls) == 1
     with store.read() as conn:
         row = ti(conn, run, "flaky")
     assert (row.state, row.try_number, row.next_retry_at) == (TIState.FAILED, 2, None)
+
+
+def test_a_failure_with_tries_left_but_no_delay_given_is_refused(store: Store) -> None:
+    run = seeded(store)
+    with store.begin() as conn:
+        new = queue(conn, schedule(conn, ti(conn, run, "extract")))
+        with pytest.raises(ValueError, match="no retry delay was given"):
+            tries.record_outcome(conn, outcome(new.try_id, succeeded=False), retry_delays={})
 
 
 def test_a_task_without_retries_fails_on_its_first_failure(store: Store) -> None:
@@ -538,7 +534,7 @@ def test_a_task_without_retries_fails_on_its_first_failure(store: Store) -> None
     with store.begin() as conn:
         new = queue(conn, schedule(conn, ti(conn, run, "load")))
         recorded = tries.record_outcome(
-            conn, outcome(new.try_id, succeeded=False), retry_delay_s=never
+            conn, outcome(new.try_id, succeeded=False), retry_delays=NO_DELAYS
         )
 
     assert recorded is not None
@@ -679,7 +675,7 @@ def test_unfinished_of_dead_workers_finds_the_tries_of_silent_or_stopped_workers
         queue(conn, schedule(conn, ti(conn, run, "a")), worker_id=alive)
         lost = queue(conn, schedule(conn, ti(conn, run, "b")), worker_id=silent)
         done = queue(conn, schedule(conn, ti(conn, run, "c")), worker_id=silent)
-        assert tries.record_outcome(conn, outcome(done.try_id), retry_delay_s=never)
+        assert tries.record_outcome(conn, outcome(done.try_id), retry_delays=NO_DELAYS)
         orphan = queue(conn, schedule(conn, ti(conn, run, "d")), worker_id=stopped)
         # a remote worker names itself only when it starts the try
         late = queue(conn, schedule(conn, ti(conn, run, "e")), worker_id=None)
@@ -687,7 +683,7 @@ def test_unfinished_of_dead_workers_finds_the_tries_of_silent_or_stopped_workers
         assert tries.record_started(conn, started, worker_id=silent)
 
     with store.read() as conn:
-        found = tries.unfinished_of_dead_workers(conn, NOW - timedelta(seconds=30))
+        found = try_liveness.unfinished_of_dead_workers(conn, NOW - timedelta(seconds=30))
 
     assert sorted((row.id, row.hostname) for row in found) == [
         (lost.try_id, "silent"),
@@ -711,7 +707,9 @@ def test_every_datetime_read_back_is_aware_utc(store: Store) -> None:
         worker = components.register(conn, kind="worker", hostname="w", pid=1, now=NOW)
         new = queue(conn, schedule(conn, ti(conn, run, "extract")), worker_id=worker)
         tries.record_started(conn, TryStarted(new.try_id, "w", 1, NOW))
-        tries.record_outcome(conn, outcome(new.try_id, succeeded=False), retry_delay_s=fixed(5))
+        tries.record_outcome(
+            conn, outcome(new.try_id, succeeded=False), retry_delays={new.try_id: 5}
+        )
         dags.set_next_run(
             conn,
             "etl",

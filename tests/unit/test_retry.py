@@ -1,10 +1,14 @@
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from drayman.retry import DEFAULT_MAX_DELAY_S, retry_delay_s
+from drayman.retry import DEFAULT_MAX_DELAY_S, RetryDecision, decide_retry, retry_delay_s
+from drayman.states import TIState
+
+ENDED = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 
 def delay(
@@ -100,3 +104,44 @@ def test_a_huge_delay_with_a_huge_try_number_stays_finite() -> None:
     result = delay(10**6, delay_s=1e300, max_delay_s=120.0)
 
     assert 60.0 <= result <= 120.0
+
+
+@pytest.mark.parametrize(("try_number", "max_tries"), [(1, 2), (1, 5), (4, 5)])
+def test_a_failed_try_with_tries_left_waits_the_given_delay(
+    try_number: int, max_tries: int
+) -> None:
+    decision = decide_retry(
+        try_number=try_number, max_tries=max_tries, ended_at=ENDED, delay_s=42.5
+    )
+
+    assert decision == RetryDecision(TIState.UP_FOR_RETRY, ENDED + timedelta(seconds=42.5))
+
+
+@pytest.mark.parametrize(("try_number", "max_tries"), [(1, 1), (3, 3), (4, 3)])
+def test_the_last_try_failing_fails_the_task_instance(try_number: int, max_tries: int) -> None:
+    # no delay is needed, so none need be given
+    decision = decide_retry(
+        try_number=try_number, max_tries=max_tries, ended_at=ENDED, delay_s=None
+    )
+
+    assert decision == RetryDecision(TIState.FAILED, None)
+
+
+@pytest.mark.parametrize("try_number", [1, 3])
+def test_a_handed_back_try_is_retried_at_once_even_when_it_was_the_last(try_number: int) -> None:
+    decision = decide_retry(
+        try_number=try_number, max_tries=3, ended_at=ENDED, delay_s=None, handed_back=True
+    )
+
+    assert decision == RetryDecision(TIState.UP_FOR_RETRY, ENDED)
+
+
+def test_a_retry_without_a_delay_is_refused_rather_than_guessed() -> None:
+    with pytest.raises(ValueError, match="try 1 of 3 failed and may be retried"):
+        decide_retry(try_number=1, max_tries=3, ended_at=ENDED, delay_s=None)
+
+
+def test_a_zero_delay_retries_when_the_try_ended() -> None:
+    decision = decide_retry(try_number=1, max_tries=2, ended_at=ENDED, delay_s=0.0)
+
+    assert decision == RetryDecision(TIState.UP_FOR_RETRY, ENDED)

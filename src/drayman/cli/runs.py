@@ -90,13 +90,13 @@ def _run_json(r: Any) -> dict[str, Any]:
 def show_run(run_id: str, dag_id: str | None, as_json: bool) -> None:
     """Every task of one run with each of its tries: state, host, pid, times, exit, log."""
     from drayman.store import runs as run_store
-    from drayman.store import tries as try_store
+    from drayman.store import try_history
 
     settings = load_settings()
     store = open_store(settings)
     with store.read() as conn:
         run = _find_run(conn, run_store, run_id, dag_id)
-        rows = try_store.tries_of_run(conn, run.id)
+        rows = try_history.tries_of_run(conn, run.id)
     if as_json:
         print_json({**_run_json(run), "task_instances": _tis_json(rows, settings.logs_folder)})
         return

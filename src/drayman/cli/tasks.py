@@ -80,13 +80,13 @@ def logs_cmd(
     ended; then the command exits 0. Exit code 3 for an unknown run, task or try.
     """
     from drayman.store import runs as run_store
-    from drayman.store import tries as try_store
+    from drayman.store import try_history
 
     settings = load_settings()
     store = open_store(settings)
     with store.read() as conn:
         run = run_store.get_run(conn, dag_id, run_id)
-        row = try_store.find_try(conn, run.id, task_id, map_index, try_number)
+        row = try_history.find_try(conn, run.id, task_id, map_index, try_number)
     path = settings.logs_folder / row.log_path if row.log_path else None
     reader = _LogReader(store, row.id, path)
     while True:
@@ -123,9 +123,10 @@ class _LogReader:
         """Print what is new; whether the try had ended (so nothing more will come)."""
         from drayman.store import logs as log_store
         from drayman.store import tries as try_store
+        from drayman.store import try_history
 
         with self.store.read() as conn:
-            ended = try_store.try_state(conn, self.try_id) not in try_store.UNFINISHED
+            ended = try_history.try_state(conn, self.try_id) not in try_store.UNFINISHED
             while self.offset == 0:  # once the file is being printed, it stays the source
                 chunks = log_store.read_chunks(conn, self.try_id, self.seq, limit=CHUNKS_PER_READ)
                 if chunks:

@@ -125,10 +125,10 @@ def _drive(scheduler: Any, executor: Any) -> str:
 
 
 def _print_summary(store: Store, run: Any) -> None:
-    from drayman.store import tries as try_store
+    from drayman.store import try_history
 
     with store.read() as conn:
-        rows = try_store.tries_of_run(conn, run.id)
+        rows = try_history.tries_of_run(conn, run.id)
     print_table(
         ["task", "try", "state", "duration", "error"],
         [

@@ -12,15 +12,15 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
 from drayman.config import Settings
 from drayman.executors.base import Executor
+from drayman.scheduler import recording
 from drayman.scheduler.capacity import Capacity
 from drayman.scheduler.clock import LONG_AGO, db_time
 from drayman.scheduler.queueing import fail_undispatchable
 from drayman.spec import DagSpec
-from drayman.store import components, dispatch
+from drayman.store import components, dispatch, try_claims, try_liveness
 from drayman.store import tries as try_store
 from drayman.store.engine import Connection, Store
 from drayman.workloads import TryOutcome, Workload
@@ -48,7 +48,7 @@ class Liveness:
         capacity: Capacity,
         *,
         spec_of: Callable[[str, str], DagSpec],
-        retry_delay: Callable[[Any], float],
+        retry_delay: Callable[[try_store.RetrySubject], float],
         hostname: str,
     ) -> None:
         self.settings = settings
@@ -91,7 +91,7 @@ class Liveness:
     def stop_ended_tries(self, conn: Connection) -> None:
         """Kill the tries this scheduler's own executor runs that the store ended: cancelled,
         cleared or marked by a person, or declared lost (ADR 12). Their outcomes are refused."""
-        for try_id in try_store.ended_among(conn, self.executor.running_try_ids()):
+        for try_id in try_liveness.ended_among(conn, self.executor.running_try_ids()):
             log.warning("try.stopping try_id=%s: the store ended it; killing its process", try_id)
             self.executor.cancel(try_id)
 
@@ -108,9 +108,10 @@ class Liveness:
                 ended_at=now,
                 error=f"the worker on {row.hostname} stopped heartbeating: try lost",
             )
-            for row in try_store.unfinished_of_dead_workers(conn, cutoff)
+            for row in try_liveness.unfinished_of_dead_workers(conn, cutoff)
         ]
-        for recorded in try_store.record_outcomes(conn, lost, retry_delay_s=self.retry_delay):
+        delays = recording.retry_delays(conn, lost, self.retry_delay)
+        for recorded in try_store.record_outcomes(conn, lost, retry_delays=delays):
             checked.lost += 1
             checked.dirty.add(recorded.dag_run_id)
             log.warning("task.lost ti=%s try_id=%s", recorded.ti_id, recorded.try_id)
@@ -126,10 +127,10 @@ class Liveness:
         resent_before = now - timedelta(seconds=timeout)
         due = [
             try_id
-            for try_id in try_store.unclaimed_since(conn, cutoff)
+            for try_id in try_liveness.unclaimed_since(conn, cutoff)
             if self._resent.get(try_id, LONG_AGO) <= resent_before
         ]
-        built = dispatch.try_workloads(conn, try_store.queued_current(conn, due), self.spec_of)
+        built = dispatch.try_workloads(conn, try_claims.queued_current(conn, due), self.spec_of)
         checked.dirty |= fail_undispatchable(
             conn, built.failed, self.spec_of, hostname=self.hostname, now=now
         )

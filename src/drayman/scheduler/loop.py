@@ -41,6 +41,7 @@ from drayman.store import dags as dag_store
 from drayman.store import runs as run_store
 from drayman.store import task_instances as ti_store
 from drayman.store.engine import Connection, DatabaseError, Store
+from drayman.store.tries import RetrySubject
 from drayman.wakeup import Doorbell
 from drayman.workloads import RunsChanged, TryOutcome, TryStarted, Workload
 
@@ -269,11 +270,11 @@ class Scheduler:
             report.recorded += 1
             self._dirty.add(item.dag_run_id)
 
-    def _retry_delay(self, ti: Any) -> float:
+    def _retry_delay(self, subject: RetrySubject) -> float:
         if self.immediate_retries:
             return 0.0
-        dag_id, version = self.runs.key(ti.dag_run_id)
-        return dispatch.task_retry_delay_s(self.specs(dag_id, version), ti)
+        spec = self.specs(subject.dag_id, subject.bundle_version)
+        return dispatch.task_retry_delay_s(spec, subject)
 
     # -- liveness and retries ----------------------------------------------------------------
 

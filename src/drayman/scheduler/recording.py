@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from drayman.states import TIState
 from drayman.store import tries as try_store
@@ -22,7 +21,7 @@ def record_events(
     conn: Connection,
     events: Sequence[TryStarted | TryOutcome],
     *,
-    retry_delay: Callable[[Any], float],
+    retry_delay: Callable[[try_store.RetrySubject], float],
 ) -> list[try_store.Recorded]:
     """Record starts and outcomes in one batch each; the outcomes taken."""
     outcomes = [e for e in events if isinstance(e, TryOutcome)]
@@ -30,7 +29,8 @@ def record_events(
     # a start whose outcome arrived in the same batch is already in the outcome
     starts = [e for e in events if isinstance(e, TryStarted) and e.try_id not in ended]
     try_store.record_started_many(conn, starts)
-    recorded = try_store.record_outcomes(conn, outcomes, retry_delay_s=retry_delay)
+    delays = retry_delays(conn, outcomes, retry_delay)
+    recorded = try_store.record_outcomes(conn, outcomes, retry_delays=delays)
     if len(recorded) < len(outcomes):
         taken = {r.try_id for r in recorded}
         for outcome in outcomes:
@@ -45,3 +45,13 @@ def record_events(
                 "task.retry_scheduled ti=%s try=%s/%s", item.ti_id, item.try_number, item.max_tries
             )
     return recorded
+
+
+def retry_delays(
+    conn: Connection,
+    outcomes: Sequence[TryOutcome],
+    retry_delay: Callable[[try_store.RetrySubject], float],
+) -> dict[int, float]:
+    """The wait before the next try of each failed try that has one left, for the store to
+    apply (it takes values, never a callback: ADR 16)."""
+    return {s.try_id: retry_delay(s) for s in try_store.retry_subjects(conn, outcomes)}

@@ -26,20 +26,20 @@ log = logging.getLogger("drayman.scheduler")
 def create_due_runs(conn: Connection, spec_of: Callable[[str, str], DagSpec], now: datetime) -> int:
     """Compute the next run of the DAGs that need it, then create the runs due at `now`;
     how many were created."""
-    for row in dag_store.dags_needing_next(conn):
-        _compute_next(conn, row.dag_id, row.bundle_version, spec_of, now)
+    for dag in dag_store.dags_needing_next(conn):
+        _compute_next(conn, dag.dag_id, dag.bundle_version, spec_of, now)
     created = 0
-    for row in dag_store.due_dags(conn, now):
-        spec = spec_of(row.dag_id, row.bundle_version)
-        if create_scheduled_run(conn, row, spec, now):
+    for due in dag_store.due_dags(conn, now):
+        spec = spec_of(due.dag_id, due.bundle_version)
+        if create_scheduled_run(conn, due, spec, now):
             created += 1
             log.info(
                 "run.created dag=%s logical_date=%s",
-                row.dag_id,
-                row.next_logical_date.isoformat(),
+                due.dag_id,
+                due.next_logical_date.isoformat(),
             )
-        last = run_store.latest_scheduled_run(conn, row.dag_id)
-        _store_next(conn, row.dag_id, next_run_of(spec, last, now), now)
+        last = run_store.latest_scheduled_run(conn, due.dag_id)
+        _store_next(conn, due.dag_id, next_run_of(spec, last, now), now)
     return created
 
 

@@ -40,30 +40,25 @@ them back (clear: to PENDING, so a new try follows) or across (mark: to SUCCESS 
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-from sqlalchemy import Connection, Row, func, select, update
+from sqlalchemy import Connection, func
 
 from drayman.exceptions import ConflictError, NotFoundError
-from drayman.spec import DagSpec, referenced_tasks
+from drayman.spec import DagSpec
 from drayman.states import (
-    RUN_MANUAL_TRANSITIONS,
     TI_ACTIVE,
     TI_CLEARABLE,
     TI_MARKS,
     TI_ONLY_FAILED,
-    RunState,
     TIState,
-    TryState,
-    can_transition_manually,
 )
-from drayman.store import dags as dag_store
-from drayman.store import task_instances as ti_store
-from drayman.store.schema import dag_run, task_instance, task_try
+from drayman.store import manual_steps as steps
+from drayman.store.rows import DagRunRow, LockedTaskInstance
+from drayman.store.schema import task_instance
 from drayman.store.task_instances import NOT_YET_TRIED
-from drayman.store.tries import UNFINISHED
 
 
 class TIKey(NamedTuple):
@@ -134,9 +129,9 @@ def clear_task_instances(
     """
     if not task_ids:
         raise ValueError("clear_task_instances needs at least one task id; see clear_run")
-    run, spec = _started_run(conn, dag_id, run_id)
+    run, spec = steps.started_run(conn, dag_id, run_id)
     selected = select_tasks(spec, task_ids, downstream=downstream, upstream=upstream)
-    rows = _task_instances(conn, run.id, selected, set(task_ids), map_index)
+    rows = steps.locked_task_instances(conn, run.id, selected, set(task_ids), map_index)
     return _clear(conn, run, spec, rows, only_failed, dry_run, now, by)
 
 
@@ -151,8 +146,8 @@ def clear_run(
     by: str = "",
 ) -> list[TIKey]:
     """Clear every task of one run; the task instances cleared."""
-    run, spec = _started_run(conn, dag_id, run_id)
-    rows = _task_instances(conn, run.id, set(spec.tasks), set(), None)
+    run, spec = steps.started_run(conn, dag_id, run_id)
+    rows = steps.locked_task_instances(conn, run.id, set(spec.tasks), set(), None)
     return _clear(conn, run, spec, rows, only_failed, dry_run, now, by)
 
 
@@ -175,14 +170,14 @@ def mark_task_instances(
         raise ValueError(f"a task instance can be marked success or failed, not {state!r}")
     if not task_ids:
         raise ValueError("mark_task_instances needs at least one task id")
-    run, spec = _started_run(conn, dag_id, run_id)
+    run, spec = steps.started_run(conn, dag_id, run_id)
     selected = select_tasks(spec, task_ids, downstream=downstream, upstream=upstream)
-    rows = _task_instances(conn, run.id, selected, set(task_ids), map_index)
+    rows = steps.locked_task_instances(conn, run.id, selected, set(task_ids), map_index)
     chosen = [r for r in rows if r.state != state and r.state != TIState.REMOVED]
     if chosen and not dry_run:
-        _fence(conn, chosen, now, f"marked {state} by {by or 'hand'}")
-        for old, ids in _group(chosen, lambda r: r.state).items():
-            _guarded_update(
+        steps.fence(conn, chosen, now, f"marked {state} by {by or 'hand'}")
+        for old, ids in steps.group_ids(chosen, lambda r: r.state).items():
+            steps.guarded_update(
                 conn,
                 ids,
                 old,
@@ -192,7 +187,7 @@ def mark_task_instances(
                 next_retry_at=None,
                 current_try_id=None,
             )
-        _reopen(conn, run)
+        steps.reopen(conn, run)
     return _keys(chosen)
 
 
@@ -211,11 +206,13 @@ def cancel_task_instance(
 
     ConflictError when the task instance is not queued or running: there is nothing to stop.
     """
-    run, spec = _started_run(conn, dag_id, run_id)
+    run, spec = steps.started_run(conn, dag_id, run_id)
     if task_id not in spec.tasks:
         raise NotFoundError(f"DAG {dag_id!r} has no task {task_id!r} in run {run_id!r}")
     rows = [
-        r for r in _task_instances(conn, run.id, {task_id}, set(), None) if r.map_index == map_index
+        r
+        for r in steps.locked_task_instances(conn, run.id, {task_id}, set(), None)
+        if r.map_index == map_index
     ]
     if not rows:
         hint = " (a mapped task: give the element's map index)" if map_index == -1 else ""
@@ -229,8 +226,8 @@ def cancel_task_instance(
             "is no try to cancel (clear it to run it again)"
         )
     if not dry_run:
-        _fence(conn, rows, now, f"cancelled by {by or 'hand'}")
-        _guarded_update(
+        steps.fence(conn, rows, now, f"cancelled by {by or 'hand'}")
+        steps.guarded_update(
             conn,
             [row.id],
             row.state,
@@ -243,65 +240,14 @@ def cancel_task_instance(
     return _keys(rows)
 
 
-# -- steps -----------------------------------------------------------------------------------
-
-
-def _started_run(conn: Connection, dag_id: str, run_id: str) -> tuple[Row[Any], DagSpec]:
-    """The run and its pinned spec.
-
-    The run's row is not locked here: task instances are locked first and the run is updated
-    last, in the scheduler's own order, so the two never wait on each other in a circle.
-    """
-    dag_store.get_dag(conn, dag_id)  # "no DAG" is a clearer error than "no run"
-    run = conn.execute(
-        select(dag_run).where(dag_run.c.dag_id == dag_id, dag_run.c.run_id == run_id)
-    ).first()
-    if run is None:
-        raise NotFoundError(
-            f"DAG {dag_id!r} has no run {run_id!r}; `drayman runs list --dag {dag_id}` lists them"
-        )
-    if run.state == RunState.QUEUED:
-        raise ConflictError(
-            f"run {run_id!r} of DAG {dag_id!r} is queued: it has not started, so it has no task "
-            "instances to clear or mark yet"
-        )
-    return run, dag_store.load_spec(conn, dag_id, run.bundle_version)
-
-
-def _task_instances(
-    conn: Connection,
-    run_pk: int,
-    task_ids: Collection[str],
-    named: Collection[str],
-    map_index: int | None,
-) -> list[Row[Any]]:
-    """The run's task instances of `task_ids`, locked; `map_index` narrows the `named` ones.
-
-    Found first, then locked by id in ascending order (ADR 15), the order every writer of
-    try states takes them in: locking them through the run's index would take them in task
-    id order on InnoDB, and an outcome batch waiting on one while holding another would
-    deadlock with this action. A task instance created between the two reads (an expansion)
-    is left out, as if the action had come first.
-    """
-    ids = conn.execute(
-        select(task_instance.c.id).where(
-            task_instance.c.dag_run_id == run_pk, task_instance.c.task_id.in_(task_ids)
-        )
-    ).scalars()
-    rows = ti_store.lock_by_id(conn, ids)
-    if map_index is None:
-        return rows
-    for task_id in named:
-        if not any(r.task_id == task_id and r.map_index == map_index for r in rows):
-            raise NotFoundError(f"task {task_id!r} has no task instance with map index {map_index}")
-    return [r for r in rows if r.task_id not in named or r.map_index == map_index]
+# -- clearing --------------------------------------------------------------------------------
 
 
 def _clear(
     conn: Connection,
-    run: Row[Any],
+    run: DagRunRow,
     spec: DagSpec,
-    rows: Sequence[Row[Any]],
+    rows: Sequence[LockedTaskInstance],
     only_failed: bool,
     dry_run: bool,
     now: datetime,
@@ -310,18 +256,18 @@ def _clear(
     wanted = TI_ONLY_FAILED if only_failed else TI_CLEARABLE
     chosen = [r for r in rows if r.state in wanted]
     if chosen and not dry_run:
-        again = _expanding_again(spec, chosen)
+        again = steps.expanding_again(spec, chosen)
         undone = [r for r in rows if r.task_id in again]
         # an element that is not chosen (only_failed) but is REMOVED with its expansion
         # must not keep a try running either
         ending = {r.id: r for r in [*chosen, *undone]}
-        _fence(conn, list(ending.values()), now, f"cleared by {by or 'hand'}")
+        steps.fence(conn, list(ending.values()), now, f"cleared by {by or 'hand'}")
         if again:
-            _unexpand(conn, spec, undone, now)
+            steps.unexpand(conn, spec, undone, now)
         to_pending = [r for r in chosen if r.task_id not in again or r.map_index < 0]
-        groups = _group(to_pending, lambda r: (r.state, spec.tasks[r.task_id].retries))
+        groups = steps.group_ids(to_pending, lambda r: (r.state, spec.tasks[r.task_id].retries))
         for (old, retries), ids in groups.items():
-            _guarded_update(
+            steps.guarded_update(
                 conn,
                 ids,
                 old,
@@ -329,115 +275,9 @@ def _clear(
                 max_tries=task_instance.c.try_number + retries + 1,
                 **NOT_YET_TRIED,
             )
-        _reopen(conn, run)
+        steps.reopen(conn, run)
     return _keys(chosen)
 
 
-def _expanding_again(spec: DagSpec, chosen: Sequence[Row[Any]]) -> set[str]:
-    """The mapped tasks among `chosen` whose input comes from a task cleared with them."""
-    cleared = {r.task_id for r in chosen}
-    return {
-        task_id
-        for task_id in cleared
-        if spec.tasks[task_id].is_mapped and referenced_tasks(spec.tasks[task_id].expand) & cleared
-    }
-
-
-def _unexpand(conn: Connection, spec: DagSpec, rows: Sequence[Row[Any]], now: datetime) -> None:
-    """Undo mapped tasks' expansions: elements REMOVED, each expanded placeholder PENDING.
-
-    Not a person's transition (`states.TI_MANUAL_TRANSITIONS`): the store's own bookkeeping
-    so that the scheduler expands these tasks again, to the width of their new input.
-    """
-    elements = [r for r in rows if r.map_index >= 0 and r.state != TIState.REMOVED]
-    for old, ids in _group(elements, lambda r: r.state).items():
-        _update_if_still(
-            conn, ids, old, TIState.REMOVED, end_date=now, current_try_id=None, next_retry_at=None
-        )
-    placeholders = [r for r in rows if r.map_index < 0 and r.state == TIState.REMOVED]
-    for row in placeholders:
-        _update_if_still(
-            conn,
-            [row.id],
-            TIState.REMOVED,
-            TIState.PENDING,
-            max_tries=spec.tasks[row.task_id].retries + 1,
-            end_date=None,
-        )
-
-
-def _fence(conn: Connection, rows: Sequence[Row[Any]], now: datetime, reason: str) -> None:
-    """End the current try of each QUEUED or RUNNING task instance: its outcome won't count.
-
-    The task instance's `current_try_id` is nulled by the caller's update, in this
-    transaction; `tries.record_outcomes` accepts only an unfinished, current try.
-    """
-    try_ids = [r.current_try_id for r in rows if r.state in TI_ACTIVE and r.current_try_id]
-    if not try_ids:
-        return
-    fenced = conn.execute(
-        update(task_try)
-        .where(task_try.c.id.in_(try_ids), task_try.c.state.in_(UNFINISHED))
-        .values(
-            state=TryState.FAILED,
-            end_date=now,
-            error=f"{reason}: this try no longer counts, and its outcome will be refused",
-        )
-    ).rowcount
-    if fenced != len(try_ids):  # the task instances are locked: only a bug gets here
-        raise ConflictError(
-            f"{len(try_ids) - fenced} of {len(try_ids)} tries ended meanwhile though their task "
-            "instances were locked: nothing was changed; look at the run again and retry"
-        )
-
-
-def _group(rows: Iterable[Row[Any]], key: Any) -> dict[Any, list[int]]:
-    groups: dict[Any, list[int]] = {}
-    for row in rows:
-        groups.setdefault(key(row), []).append(row.id)
-    return groups
-
-
-def _guarded_update(
-    conn: Connection, ids: Sequence[int], old: str, new: TIState, **values: Any
-) -> None:
-    """Move task instances from `old` to `new`; ConflictError if one was no longer `old`."""
-    if not can_transition_manually(TIState(old), new):
-        raise ValueError(
-            f"{old} -> {new} is not a transition a person may make "
-            "(see drayman.states.TI_MANUAL_TRANSITIONS)"
-        )
-    _update_if_still(conn, ids, old, new, **values)
-
-
-def _update_if_still(
-    conn: Connection, ids: Sequence[int], old: str, new: TIState, **values: Any
-) -> None:
-    """Move task instances from `old` to `new`; ConflictError if one was no longer `old`."""
-    changed = conn.execute(
-        update(task_instance)
-        .where(task_instance.c.id.in_(ids), task_instance.c.state == old)
-        .values(state=new, **values)
-    ).rowcount
-    if changed != len(ids):
-        raise ConflictError(
-            f"{len(ids) - changed} task instance(s) left state {old} meanwhile: nothing was "
-            "changed; look at the run again and retry"
-        )
-
-
-def _reopen(conn: Connection, run: Row[Any]) -> None:
-    """A finished run runs again so the scheduler plans what was cleared or marked."""
-    if RunState.RUNNING not in RUN_MANUAL_TRANSITIONS[RunState(run.state)]:
-        return
-    changed = conn.execute(
-        update(dag_run)
-        .where(dag_run.c.id == run.id, dag_run.c.state == run.state)
-        .values(state=RunState.RUNNING, end_date=None, callback_claimed_at=None)
-    ).rowcount
-    if changed != 1:
-        raise ConflictError(f"run {run.run_id!r} changed state meanwhile: nothing was changed")
-
-
-def _keys(rows: Iterable[Row[Any]]) -> list[TIKey]:
+def _keys(rows: Iterable[LockedTaskInstance]) -> list[TIKey]:
     return [TIKey(r.task_id, r.map_index) for r in rows]

@@ -2,13 +2,43 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import Connection, Row, insert, select, update
+from sqlalchemy import Connection, insert, select, update
 
 from drayman.store.engine import inserted_id
+from drayman.store.rows import all_as, one_as
 from drayman.store.schema import api_token, app_user
+
+
+@dataclass(frozen=True, slots=True)
+class TokenOwner:
+    """A live API token's id and last use, with its enabled owner's user columns."""
+
+    token_id: int
+    last_used_at: datetime | None
+    id: int
+    username: str
+    password_hash: str
+    role: str
+    created_at: datetime
+    password_changed_at: datetime
+    disabled: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TokenListing:
+    """An API token as `tokens list` shows it: never its hash."""
+
+    id: int
+    user_id: int
+    username: str
+    name: str
+    prefix: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
 
 
 def insert_token(
@@ -22,7 +52,7 @@ def insert_token(
     return inserted_id(result)
 
 
-def live_token_owner(conn: Connection, token_hash: str) -> Row[Any] | None:
+def live_token_owner(conn: Connection, token_hash: str) -> TokenOwner | None:
     """The unrevoked token with this hash joined to its enabled owner (`token_id`, user columns)."""
     query = (
         select(api_token.c.id.label("token_id"), api_token.c.last_used_at, app_user)
@@ -33,7 +63,8 @@ def live_token_owner(conn: Connection, token_hash: str) -> Row[Any] | None:
             app_user.c.disabled.is_(False),
         )
     )
-    return conn.execute(query).first()
+    row = conn.execute(query).first()
+    return None if row is None else one_as(TokenOwner, row)
 
 
 def touch(conn: Connection, token_id: int, now: datetime) -> None:
@@ -53,7 +84,7 @@ def revoke(conn: Connection, token_id: int, now: datetime) -> bool:
     return True
 
 
-def list_tokens(conn: Connection, user_id: int | None = None) -> list[Row[Any]]:
+def list_tokens(conn: Connection, user_id: int | None = None) -> list[TokenListing]:
     """Tokens with their owner's `username`, oldest first; never the hash."""
     query = (
         select(
@@ -71,4 +102,4 @@ def list_tokens(conn: Connection, user_id: int | None = None) -> list[Row[Any]]:
     )
     if user_id is not None:
         query = query.where(api_token.c.user_id == user_id)
-    return list(conn.execute(query))
+    return all_as(TokenListing, conn.execute(query))

@@ -22,9 +22,25 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Connection, Row, insert, select
+from sqlalchemy import Connection, insert, select
 
+from drayman.store.rows import all_as
 from drayman.store.schema import USERNAME, audit_event
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEventRow:
+    """An `audit_event` row: who did what to which object, when, from where."""
+
+    id: int
+    created_at: datetime
+    actor: str
+    source: str
+    action: str
+    object_type: str
+    object_id: str
+    detail: str
+
 
 MAX_DETAIL = 4000  # characters of JSON: a detail is a summary, never a payload
 CONF_KEYS_KEPT = 50  # of a triggered run's conf keys, the first (sorted) this many ...
@@ -180,7 +196,7 @@ def events(
     until: datetime | None = None,
     limit: int = 100,
     offset: int = 0,
-) -> list[Row[Any]]:
+) -> list[AuditEventRow]:
     """Events newest first, filtered by actor, action (exact, or a prefix ending in "."
     such as "user."), and a time range [since, until)."""
     query = select(audit_event).order_by(audit_event.c.created_at.desc(), audit_event.c.id.desc())
@@ -195,10 +211,10 @@ def events(
         query = query.where(audit_event.c.created_at >= since)
     if until is not None:
         query = query.where(audit_event.c.created_at < until)
-    return list(conn.execute(query.limit(limit).offset(offset)))
+    return all_as(AuditEventRow, conn.execute(query.limit(limit).offset(offset)))
 
 
-def as_document(row: Any) -> dict[str, Any]:
+def as_document(row: AuditEventRow) -> dict[str, Any]:
     """One event as JSON-ready data (the API's and `drayman audit list --json`'s shape)."""
     return {
         "id": row.id,

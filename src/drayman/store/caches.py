@@ -7,14 +7,12 @@ engine, the scheduler). Neither is ever stale for its use, so neither is ever in
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
-
-from sqlalchemy import Row
 
 from drayman.spec import DagSpec
 from drayman.store import dags as dag_store
 from drayman.store import dispatch
 from drayman.store.engine import Connection, Store
+from drayman.store.rows import DagRunRow
 
 RUN_CACHE_SIZE = 1024  # run rows kept by id (see RunCache)
 
@@ -50,9 +48,9 @@ class RunCache:
 
     def __init__(self, size: int | None = RUN_CACHE_SIZE) -> None:
         self.size = size
-        self._rows: dict[int, Row[Any]] = {}
+        self._rows: dict[int, DagRunRow] = {}
 
-    def rows(self, conn: Connection, run_ids: Iterable[int]) -> dict[int, Row[Any]]:
+    def rows(self, conn: Connection, run_ids: Iterable[int]) -> dict[int, DagRunRow]:
         """The rows of `run_ids`, reading from the store only those not cached."""
         wanted = set(run_ids)
         missing = wanted - self._rows.keys()

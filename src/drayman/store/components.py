@@ -7,14 +7,39 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import Connection, Row, func, insert, select, update
+from sqlalchemy import Connection, func, insert, select, update
 
 from drayman.states import TryState
 from drayman.store.engine import inserted_id
+from drayman.store.rows import all_as
 from drayman.store.schema import component, task_try
+
+
+@dataclass(frozen=True, slots=True)
+class ComponentRow:
+    """A `component` row: a scheduler, worker or DAG processor, and its last heartbeat."""
+
+    id: int
+    kind: str
+    hostname: str
+    pid: int
+    executor: str
+    queues: str
+    concurrency: int
+    state: str
+    started_at: datetime
+    heartbeat_at: datetime
+    stopped_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerRow(ComponentRow):
+    """A worker with how many tries it runs now."""
+
+    running: int
 
 
 def register(
@@ -49,7 +74,7 @@ def heartbeat(conn: Connection, component_id: int, now: datetime) -> None:
 
     Another scheduler marks a component stopped once its heartbeats lapse (a long stall); were
     it to stay stopped when its heartbeats resume, every try it runs from then on would be
-    declared lost, as `tries.unfinished_of_dead_workers` takes stopped components' tries.
+    declared lost, as `try_liveness.unfinished_of_dead_workers` takes stopped components' tries.
     """
     conn.execute(
         update(component)
@@ -66,16 +91,17 @@ def mark_stopped(conn: Connection, component_id: int, now: datetime) -> None:
     )
 
 
-def live(conn: Connection, kind: str, cutoff: datetime) -> list[Row[Any]]:
+def live(conn: Connection, kind: str, cutoff: datetime) -> list[ComponentRow]:
     """Components of `kind` that heartbeat since `cutoff`."""
-    return list(
+    return all_as(
+        ComponentRow,
         conn.execute(
             select(component).where(
                 component.c.kind == kind,
                 component.c.state == "running",
                 component.c.heartbeat_at >= cutoff,
             )
-        )
+        ),
     )
 
 
@@ -123,7 +149,7 @@ def mark_dead(conn: Connection, kind: str, cutoff: datetime, now: datetime) -> i
     return stopped
 
 
-def workers(conn: Connection, *, include_stopped: bool = True) -> list[Row[Any]]:
+def workers(conn: Connection, *, include_stopped: bool = True) -> list[WorkerRow]:
     """Worker components, newest first, each with `running`: its RUNNING tries."""
     running = (
         select(func.count())
@@ -134,4 +160,4 @@ def workers(conn: Connection, *, include_stopped: bool = True) -> list[Row[Any]]
     query = select(component, running).where(component.c.kind == "worker")
     if not include_stopped:
         query = query.where(component.c.state == "running")
-    return list(conn.execute(query.order_by(component.c.id.desc())))
+    return all_as(WorkerRow, conn.execute(query.order_by(component.c.id.desc())))

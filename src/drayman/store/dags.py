@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, delete, insert, select, update
+from sqlalchemy import Connection, delete, insert, select, update
 
 from drayman.exceptions import NotFoundError
 from drayman.spec import DagSpec, ImportFailure, ParsedDag
+from drayman.store.rows import DagRow, all_as, one_as
 from drayman.store.schema import dag, import_error, serialized_dag
 
 
@@ -58,7 +59,7 @@ def record_parse(
                 for e in errors
             ],
         )
-    existing = {row.dag_id: row for row in conn.execute(select(dag))}
+    existing = {row.dag_id: row for row in all_as(DagRow, conn.execute(select(dag)))}
     known_specs = set(
         conn.execute(
             select(serialized_dag.c.dag_id).where(serialized_dag.c.bundle_version == bundle_version)
@@ -95,7 +96,7 @@ def _insert_spec(conn: Connection, parsed: ParsedDag, bundle_version: str, now: 
 
 
 def _upsert_dag(
-    conn: Connection, spec: DagSpec, row: Row[Any] | None, bundle_version: str, now: datetime
+    conn: Connection, spec: DagSpec, row: DagRow | None, bundle_version: str, now: datetime
 ) -> None:
     key = schedule_key(spec)
     values: dict[str, Any] = {
@@ -147,18 +148,18 @@ def load_source(conn: Connection, dag_id: str, bundle_version: str) -> str:
     return str(text)
 
 
-def get_dag(conn: Connection, dag_id: str) -> Row[Any]:
+def get_dag(conn: Connection, dag_id: str) -> DagRow:
     row = conn.execute(select(dag).where(dag.c.dag_id == dag_id)).first()
     if row is None:
         raise NotFoundError(f"no DAG {dag_id!r}; `drayman dags list` shows the known ones")
-    return row
+    return one_as(DagRow, row)
 
 
-def list_dags(conn: Connection, *, include_inactive: bool = False) -> list[Row[Any]]:
+def list_dags(conn: Connection, *, include_inactive: bool = False) -> list[DagRow]:
     query = select(dag).order_by(dag.c.dag_id)
     if not include_inactive:
         query = query.where(dag.c.is_active.is_(True))
-    return list(conn.execute(query))
+    return all_as(DagRow, conn.execute(query))
 
 
 def set_paused(conn: Connection, dag_id: str, paused: bool, now: datetime) -> None:
@@ -170,22 +171,43 @@ def set_paused(conn: Connection, dag_id: str, paused: bool, now: datetime) -> No
     conn.execute(update(dag).where(dag.c.dag_id == dag_id).values(**values))
 
 
-def dags_needing_next(conn: Connection) -> list[Row[Any]]:
+def dags_needing_next(conn: Connection) -> list[DagRow]:
     """Active, unpaused DAGs whose next run must be computed again."""
-    return list(
+    return all_as(
+        DagRow,
         conn.execute(
             select(dag).where(
                 dag.c.is_active.is_(True), dag.c.is_paused.is_(False), dag.c.needs_next.is_(True)
             )
-        )
+        ),
     )
 
 
-def due_dags(conn: Connection, now: datetime, limit: int = 100) -> list[Row[Any]]:
+@dataclass(frozen=True, slots=True)
+class DueDag:
+    """A DAG whose next scheduled run is due, and that run (set together by `set_next_run`)."""
+
+    dag_id: str
+    bundle_version: str
+    next_logical_date: datetime
+    next_data_interval_start: datetime
+    next_data_interval_end: datetime
+    next_run_after: datetime
+
+
+def due_dags(conn: Connection, now: datetime, limit: int = 100) -> list[DueDag]:
     """Active, unpaused DAGs whose next scheduled run is due."""
-    return list(
+    return all_as(
+        DueDag,
         conn.execute(
-            select(dag)
+            select(
+                dag.c.dag_id,
+                dag.c.bundle_version,
+                dag.c.next_logical_date,
+                dag.c.next_data_interval_start,
+                dag.c.next_data_interval_end,
+                dag.c.next_run_after,
+            )
             .where(
                 dag.c.is_active.is_(True),
                 dag.c.is_paused.is_(False),
@@ -193,7 +215,7 @@ def due_dags(conn: Connection, now: datetime, limit: int = 100) -> list[Row[Any]
             )
             .order_by(dag.c.next_run_after)
             .limit(limit)
-        )
+        ),
     )
 
 
@@ -224,11 +246,24 @@ def set_next_run(conn: Connection, dag_id: str, nxt: NextRun | None, now: dateti
     )
 
 
-def import_errors(conn: Connection, bundle_version: str) -> list[Row[Any]]:
-    return list(
+@dataclass(frozen=True, slots=True)
+class ImportErrorRow:
+    """An `import_error` row: a DAG file of a bundle version that failed to import."""
+
+    id: int
+    bundle_version: str
+    fileloc: str
+    lineno: int | None
+    message: str
+    created_at: datetime
+
+
+def import_errors(conn: Connection, bundle_version: str) -> list[ImportErrorRow]:
+    return all_as(
+        ImportErrorRow,
         conn.execute(
             select(import_error)
             .where(import_error.c.bundle_version == bundle_version)
             .order_by(import_error.c.fileloc)
-        )
+        ),
     )

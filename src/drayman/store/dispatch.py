@@ -8,7 +8,6 @@ ADR 13); a remote worker claims a DAG callback here before it runs it (`claim_ca
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,7 +15,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Row, bindparam, select
+from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from drayman.retry import retry_delay_s
@@ -26,8 +25,9 @@ from drayman.store import logs as log_store
 from drayman.store import runs as run_store
 from drayman.store import task_instances as ti_store
 from drayman.store import tries as try_store
+from drayman.store.rows import DagRunRow, all_as, one_as
 from drayman.store.schema import dag_run
-from drayman.store.tries import NewTry
+from drayman.store.tries import NewTry, RetrySubject
 from drayman.workloads import (
     CallbackWorkload,
     RunContextData,
@@ -44,7 +44,7 @@ def _local_iso(value: datetime, tz: ZoneInfo) -> str:
     return value.astimezone(tz).isoformat()
 
 
-def run_context(run: Row[Any], spec: DagSpec) -> RunContextData:
+def run_context(run: DagRunRow, spec: DagSpec) -> RunContextData:
     """The run-level context of a run, times in the DAG's timezone."""
     tz = ZoneInfo(spec.timezone)
     return RunContextData(
@@ -64,11 +64,11 @@ def run_context(run: Row[Any], spec: DagSpec) -> RunContextData:
 _RUNS_BY_ID = select(dag_run).where(dag_run.c.id.in_(bindparam("b_ids", expanding=True)))
 
 
-def runs_by_id(conn: Connection, run_ids: Sequence[int]) -> dict[int, Row[Any]]:
+def runs_by_id(conn: Connection, run_ids: Sequence[int]) -> dict[int, DagRunRow]:
     if not run_ids:
         return {}
     rows = conn.execute(_RUNS_BY_ID, {"b_ids": sorted(set(run_ids))})
-    return {row.id: row for row in rows}
+    return {run.id: run for run in all_as(DagRunRow, rows)}
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,7 @@ def try_workloads(
     conn: Connection,
     tries: Sequence[NewTry],
     spec_of: SpecLookup,
-    runs: Mapping[int, Row[Any]] | None = None,
+    runs: Mapping[int, DagRunRow] | None = None,
 ) -> Built:
     """Workloads for new tries, with upstream results for Python tasks that take them.
 
@@ -117,7 +117,7 @@ def try_workloads(
 def _try_workload(
     conn: Connection,
     new: NewTry,
-    runs: Mapping[int, Row[Any]],
+    runs: Mapping[int, DagRunRow],
     contexts: dict[int, RunContextData],
     spec_of: SpecLookup,
 ) -> TryWorkload:
@@ -170,9 +170,11 @@ def fail_undispatchable(
         )
         for item in failed
     ]
-    recorded = try_store.record_outcomes(
-        conn, outcomes, retry_delay_s=functools.partial(_retry_delay_or_zero, conn, spec_of)
-    )
+    delays = {
+        subject.try_id: _retry_delay_or_zero(spec_of, subject)
+        for subject in try_store.retry_subjects(conn, outcomes)
+    }
+    recorded = try_store.record_outcomes(conn, outcomes, retry_delays=delays)
     for item in failed:
         line = f"[drayman] not run: {item.error}\n"
         first = log_store.last_seq(conn, item.try_id) + 1
@@ -180,12 +182,11 @@ def fail_undispatchable(
     return recorded
 
 
-def _retry_delay_or_zero(conn: Connection, spec_of: SpecLookup, ti: Row[Any]) -> float:
+def _retry_delay_or_zero(spec_of: SpecLookup, subject: RetrySubject) -> float:
     """The task's retry delay, or 0 when its DAG version cannot say (what failed the try may
     be that very spec)."""
     try:
-        run = runs_by_id(conn, [ti.dag_run_id])[ti.dag_run_id]
-        return task_retry_delay_s(spec_of(run.dag_id, run.bundle_version), ti)
+        return task_retry_delay_s(spec_of(subject.dag_id, subject.bundle_version), subject)
     except SQLAlchemyError:
         raise
     except Exception:
@@ -207,7 +208,7 @@ def _upstream_results(
 
 
 def callback_workload(
-    run: Row[Any], spec: DagSpec, callback: str, reason: str, log_path: str
+    run: DagRunRow, spec: DagSpec, callback: str, reason: str, log_path: str
 ) -> CallbackWorkload:
     return CallbackWorkload(
         callback="on_success" if callback == "on_success" else "on_failure",
@@ -218,19 +219,19 @@ def callback_workload(
     )
 
 
-def task_retry_delay_s(spec: DagSpec, ti: Row[Any]) -> float:
-    """The wait before the next try of task instance row `ti` (of a run of `spec`)."""
-    task = spec.tasks[ti.task_id]
+def task_retry_delay_s(spec: DagSpec, subject: RetrySubject) -> float:
+    """The wait before the next try after failed try `subject` (of a run of `spec`)."""
+    task = spec.tasks[subject.task_id]
     return retry_delay_s(
-        try_number=ti.try_number,
+        try_number=subject.try_number,
         delay_s=task.retry_delay_s,
         backoff=task.retry_backoff,
         max_delay_s=task.max_retry_delay_s,
-        seed=ti.id,
+        seed=subject.ti_id,
     )
 
 
-def callback_log_path(run: Row[Any], callback: str) -> str:
+def callback_log_path(run: DagRunRow, callback: str) -> str:
     return log_relpath(run.dag_id, run.run_id, f"_dag_{callback}", -1, 1)
 
 
@@ -260,9 +261,10 @@ def claim_callback(
     callback whose workload cannot be built (a stored conf too deep to read) is refused
     before it is claimed.
     """
-    run = conn.execute(
+    found = conn.execute(
         select(dag_run).where(dag_run.c.dag_id == dag_id, dag_run.c.run_id == run_id)
     ).first()
+    run = None if found is None else one_as(DagRunRow, found)
     if run is None or callback not in ("on_success", "on_failure"):
         return CallbackClaim(None, "no such run or callback")
     wanted = RunState.SUCCESS if callback == "on_success" else RunState.FAILED

@@ -71,10 +71,9 @@ class Store:
         """The database server's clock, so liveness never depends on one host's clock."""
         if self.dialect == "sqlite":
             return datetime.now(UTC)
-        if self.dialect == "postgresql":
-            value = conn.execute(text("SELECT CURRENT_TIMESTAMP")).scalar_one()
-        else:
-            value = conn.execute(text("SELECT UTC_TIMESTAMP(6)")).scalar_one()
+        postgres = self.dialect == "postgresql"
+        query = "SELECT CURRENT_TIMESTAMP" if postgres else "SELECT UTC_TIMESTAMP(6)"
+        value: datetime = conn.execute(text(query)).scalar_one()
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
     def ping(self, conn: Connection) -> None:

@@ -13,25 +13,26 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic
 
-from sqlalchemy import Connection, Row, Select, func, select
+from sqlalchemy import Connection, Select, func, select
 
 from drayman.exceptions import NotFoundError
+from drayman.store.rows import DagRow, DagRunRow, R, TaskInstanceRow, TryRow, all_as, one_as
 from drayman.store.schema import dag, dag_run, serialized_dag, task_instance, task_try
 
 
 @dataclass(frozen=True)
-class Page:
+class Page(Generic[R]):
     """One page of rows and how many rows match in all."""
 
-    rows: list[Row[Any]]
+    rows: list[R]
     total: int
 
 
-def _page(conn: Connection, query: Select[Any], limit: int, offset: int) -> Page:
+def _page(conn: Connection, query: Select[Any], kind: type[R], limit: int, offset: int) -> Page[R]:
     total = conn.execute(select(func.count()).select_from(query.order_by(None).subquery()))
-    rows = list(conn.execute(query.limit(limit).offset(offset)))
+    rows = all_as(kind, conn.execute(query.limit(limit).offset(offset)))
     return Page(rows, int(total.scalar_one()))
 
 
@@ -43,7 +44,7 @@ def page_dags(
     paused: bool | None = None,
     limit: int = 50,
     offset: int = 0,
-) -> Page:
+) -> Page[DagRow]:
     """Active DAGs by id; `tag` matches one tag exactly, `search` a part of the id (any case)."""
     query = select(dag).where(dag.c.is_active.is_(True)).order_by(dag.c.dag_id)
     if tag:
@@ -53,7 +54,7 @@ def page_dags(
         query = query.where(func.lower(dag.c.dag_id).contains(search.lower(), autoescape=True))
     if paused is not None:
         query = query.where(dag.c.is_paused.is_(paused))
-    return _page(conn, query, limit, offset)
+    return _page(conn, query, DagRow, limit, offset)
 
 
 def page_runs(
@@ -65,7 +66,7 @@ def page_runs(
     until: datetime | None = None,
     limit: int = 50,
     offset: int = 0,
-) -> Page:
+) -> Page[DagRunRow]:
     """A DAG's runs, newest logical date first; `since` inclusive, `until` exclusive."""
     query = (
         select(dag_run)
@@ -78,17 +79,28 @@ def page_runs(
         query = query.where(dag_run.c.logical_date >= since)
     if until is not None:
         query = query.where(dag_run.c.logical_date < until)
-    return _page(conn, query, limit, offset)
+    return _page(conn, query, DagRunRow, limit, offset)
+
+
+@dataclass(frozen=True, slots=True)
+class RecentRun:
+    """What the DAGs page shows of one recent run."""
+
+    run_id: str
+    state: str
+    logical_date: datetime
+    run_type: str
 
 
 def recent_runs(
     conn: Connection, dag_ids: Sequence[str], per_dag: int
-) -> dict[str, list[Row[Any]]]:
+) -> dict[str, list[RecentRun]]:
     """The newest `per_dag` runs of each DAG (the DAGs page's run-state strip): one indexed
     query per DAG, so a page of 50 DAGs never scans anybody's whole history."""
-    found: dict[str, list[Row[Any]]] = {}
+    found: dict[str, list[RecentRun]] = {}
     for dag_id in dag_ids:
-        found[dag_id] = list(
+        found[dag_id] = all_as(
+            RecentRun,
             conn.execute(
                 select(
                     dag_run.c.run_id, dag_run.c.state, dag_run.c.logical_date, dag_run.c.run_type
@@ -96,24 +108,26 @@ def recent_runs(
                 .where(dag_run.c.dag_id == dag_id)
                 .order_by(dag_run.c.logical_date.desc(), dag_run.c.id.desc())
                 .limit(per_dag)
-            )
+            ),
         )
     return found
 
 
-def task_instances_of_run(conn: Connection, run_pk: int, limit: int, offset: int) -> Page:
+def task_instances_of_run(
+    conn: Connection, run_pk: int, limit: int, offset: int
+) -> Page[TaskInstanceRow]:
     """A run's task instances in task order (mapped elements by index)."""
     query = (
         select(task_instance)
         .where(task_instance.c.dag_run_id == run_pk)
         .order_by(task_instance.c.task_id, task_instance.c.map_index)
     )
-    return _page(conn, query, limit, offset)
+    return _page(conn, query, TaskInstanceRow, limit, offset)
 
 
 def tries_of_task(
     conn: Connection, run_pk: int, task_id: str, map_index: int, limit: int, offset: int
-) -> Page:
+) -> Page[TryRow]:
     """Every try of one task instance, first try first; NotFoundError if the run lacks it."""
     ti_id = conn.execute(
         select(task_instance.c.id).where(
@@ -128,10 +142,39 @@ def tries_of_task(
     query = (
         select(task_try).where(task_try.c.task_instance_id == ti_id).order_by(task_try.c.try_number)
     )
-    return _page(conn, query, limit, offset)
+    return _page(conn, query, TryRow, limit, offset)
 
 
-def get_try(conn: Connection, try_id: int) -> Row[Any]:
+@dataclass(frozen=True, slots=True)
+class TryDetail:
+    """A try with what the API and the try page show of its task instance and run."""
+
+    id: int
+    task_instance_id: int
+    try_number: int
+    state: str
+    hostname: str
+    pid: int | None
+    worker_id: int | None
+    queued_at: datetime
+    start_date: datetime | None
+    end_date: datetime | None
+    exit_code: int | None
+    signal: int | None
+    error: str | None
+    log_path: str
+    task_id: str
+    map_index: int
+    ti_state: str
+    ti_try_number: int
+    max_tries: int
+    dag_id: str
+    run_id: str
+    run_state: str
+    bundle_version: str
+
+
+def get_try(conn: Connection, try_id: int) -> TryDetail:
     """One try with its task instance and run: what the API and the try page show."""
     row = conn.execute(
         select(
@@ -152,16 +195,25 @@ def get_try(conn: Connection, try_id: int) -> Row[Any]:
     ).first()
     if row is None:
         raise NotFoundError(f"no try with id {try_id}")
-    return row
+    return one_as(TryDetail, row)
 
 
-def code_versions(conn: Connection, dag_id: str, limit: int = 50) -> list[Row[Any]]:
+@dataclass(frozen=True, slots=True)
+class CodeVersion:
+    """A bundle version that defines a DAG, and when it was stored."""
+
+    bundle_version: str
+    created_at: datetime
+
+
+def code_versions(conn: Connection, dag_id: str, limit: int = 50) -> list[CodeVersion]:
     """The bundle versions that define `dag_id`, newest first (the code view's picker)."""
-    return list(
+    return all_as(
+        CodeVersion,
         conn.execute(
             select(serialized_dag.c.bundle_version, serialized_dag.c.created_at)
             .where(serialized_dag.c.dag_id == dag_id)
             .order_by(serialized_dag.c.created_at.desc(), serialized_dag.c.id.desc())
             .limit(limit)
-        )
+        ),
     )

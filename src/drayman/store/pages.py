@@ -9,26 +9,29 @@ index, tries through `(task_instance_id, try_number)`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from datetime import datetime
 
-from sqlalchemy import Connection, Row, func, select
+from sqlalchemy import ColumnElement, Connection, func, select
 
+from drayman.store.rows import DagRunRow, all_as
 from drayman.store.schema import dag_run, task_instance, task_try
 
 
-def latest_runs(conn: Connection, dag_id: str, limit: int) -> list[Row[Any]]:
+def latest_runs(conn: Connection, dag_id: str, limit: int) -> list[DagRunRow]:
     """The DAG's newest `limit` runs, newest first (the grid's columns)."""
-    return list(
+    return all_as(
+        DagRunRow,
         conn.execute(
             select(dag_run)
             .where(dag_run.c.dag_id == dag_id)
             .order_by(dag_run.c.logical_date.desc(), dag_run.c.id.desc())
             .limit(limit)
-        )
+        ),
     )
 
 
-def newest_try_id() -> Any:
+def newest_try_id() -> ColumnElement[int]:
     """The id of the newest try of the task instance in the row: its current try (the fence,
     always the newest), else, for one cleared or marked by hand, the highest try id."""
     return func.coalesce(
@@ -39,11 +42,28 @@ def newest_try_id() -> Any:
     )
 
 
-def task_instances_of(conn: Connection, run_pks: Sequence[int]) -> list[Row[Any]]:
+@dataclass(frozen=True, slots=True)
+class GridCell:
+    """A task instance of a run as the grid shows it, with its newest try's id (if any)."""
+
+    id: int
+    dag_run_id: int
+    task_id: str
+    map_index: int
+    state: str
+    try_number: int
+    queued_at: datetime | None
+    start_date: datetime | None
+    end_date: datetime | None
+    try_id: int | None
+
+
+def task_instances_of(conn: Connection, run_pks: Sequence[int]) -> list[GridCell]:
     """The task instances of a few runs (the grid's cells), each with its newest try's id."""
     if not run_pks:
         return []
-    return list(
+    return all_as(
+        GridCell,
         conn.execute(
             select(
                 task_instance.c.id,
@@ -61,16 +81,26 @@ def task_instances_of(conn: Connection, run_pks: Sequence[int]) -> list[Row[Any]
             .order_by(
                 task_instance.c.dag_run_id, task_instance.c.task_id, task_instance.c.map_index
             )
-        )
+        ),
     )
 
 
-def sibling_tries(conn: Connection, task_instance_id: int) -> list[Row[Any]]:
+@dataclass(frozen=True, slots=True)
+class SiblingTry:
+    """One try of a task instance, for the links between its tries."""
+
+    id: int
+    try_number: int
+    state: str
+
+
+def sibling_tries(conn: Connection, task_instance_id: int) -> list[SiblingTry]:
     """Every try of one task instance, by try number: links between a task's tries."""
-    return list(
+    return all_as(
+        SiblingTry,
         conn.execute(
             select(task_try.c.id, task_try.c.try_number, task_try.c.state)
             .where(task_try.c.task_instance_id == task_instance_id)
             .order_by(task_try.c.try_number)
-        )
+        ),
     )

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
-from sqlalchemy import Connection, Row, func, insert, select, update
+from sqlalchemy import Connection, func, insert, select, update
 
 from drayman.exceptions import ConfigError
+from drayman.store.rows import all_as
 from drayman.store.schema import pool
+
+
+@dataclass(frozen=True, slots=True)
+class PoolRow:
+    """A `pool` row: a named number of slots that task instances share."""
+
+    name: str
+    slots: int
+    description: str
+
 
 DEFAULT_POOL = "default_pool"
 
@@ -50,5 +61,5 @@ def set_pool(conn: Connection, name: str, slots: int, description: str = "") -> 
         conn.execute(insert(pool).values(name=name, slots=slots, description=description))
 
 
-def list_pools(conn: Connection) -> list[Row[Any]]:
-    return list(conn.execute(select(pool).order_by(pool.c.name)))
+def list_pools(conn: Connection) -> list[PoolRow]:
+    return all_as(PoolRow, conn.execute(select(pool).order_by(pool.c.name)))

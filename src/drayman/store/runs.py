@@ -8,13 +8,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, func, insert, select, update
+from sqlalchemy import Connection, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from drayman.exceptions import ConflictError, NotFoundError
 from drayman.spec import DagSpec
 from drayman.states import TI_FINISHED, RunState, RunType, TIState
 from drayman.store.engine import inserted_id
+from drayman.store.rows import DagRunRow, all_as, one_as
 from drayman.store.schema import dag_run, task_instance
 
 
@@ -64,14 +65,15 @@ def create_run(
     return inserted_id(result)
 
 
-def runs_to_start(conn: Connection) -> list[Row[Any]]:
+def runs_to_start(conn: Connection) -> list[DagRunRow]:
     """QUEUED runs, oldest first, with their DAG's active-run limit applied by the caller."""
-    return list(
+    return all_as(
+        DagRunRow,
         conn.execute(
             select(dag_run)
             .where(dag_run.c.state == RunState.QUEUED)
             .order_by(dag_run.c.run_after, dag_run.c.id)
-        )
+        ),
     )
 
 
@@ -85,7 +87,7 @@ def running_counts(conn: Connection) -> dict[str, int]:
     return {row[0]: int(row[1]) for row in rows}
 
 
-def start_run(conn: Connection, run: Row[Any], spec: DagSpec, now: datetime) -> None:
+def start_run(conn: Connection, run: DagRunRow, spec: DagSpec, now: datetime) -> None:
     """Mark a run RUNNING and create one PENDING task instance per task of its spec.
 
     Does nothing when the run is no longer QUEUED (another scheduler started it first).
@@ -119,7 +121,7 @@ def start_run(conn: Connection, run: Row[Any], spec: DagSpec, now: datetime) -> 
     )
 
 
-def running_runs(conn: Connection, run_ids: Iterable[int] | None = None) -> list[Row[Any]]:
+def running_runs(conn: Connection, run_ids: Iterable[int] | None = None) -> list[DagRunRow]:
     """RUNNING runs (all of them, or those among `run_ids`)."""
     query = select(dag_run).where(dag_run.c.state == RunState.RUNNING)
     if run_ids is not None:
@@ -127,7 +129,7 @@ def running_runs(conn: Connection, run_ids: Iterable[int] | None = None) -> list
         if not ids:
             return []
         query = query.where(dag_run.c.id.in_(ids))
-    return list(conn.execute(query))
+    return all_as(DagRunRow, conn.execute(query))
 
 
 def finish_run(conn: Connection, run_id: int, state: RunState, now: datetime) -> bool:
@@ -169,25 +171,25 @@ def claim_callback(conn: Connection, run_pk: int, state: RunState, now: datetime
     return changed == 1
 
 
-def get_run(conn: Connection, dag_id: str, run_id: str) -> Row[Any]:
+def get_run(conn: Connection, dag_id: str, run_id: str) -> DagRunRow:
     row = conn.execute(
         select(dag_run).where(dag_run.c.dag_id == dag_id, dag_run.c.run_id == run_id)
     ).first()
     if row is None:
         raise NotFoundError(f"DAG {dag_id!r} has no run {run_id!r}")
-    return row
+    return one_as(DagRunRow, row)
 
 
-def get_run_by_id(conn: Connection, run_pk: int) -> Row[Any]:
+def get_run_by_id(conn: Connection, run_pk: int) -> DagRunRow:
     row = conn.execute(select(dag_run).where(dag_run.c.id == run_pk)).first()
     if row is None:
         raise NotFoundError(f"no run with id {run_pk}")
-    return row
+    return one_as(DagRunRow, row)
 
 
-def find_runs(conn: Connection, run_id: str) -> list[Row[Any]]:
+def find_runs(conn: Connection, run_id: str) -> list[DagRunRow]:
     """Runs with this run id in any DAG (run ids are unique per DAG only)."""
-    return list(conn.execute(select(dag_run).where(dag_run.c.run_id == run_id)))
+    return all_as(DagRunRow, conn.execute(select(dag_run).where(dag_run.c.run_id == run_id)))
 
 
 def list_runs(
@@ -196,24 +198,25 @@ def list_runs(
     dag_id: str | None = None,
     state: str | None = None,
     limit: int = 50,
-) -> list[Row[Any]]:
+) -> list[DagRunRow]:
     """Newest runs first."""
     query = select(dag_run).order_by(dag_run.c.logical_date.desc(), dag_run.c.id.desc())
     if dag_id is not None:
         query = query.where(dag_run.c.dag_id == dag_id)
     if state is not None:
         query = query.where(dag_run.c.state == state)
-    return list(conn.execute(query.limit(limit)))
+    return all_as(DagRunRow, conn.execute(query.limit(limit)))
 
 
-def latest_scheduled_run(conn: Connection, dag_id: str) -> Row[Any] | None:
+def latest_scheduled_run(conn: Connection, dag_id: str) -> DagRunRow | None:
     """The newest scheduled run of a DAG, from which its next run follows."""
-    return conn.execute(
+    row = conn.execute(
         select(dag_run)
         .where(dag_run.c.dag_id == dag_id, dag_run.c.run_type == RunType.SCHEDULED)
         .order_by(dag_run.c.logical_date.desc())
         .limit(1)
     ).first()
+    return None if row is None else one_as(DagRunRow, row)
 
 
 def logical_dates_between(

@@ -8,17 +8,33 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, func, insert, select, update
+from sqlalchemy import Connection, bindparam, func, insert, select, update
 
 from drayman.states import TI_ACTIVE, StateChange, TIState, can_transition
+from drayman.store.rows import LockedTaskInstance, TaskInstanceRow, all_as, one_as
 from drayman.store.schema import dag_run, task_instance
 
 
-def of_runs(conn: Connection, run_ids: Sequence[int]) -> list[Row[Any]]:
+@dataclass(frozen=True, slots=True)
+class TaskInstanceProgress:
+    """What the scheduler reads of a task instance to move its run on."""
+
+    id: int
+    dag_run_id: int
+    task_id: str
+    map_index: int
+    state: str
+    try_number: int
+    max_tries: int
+    next_retry_at: datetime | None
+
+
+def of_runs(conn: Connection, run_ids: Sequence[int]) -> list[TaskInstanceProgress]:
     """Every task instance of these runs."""
     if not run_ids:
         return []
-    return list(
+    return all_as(
+        TaskInstanceProgress,
         conn.execute(
             select(
                 task_instance.c.id,
@@ -30,7 +46,7 @@ def of_runs(conn: Connection, run_ids: Sequence[int]) -> list[Row[Any]]:
                 task_instance.c.max_tries,
                 task_instance.c.next_retry_at,
             ).where(task_instance.c.dag_run_id.in_(list(run_ids)))
-        )
+        ),
     )
 
 
@@ -95,7 +111,10 @@ def expand(conn: Connection, placeholder_id: int, count: int, now: datetime) -> 
     )
     if result.rowcount != 1:
         return
-    full = conn.execute(select(task_instance).where(task_instance.c.id == placeholder_id)).one()
+    full = one_as(
+        TaskInstanceRow,
+        conn.execute(select(task_instance).where(task_instance.c.id == placeholder_id)).one(),
+    )
     earlier = dict(
         conn.execute(
             select(task_instance.c.map_index, task_instance.c.id).where(
@@ -125,7 +144,7 @@ def _revive(conn: Connection, ids: list[int], tries_allowed: int) -> None:
     )
 
 
-def _element(placeholder: Row[Any], index: int) -> dict[str, Any]:
+def _element(placeholder: TaskInstanceRow, index: int) -> dict[str, Any]:
     return {
         "dag_run_id": placeholder.dag_run_id,
         "task_id": placeholder.task_id,
@@ -148,21 +167,21 @@ _LOCK_BY_ID = (
 )
 
 
-def lock_by_id(conn: Connection, ids: Iterable[int]) -> list[Row[Any]]:
+def lock_by_id(conn: Connection, ids: Iterable[int]) -> list[LockedTaskInstance]:
     """These task instances, read afresh and locked until the transaction ends.
 
     Locks are taken in ascending id order on every database (ADR 15): the `IN` list on the
     primary key is a range scan in key order on InnoDB, and PostgreSQL sorts before it locks.
-    Each row carries its `current_try_id` also as `fence`, the shape `tries.record_outcomes`
-    hands to its retry-delay callback.
+    Each row carries its `current_try_id` also as `fence`, the shape `tries.lock_current`
+    returns.
     """
     wanted = sorted(set(ids))
     if not wanted:
         return []
-    return list(conn.execute(_LOCK_BY_ID, {"b_ids": wanted}))
+    return all_as(LockedTaskInstance, conn.execute(_LOCK_BY_ID, {"b_ids": wanted}))
 
 
-def schedulable(conn: Connection, limit: int, *, lock: bool = False) -> list[Row[Any]]:
+def schedulable(conn: Connection, limit: int, *, lock: bool = False) -> list[TaskInstanceRow]:
     """SCHEDULED task instances, most urgent first.
 
     With `lock` (PostgreSQL, MySQL) the rows are locked FOR UPDATE SKIP LOCKED: several
@@ -176,18 +195,27 @@ def schedulable(conn: Connection, limit: int, *, lock: bool = False) -> list[Row
     )
     if lock:
         query = query.with_for_update(skip_locked=True)
-    return list(conn.execute(query))
+    return all_as(TaskInstanceRow, conn.execute(query))
 
 
-def retries_due(conn: Connection, now: datetime) -> list[Row[Any]]:
+@dataclass(frozen=True, slots=True)
+class DueRetry:
+    """A task instance whose wait for its next try is over."""
+
+    id: int
+    dag_run_id: int
+
+
+def retries_due(conn: Connection, now: datetime) -> list[DueRetry]:
     """UP_FOR_RETRY task instances whose wait is over."""
-    return list(
+    return all_as(
+        DueRetry,
         conn.execute(
             select(task_instance.c.id, task_instance.c.dag_run_id).where(
                 task_instance.c.state == TIState.UP_FOR_RETRY,
                 task_instance.c.next_retry_at <= now,
             )
-        )
+        ),
     )
 
 

@@ -5,19 +5,24 @@ unfinished and is still its task instance's `current_try_id`; a worker whose try
 lost (or a redelivered message) can write nothing, so two tries of one task never both count.
 Whoever writes a try's state locks its task instance first, task instances in ascending id
 order (ADR 15), so a fence raised meanwhile is seen and no two writers deadlock.
+
+This module is the write path (create, start, record outcomes); its neighbours are the other
+rooms of the same noun: `try_claims` (a remote worker's claim), `try_liveness` (which tries
+are over, unclaimed, or held by a dead worker) and `try_history` (what a run's tries were).
+It runs a little over 400 lines: its hot statements are built once, next to the function that
+runs each and the comment on why it is shaped so (lock order, fences), which a split would part.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
     Connection,
     Integer,
-    Row,
     String,
     bindparam,
     func,
@@ -27,10 +32,12 @@ from sqlalchemy import (
     update,
 )
 
-from drayman.exceptions import ConflictError, NotFoundError
+from drayman.exceptions import ConflictError
+from drayman.retry import decide_retry
 from drayman.states import TI_ACTIVE, TIState, TryState
 from drayman.store import task_instances
-from drayman.store.schema import component, task_instance, task_try
+from drayman.store.rows import LockedTaskInstance, TaskInstanceRow, all_as
+from drayman.store.schema import dag_run, task_instance, task_try
 from drayman.workloads import TryOutcome, TryStarted
 
 UNFINISHED = (TryState.QUEUED, TryState.RUNNING)
@@ -65,7 +72,7 @@ class Recorded:
 
 def create_tries(
     conn: Connection,
-    tis: Sequence[Row[Any]],
+    tis: Sequence[TaskInstanceRow],
     *,
     log_paths: Sequence[str],
     worker_id: int | None,
@@ -137,30 +144,6 @@ def create_tries(
 
 # Hot statements, built once: SQLAlchemy then computes their cache keys once too, instead of
 # on every call (a measurable share of a worker's CPU per try).
-_QUEUED_CURRENT = (
-    select(
-        task_try.c.id,
-        task_instance.c.id.label("ti_id"),
-        task_instance.c.dag_run_id,
-        task_instance.c.task_id,
-        task_instance.c.map_index,
-        task_instance.c.max_tries,
-        task_try.c.try_number,
-        task_try.c.log_path,
-    )
-    .join(task_instance, task_instance.c.id == task_try.c.task_instance_id)
-    .where(
-        task_try.c.id.in_(bindparam("b_ids", expanding=True)),
-        task_try.c.state == TryState.QUEUED,
-        task_instance.c.current_try_id == task_try.c.id,
-        task_instance.c.state == TIState.QUEUED,
-    )
-    .order_by(task_try.c.id)
-)
-# PostgreSQL sorts by task instance, then locks only the task instances (ADR 15)
-_LOCK_CLAIMABLE = (
-    _QUEUED_CURRENT.order_by(None).order_by(task_instance.c.id).with_for_update(of=task_instance)
-)
 _START_TI = (
     update(task_instance)
     .where(
@@ -169,7 +152,8 @@ _START_TI = (
     )
     .values(state=TIState.RUNNING, start_date=bindparam("b_start"))
 )
-_START_VALUES: dict[str, Any] = {
+# what starting a try writes, here and in `try_claims`
+START_VALUES: dict[str, Any] = {
     "state": TryState.RUNNING,
     "start_date": bindparam("b_start"),
     "hostname": bindparam("b_host"),
@@ -180,117 +164,12 @@ _START_TRY_WHERE = (
     task_try.c.state == TryState.QUEUED,
     select(task_instance.c.id).where(task_instance.c.current_try_id == task_try.c.id).exists(),
 )
-_START_TRY = update(task_try).where(*_START_TRY_WHERE).values(**_START_VALUES)
+_START_TRY = update(task_try).where(*_START_TRY_WHERE).values(**START_VALUES)
 _START_TRY_OF_WORKER = (
     update(task_try)
     .where(*_START_TRY_WHERE)
-    .values(**_START_VALUES, worker_id=bindparam("b_worker"))
+    .values(**START_VALUES, worker_id=bindparam("b_worker"))
 )
-
-
-def lock_claimable(conn: Connection, try_ids: Sequence[int]) -> list[NewTry]:
-    """The tries among `try_ids` that are QUEUED and current, locked until the transaction ends.
-
-    A remote worker claims what this returns with `record_claimed` in the same
-    transaction: a second worker asking for one of them waits for the lock, then finds it
-    RUNNING and gets nothing. Their task instances are locked in ascending id order, as
-    every writer of try states locks them (ADR 15), so no two of them deadlock.
-    """
-    if not try_ids:
-        return []
-    if conn.dialect.name != "mysql":
-        return _queued_current(conn, try_ids, _LOCK_CLAIMABLE)
-    _lock_tis_of_tries(conn, try_ids)  # InnoDB: see _TIS_OF_TRIES
-    return _queued_current(conn, try_ids, _QUEUED_CURRENT)
-
-
-def ended_among(conn: Connection, try_ids: Sequence[int]) -> list[int]:
-    """The tries among `try_ids` that the store says are over, though they may still run.
-
-    A try a person cancelled, cleared or marked, or that was declared lost, is ended in the
-    store first (ADR 4); whoever runs its process asks this and stops it (ADR 12).
-    """
-    if not try_ids:
-        return []
-    rows = conn.execute(_ENDED_AMONG, {"b_ids": sorted(set(try_ids))})
-    return [row.id for row in rows]
-
-
-_ENDED_AMONG = select(task_try.c.id).where(
-    task_try.c.id.in_(bindparam("b_ids", expanding=True)), task_try.c.state.not_in(UNFINISHED)
-)
-
-
-def queued_current(conn: Connection, try_ids: Sequence[int]) -> list[NewTry]:
-    """The tries among `try_ids` that are QUEUED and current, read without a lock."""
-    return _queued_current(conn, try_ids, _QUEUED_CURRENT)
-
-
-def _queued_current(conn: Connection, try_ids: Sequence[int], statement: Any) -> list[NewTry]:
-    if not try_ids:
-        return []
-    rows = conn.execute(statement, {"b_ids": sorted(set(try_ids))})
-    return [
-        NewTry(
-            try_id=row.id,
-            ti_id=row.ti_id,
-            dag_run_id=row.dag_run_id,
-            task_id=row.task_id,
-            map_index=row.map_index,
-            try_number=row.try_number,
-            max_tries=row.max_tries,
-            log_path=row.log_path,
-        )
-        for row in rows
-    ]
-
-
-_CLAIM_TI = (
-    update(task_instance)
-    .where(
-        task_instance.c.current_try_id.in_(bindparam("b_ids", expanding=True)),
-        task_instance.c.state == TIState.QUEUED,
-    )
-    .values(state=TIState.RUNNING, start_date=bindparam("b_start"))
-)
-_CLAIM_TRY = (
-    update(task_try)
-    .where(
-        task_try.c.id.in_(bindparam("b_ids", expanding=True)),
-        task_try.c.state == TryState.QUEUED,
-        select(task_instance.c.id).where(task_instance.c.current_try_id == task_try.c.id).exists(),
-    )
-    .values(**_START_VALUES, worker_id=bindparam("b_worker"))
-)
-
-
-def record_claimed(
-    conn: Connection,
-    try_ids: Sequence[int],
-    *,
-    started_at: datetime,
-    hostname: str,
-    pid: int,
-    worker_id: int | None,
-) -> int:
-    """Mark tries RUNNING that one worker process claimed at one moment; how many it took.
-
-    `record_started_many` for the case where every start has the same time, host and pid: two
-    plain statements instead of two executemany batches, which cost a remote worker more CPU
-    per try than the rows themselves. Fenced the same way.
-    """
-    if not try_ids:
-        return 0
-    params = {
-        "b_ids": sorted(try_ids),
-        "b_start": started_at,
-        "b_host": hostname,
-        "b_pid": pid,
-        "b_worker": worker_id,
-    }
-    taken = conn.execute(_CLAIM_TI, params).rowcount
-    conn.execute(_CLAIM_TRY, params)
-    return int(taken)
 
 
 def record_started(conn: Connection, event: TryStarted, *, worker_id: int | None = None) -> bool:
@@ -325,17 +204,62 @@ def record_started_many(
     return int(taken)
 
 
+@dataclass(frozen=True, slots=True)
+class RetrySubject:
+    """What a retry delay depends on, for one try: its task in its DAG's pinned version, its
+    number, and its task instance (the seed that spreads retries of tasks that failed together).
+    """
+
+    try_id: int
+    ti_id: int
+    dag_id: str
+    bundle_version: str
+    task_id: str
+    try_number: int
+
+
+def retry_subjects(conn: Connection, outcomes: Sequence[TryOutcome]) -> list[RetrySubject]:
+    """The failed tries among `outcomes` whose task instance has a try left: those whose
+    outcome needs a retry delay. Read without a lock.
+
+    A caller computes each one's delay (`retry.retry_delay_s`, from the task's spec) and hands
+    them to `record_outcomes`. Nothing read here changes while a try is current (only a clear
+    or mark changes `max_tries`, and it fences the try off first), and `record_outcomes`
+    refuses a try that is no longer current, so no lock is needed.
+    """
+    failed = sorted({o.try_id for o in outcomes if not o.succeeded and not o.handed_back})
+    if not failed:
+        return []
+    return all_as(RetrySubject, conn.execute(_RETRY_SUBJECTS, {"b_ids": failed}))
+
+
+_RETRY_SUBJECTS = (
+    select(
+        task_try.c.id.label("try_id"),
+        task_instance.c.id.label("ti_id"),
+        dag_run.c.dag_id,
+        dag_run.c.bundle_version,
+        task_instance.c.task_id,
+        task_try.c.try_number,
+    )
+    .join(task_instance, task_instance.c.id == task_try.c.task_instance_id)
+    .join(dag_run, dag_run.c.id == task_instance.c.dag_run_id)
+    .where(
+        task_try.c.id.in_(bindparam("b_ids", expanding=True)),
+        task_instance.c.try_number < task_instance.c.max_tries,
+    )
+    .order_by(task_try.c.id)
+)
+
+
 def record_outcome(
-    conn: Connection,
-    outcome: TryOutcome,
-    *,
-    retry_delay_s: Callable[[Row[Any]], float],
+    conn: Connection, outcome: TryOutcome, *, retry_delays: Mapping[int, float]
 ) -> Recorded | None:
     """Record how a try ended and move its task instance on. None when the fence refuses it.
 
-    `retry_delay_s(ti_row)` gives the wait before the next try when one is left.
+    `retry_delays` maps try ids to the wait before the next try (see `record_outcomes`).
     """
-    recorded = record_outcomes(conn, [outcome], retry_delay_s=retry_delay_s)
+    recorded = record_outcomes(conn, [outcome], retry_delays=retry_delays)
     return recorded[0] if recorded else None
 
 
@@ -393,7 +317,7 @@ _FINISH_TRY = (
 )
 
 
-def lock_current(conn: Connection, try_ids: Sequence[int]) -> list[Row[Any]]:
+def lock_current(conn: Connection, try_ids: Sequence[int]) -> list[LockedTaskInstance]:
     """The QUEUED or RUNNING task instances whose current try is among `try_ids`, locked.
 
     Task instance rows are locked in ascending id order, before any try row is written: the
@@ -404,14 +328,14 @@ def lock_current(conn: Connection, try_ids: Sequence[int]) -> list[Row[Any]]:
     if not wanted:
         return []
     if conn.dialect.name == "mysql" and len(wanted) > 1:  # one row has no order to get wrong
-        rows = _lock_tis_of_tries(conn, wanted)
+        rows = lock_tis_of_tries(conn, wanted)
     else:
-        rows = list(conn.execute(_LOCK_CURRENT, {"b_ids": wanted}))
+        rows = all_as(LockedTaskInstance, conn.execute(_LOCK_CURRENT, {"b_ids": wanted}))
     taken = set(wanted)
     return [r for r in rows if r.fence in taken and r.state in TI_ACTIVE]
 
 
-def _lock_tis_of_tries(conn: Connection, try_ids: Sequence[int]) -> list[Row[Any]]:
+def lock_tis_of_tries(conn: Connection, try_ids: Sequence[int]) -> list[LockedTaskInstance]:
     """The task instances of these tries, locked by primary key in ascending id order."""
     ti_ids = conn.execute(_TIS_OF_TRIES, {"b_ids": sorted(set(try_ids))}).scalars()
     return task_instances.lock_by_id(conn, ti_ids)
@@ -421,9 +345,14 @@ def record_outcomes(
     conn: Connection,
     outcomes: Sequence[TryOutcome],
     *,
-    retry_delay_s: Callable[[Row[Any]], float],
+    retry_delays: Mapping[int, float],
 ) -> list[Recorded]:
     """Record a batch of outcomes; what it returns is exactly what was written.
+
+    `retry_delays` maps the id of each failed try (`retry_subjects`) to the wait before its
+    task instance's next try, used when one is left (`retry.decide_retry`): the store knows
+    no DAG, so the caller computes the delays. A retry whose delay is missing is refused
+    (ValueError) rather than guessed.
 
     Three statements whatever the batch size (four on MySQL for several tries): lock the task
     instances whose current try is reported (`lock_current`), then finish them and their
@@ -440,15 +369,15 @@ def record_outcomes(
     if not current:
         return []
     ti_params, try_params, recorded = [], [], []
-    for ti in current:
-        outcome = by_try[ti.fence]
-        state, next_retry_at = _next_state(ti, outcome, retry_delay_s)
+    for fence, ti in [(r.fence, r) for r in current if r.fence is not None]:
+        outcome = by_try[fence]
+        state, next_retry_at = _next_state(ti, outcome, retry_delays.get(fence))
         # a try handed back by a stopping worker gives its retry back
         max_tries = ti.max_tries + 1 if outcome.handed_back else ti.max_tries
         ti_params.append(
             {
                 "b_ti": ti.id,
-                "b_try": ti.fence,
+                "b_try": fence,
                 "b_state": state,
                 "b_start": ti.start_date or outcome.started_at,
                 "b_end": outcome.ended_at,
@@ -459,7 +388,7 @@ def record_outcomes(
         )
         try_params.append(_try_values(outcome))
         recorded.append(
-            Recorded(ti.id, ti.dag_run_id, ti.task_id, state, ti.try_number, max_tries, ti.fence)
+            Recorded(ti.id, ti.dag_run_id, ti.task_id, state, ti.try_number, max_tries, fence)
         )
     _expect(conn.execute(_FINISH_TI, ti_params).rowcount, len(current), "task instances")
     _expect(conn.execute(_FINISH_TRY, try_params).rowcount, len(current), "tries")
@@ -475,15 +404,17 @@ def _expect(changed: int, locked: int, what: str) -> None:
 
 
 def _next_state(
-    ti: Row[Any], outcome: TryOutcome, retry_delay_s: Callable[[Row[Any]], float]
+    ti: LockedTaskInstance, outcome: TryOutcome, delay_s: float | None
 ) -> tuple[TIState, datetime | None]:
     if outcome.succeeded:
         return TIState.SUCCESS, None
-    if outcome.handed_back:
-        return TIState.UP_FOR_RETRY, outcome.ended_at
-    if ti.try_number < ti.max_tries:
-        return TIState.UP_FOR_RETRY, outcome.ended_at + timedelta(seconds=retry_delay_s(ti))
-    return TIState.FAILED, None
+    return decide_retry(
+        try_number=ti.try_number,
+        max_tries=ti.max_tries,
+        ended_at=outcome.ended_at,
+        delay_s=delay_s,
+        handed_back=outcome.handed_back,
+    )
 
 
 def _try_values(outcome: TryOutcome) -> dict[str, Any]:
@@ -498,88 +429,3 @@ def _try_values(outcome: TryOutcome) -> dict[str, Any]:
         "b_host": outcome.hostname or None,
         "b_pid": outcome.pid,
     }
-
-
-def unclaimed_since(conn: Connection, cutoff: datetime, limit: int = 1000) -> list[int]:
-    """Ids of tries sent to workers before `cutoff` that no worker has claimed yet."""
-    return list(
-        conn.execute(
-            select(task_try.c.id)
-            .join(task_instance, task_instance.c.current_try_id == task_try.c.id)
-            .where(
-                task_try.c.state == TryState.QUEUED,
-                task_try.c.queued_at < cutoff,
-                task_instance.c.state == TIState.QUEUED,
-            )
-            .order_by(task_try.c.id)
-            .limit(limit)
-        ).scalars()
-    )
-
-
-def unfinished_of_dead_workers(conn: Connection, cutoff: datetime) -> list[Row[Any]]:
-    """Unfinished tries whose worker stopped, or has not heartbeaten since `cutoff`."""
-    return list(
-        conn.execute(
-            select(task_try.c.id, task_try.c.start_date, task_try.c.queued_at, component.c.hostname)
-            .join(component, component.c.id == task_try.c.worker_id)
-            .where(
-                task_try.c.state.in_(UNFINISHED),
-                (component.c.heartbeat_at < cutoff) | (component.c.state == "stopped"),
-            )
-        )
-    )
-
-
-def tries_of_run(conn: Connection, run_pk: int) -> list[Row[Any]]:
-    """Every try of every task instance of one run, for `runs show`."""
-    return list(
-        conn.execute(
-            select(
-                task_instance.c.task_id,
-                task_instance.c.map_index,
-                task_instance.c.state.label("ti_state"),
-                task_try,
-            )
-            .join(task_try, task_try.c.task_instance_id == task_instance.c.id, isouter=True)
-            .where(task_instance.c.dag_run_id == run_pk)
-            .order_by(task_instance.c.id, task_try.c.try_number)
-        )
-    )
-
-
-def find_try(
-    conn: Connection, run_pk: int, task_id: str, map_index: int, try_number: int | None
-) -> Row[Any]:
-    """One try of a task of a run: `try_number`, or else the newest."""
-    ti = conn.execute(
-        select(task_instance.c.id, task_instance.c.try_number).where(
-            task_instance.c.dag_run_id == run_pk,
-            task_instance.c.task_id == task_id,
-            task_instance.c.map_index == map_index,
-        )
-    ).first()
-    if ti is None:
-        label = task_id if map_index < 0 else f"{task_id}[{map_index}]"
-        raise NotFoundError(
-            f"the run has no task {label!r}; `drayman runs show` lists its tasks and tries"
-        )
-    wanted = ti.try_number if try_number is None else try_number
-    row = conn.execute(
-        select(task_try).where(
-            task_try.c.task_instance_id == ti.id, task_try.c.try_number == wanted
-        )
-    ).first()
-    if row is None:
-        if not ti.try_number:
-            raise NotFoundError(f"task {task_id!r} has no try yet: it has not been queued")
-        raise NotFoundError(
-            f"task {task_id!r} has no try {wanted}: its tries are 1 to {ti.try_number}"
-        )
-    return row
-
-
-def try_state(conn: Connection, try_id: int) -> TryState:
-    return TryState(
-        conn.execute(select(task_try.c.state).where(task_try.c.id == try_id)).scalar_one()
-    )

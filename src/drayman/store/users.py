@@ -5,15 +5,30 @@ Plain queries; the policy (hashing, rate limiting, what a role may do) is in `dr
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, delete, insert, select, update
+from sqlalchemy import Connection, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from drayman.exceptions import ConflictError
 from drayman.store.engine import inserted_id
+from drayman.store.rows import all_as, one_as
 from drayman.store.schema import app_user
+
+
+@dataclass(frozen=True, slots=True)
+class UserRow:
+    """An `app_user` row: a person who may sign in, with their role."""
+
+    id: int
+    username: str
+    password_hash: str
+    role: str
+    created_at: datetime
+    password_changed_at: datetime
+    disabled: bool
 
 
 def insert_user(
@@ -37,16 +52,18 @@ def insert_user(
     return inserted_id(result)
 
 
-def user_by_name(conn: Connection, username: str) -> Row[Any] | None:
-    return conn.execute(select(app_user).where(app_user.c.username == username)).first()
+def user_by_name(conn: Connection, username: str) -> UserRow | None:
+    row = conn.execute(select(app_user).where(app_user.c.username == username)).first()
+    return None if row is None else one_as(UserRow, row)
 
 
-def user_by_id(conn: Connection, user_id: int) -> Row[Any] | None:
-    return conn.execute(select(app_user).where(app_user.c.id == user_id)).first()
+def user_by_id(conn: Connection, user_id: int) -> UserRow | None:
+    row = conn.execute(select(app_user).where(app_user.c.id == user_id)).first()
+    return None if row is None else one_as(UserRow, row)
 
 
-def list_users(conn: Connection) -> list[Row[Any]]:
-    return list(conn.execute(select(app_user).order_by(app_user.c.username)))
+def list_users(conn: Connection) -> list[UserRow]:
+    return all_as(UserRow, conn.execute(select(app_user).order_by(app_user.c.username)))
 
 
 def set_password_hash(

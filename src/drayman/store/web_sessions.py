@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import Connection, Row, delete, insert, select, update
+from sqlalchemy import Connection, delete, insert, select, update
 
+from drayman.store.rows import one_as
 from drayman.store.schema import app_user, web_session
+
+
+@dataclass(frozen=True, slots=True)
+class SessionOwner:
+    """A live web session's id and times, with its enabled owner's user columns."""
+
+    session_id: str
+    last_seen_at: datetime
+    expires_at: datetime
+    id: int
+    username: str
+    password_hash: str
+    role: str
+    created_at: datetime
+    password_changed_at: datetime
+    disabled: bool
 
 
 def insert_session(
@@ -24,7 +41,7 @@ def insert_session(
     )
 
 
-def live_session_owner(conn: Connection, session_hash: str, now: datetime) -> Row[Any] | None:
+def live_session_owner(conn: Connection, session_hash: str, now: datetime) -> SessionOwner | None:
     """The unexpired session joined to its enabled owner (`session_id`, `last_seen_at`, user)."""
     query = (
         select(
@@ -40,7 +57,8 @@ def live_session_owner(conn: Connection, session_hash: str, now: datetime) -> Ro
             app_user.c.disabled.is_(False),
         )
     )
-    return conn.execute(query).first()
+    row = conn.execute(query).first()
+    return None if row is None else one_as(SessionOwner, row)
 
 
 def touch(conn: Connection, session_hash: str, now: datetime) -> None:

@@ -22,6 +22,8 @@ from drayman.store import components, history
 from drayman.store import dags as dag_store
 from drayman.store import runs as run_store
 from drayman.store.engine import Store
+from drayman.store.history import RecentRun, TryDetail
+from drayman.store.rows import DagRow, DagRunRow, TryRow
 from drayman.timetables import dst_change, parse_schedule
 
 NEXT_RUNS = 5
@@ -65,7 +67,7 @@ def health(store: Store, heartbeat_timeout_s: float) -> dict[str, Any]:
 # -- DAGs ------------------------------------------------------------------------------------
 
 
-def dag_summary(row: Any) -> dict[str, Any]:
+def dag_summary(row: DagRow) -> dict[str, Any]:
     """A DAG as a list shows it: the CLI's `dags list --json` fields plus the next run's
     local time."""
     return {
@@ -196,7 +198,7 @@ def import_errors(store: Store) -> list[dict[str, Any]]:
 # -- runs, task instances, tries -------------------------------------------------------------
 
 
-def run_json(row: Any) -> dict[str, Any]:
+def run_json(row: DagRunRow) -> dict[str, Any]:
     duration = None
     if row.start_date is not None and row.end_date is not None:
         duration = (row.end_date - row.start_date).total_seconds()
@@ -275,7 +277,7 @@ def task_instances(store: Store, dag_id: str, run_id: str, paging: Paging) -> di
     return page(items, found.total, paging)
 
 
-def try_json(row: Any) -> dict[str, Any]:
+def try_json(row: TryRow | TryDetail) -> dict[str, Any]:
     duration = None
     if row.start_date is not None and row.end_date is not None:
         duration = (row.end_date - row.start_date).total_seconds()
@@ -334,7 +336,7 @@ def queues(store: Store, settings: Settings, paging: Paging) -> dict[str, Any]:
 # -- helpers ---------------------------------------------------------------------------------
 
 
-def _run_brief(row: Any) -> dict[str, Any]:
+def _run_brief(row: RecentRun) -> dict[str, Any]:
     return {
         "run_id": row.run_id,
         "state": row.state,

@@ -6,7 +6,7 @@ one pump thread does the rest, a round at a time:
 
 1. claim: the try ids that arrived since the last round, as many as there are free slots
    (the rest wait, and are released to be sent again after `worker_hold_s`), in one
-   transaction (`drayman.store.claims`): only a try that is QUEUED and current is claimed
+   transaction (`drayman.store.remote_claims`): only a try that is QUEUED and current is claimed
    (ADR 4). A redelivered, stale or forged message claims nothing and runs nothing.
 2. run: the claimed tries go to warm processes on this host (the warm-process pool,
    `drayman.runner.pool`, ADR 3: one fork per try), which send back outcomes and log chunks.

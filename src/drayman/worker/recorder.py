@@ -16,9 +16,12 @@ from drayman.workloads import LogChunks, TryOutcome
 
 
 class Recorder:
-    """What waits to be stored; `retry_delay_s(ti)` gives a failed try's retry delay."""
+    """What waits to be stored; `retry_delay_s(subject)` gives a failed try's retry delay,
+    which the store is handed as a value."""
 
-    def __init__(self, store: Store, retry_delay_s: Callable[[object], float]) -> None:
+    def __init__(
+        self, store: Store, retry_delay_s: Callable[[try_store.RetrySubject], float]
+    ) -> None:
         self.store = store
         self.retry_delay_s = retry_delay_s
         self.outcomes: list[TryOutcome] = []
@@ -47,4 +50,5 @@ class Recorder:
         if self.unsure:
             chunks = log_store.not_yet_stored(conn, chunks)
         log_store.append_many(conn, chunks, now=self.store.now())
-        return try_store.record_outcomes(conn, outcomes, retry_delay_s=self.retry_delay_s)
+        delays = {s.try_id: self.retry_delay_s(s) for s in try_store.retry_subjects(conn, outcomes)}
+        return try_store.record_outcomes(conn, outcomes, retry_delays=delays)

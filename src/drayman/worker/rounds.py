@@ -20,12 +20,12 @@ from drayman.config import Settings
 from drayman.runner.archives import BundlePrefetch
 from drayman.runner.host import hostname
 from drayman.runner.pool import WarmPool
-from drayman.store import dispatch
+from drayman.store import dispatch, try_liveness
 from drayman.store import tries as try_store
 from drayman.store.bundles import load_archive
 from drayman.store.caches import RunCache, SpecCache
-from drayman.store.claims import Claimed, claim_tries
 from drayman.store.engine import Connection, Store
+from drayman.store.remote_claims import Claimed, claim_tries
 from drayman.worker.outage import Outage
 from drayman.worker.recorder import Recorder
 from drayman.worker.requests import (
@@ -345,10 +345,9 @@ class Rounds:
                 )
             running.done.set_result(outcome)
 
-    def _retry_delay_s(self, ti: object) -> float:
-        workload = self._running[ti.fence].workload  # type: ignore[attr-defined]
-        spec = self.specs(workload.run.dag_id, workload.run.bundle_version)
-        return dispatch.task_retry_delay_s(spec, ti)  # type: ignore[arg-type]
+    def _retry_delay_s(self, subject: try_store.RetrySubject) -> float:
+        spec = self.specs(subject.dag_id, subject.bundle_version)
+        return dispatch.task_retry_delay_s(spec, subject)
 
     def _stop_ended_tries(self) -> None:
         """Kill the tries running here that the store ended: a person cancelled, cleared or
@@ -359,7 +358,7 @@ class Rounds:
             return
         try:
             with self.store.read() as conn:
-                ended = try_store.ended_among(conn, running)
+                ended = try_liveness.ended_among(conn, running)
         except Exception as exc:  # the database is away: the next beat asks again
             log.debug("worker.ended_check_failed: %s", exc)
             return

@@ -50,7 +50,7 @@ class Chart:
 
 
 def chart(tries: Iterable[Any], now: datetime) -> Chart:
-    """The chart of these tries (rows of `store.tries.tries_of_run`; rows without a try skip)."""
+    """The chart of these tries (rows of `try_history.tries_of_run`; rows without a try skip)."""
     rows = [t for t in tries if t.try_number is not None and t.queued_at is not None]
     if not rows:
         return Chart([], [], LABEL_W + CHART_W, TOP)

@@ -17,7 +17,7 @@ from drayman.auth.users import User
 from drayman.exceptions import NotFoundError
 from drayman.store import dags as dag_store
 from drayman.store import runs as run_store
-from drayman.store import tries as try_store
+from drayman.store import try_history
 from drayman.web.pages import gantt
 from drayman.web.pages.grid import task_order
 from drayman.web.pages.render import fragment, page, permissions
@@ -34,7 +34,7 @@ def _load(request: Request, dag_id: str, run_id: str) -> dict[str, Any]:
     with store.read() as conn:
         dag = dag_store.get_dag(conn, dag_id)
         run = run_store.get_run(conn, dag_id, run_id)
-        tries = try_store.tries_of_run(conn, run.id)
+        tries = try_history.tries_of_run(conn, run.id)
         try:
             task_ids = task_order(dag_store.load_spec(conn, dag_id, run.bundle_version))
         except NotFoundError:

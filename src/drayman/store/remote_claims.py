@@ -1,7 +1,8 @@
 """A remote worker's claim of the tries a broker message names (ADR 4's fence, ADR 8).
 
 Only a try that is QUEUED and current is claimed; its workload is rebuilt from the store
-with the scheduler's own code. A redelivered, stale or forged message claims nothing.
+with the scheduler's own code. A redelivered, stale or forged message claims nothing. The
+locking and fenced writes of a claim are `try_claims`; this module turns them into workloads.
 """
 
 from __future__ import annotations
@@ -10,12 +11,11 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection
-
 from drayman.spec import DagSpec
-from drayman.store import dispatch
+from drayman.store import dispatch, try_claims
 from drayman.store import tries as try_store
 from drayman.store.caches import RunCache
+from drayman.store.engine import Connection
 from drayman.workloads import TryWorkload
 
 
@@ -59,7 +59,7 @@ def claim_tries(
     names it in the wrong queue if it was forged or misrouted, and the scheduler's own
     message, or its resend after `queued_timeout_s`, reaches a worker of its queue.
     """
-    tries = try_store.lock_claimable(conn, try_ids)
+    tries = try_claims.lock_claimable(conn, try_ids)
     rows = None if runs is None else runs.rows(conn, [t.dag_run_id for t in tries])
     built = dispatch.try_workloads(conn, tries, spec_of, rows)
     taken: list[TryWorkload] = []
@@ -69,7 +69,7 @@ def claim_tries(
             taken.append(workload)
         else:
             refused.append(Refused(workload.try_id, workload.queue))
-    count = try_store.record_claimed(
+    count = try_claims.record_claimed(
         conn,
         [w.try_id for w in taken],
         started_at=now,
