@@ -10,10 +10,10 @@ import pwd
 import subprocess
 from typing import TYPE_CHECKING
 
-from conftest import DRAYMAN, describe
+from support.cli import DRAYMAN, describe
 
 if TYPE_CHECKING:
-    from conftest import Drayman
+    from support.cli import Drayman
 
 PASSWORD = "correct horse battery"
 DAG = """

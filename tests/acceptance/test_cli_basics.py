@@ -22,7 +22,7 @@ import pytest
 import drayman as drayman_package
 
 if TYPE_CHECKING:
-    from conftest import Drayman, Server
+    from support.cli import Drayman, Server
 
 GROUPS = ["config", "dags", "db", "pools", "runs", "scheduler", "standalone", "tasks"]
 

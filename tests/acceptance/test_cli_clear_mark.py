@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from conftest import Drayman
+    from support.cli import Drayman
 
 FLAKY = """
     from pathlib import Path

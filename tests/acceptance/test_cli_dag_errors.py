@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from conftest import Drayman
+    from support.cli import Drayman
 
 GOOD = """
     from drayman import DAG, Shell

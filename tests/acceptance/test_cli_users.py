@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from conftest import DRAYMAN, describe
+from support.cli import DRAYMAN, describe
 
 if TYPE_CHECKING:
-    from conftest import Drayman
+    from support.cli import Drayman
 
 PASSWORD = "correct horse battery"
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from conftest import Drayman, Server
+    from support.cli import Drayman, Server
 
 LIVE_DAG = """
     import time

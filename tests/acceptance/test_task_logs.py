@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from conftest import Drayman
+    from support.cli import Drayman
 
 TALKS_SLOWLY = """
     import time

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from conftest import Drayman
+    from support.cli import Drayman
 
 GATED = """
     import time

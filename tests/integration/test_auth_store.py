@@ -23,7 +23,7 @@ from drayman.store import login_failures
 from drayman.store.engine import Store, is_deadlock
 
 if TYPE_CHECKING:
-    from conftest import CountingPasswords
+    from support.passwords import CountingPasswords
 
 NOW = datetime(2026, 3, 8, 12, 0, tzinfo=UTC)
 PASSWORD = "correct horse battery"

@@ -23,13 +23,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select as sql_select
-from test_celery_executor import (  # noqa: F401 (database: fixture)
-    AMQP_URL,
-    _unavailable,
-    database,
-    start_worker,
-)
-from throwaway import Redis, free_port, throwaway_redis  # noqa: F401 (fixture)
+from throwaway import Redis, free_port
 
 from drayman.bundles.processor import DagProcessor
 from drayman.config import Settings
@@ -42,6 +36,8 @@ from drayman.states import RUN_FINISHED, RunState
 from drayman.store.engine import Store
 from drayman.store.schema import dag_run, task_instance, task_try
 from drayman.workloads import RunsChanged
+from support.services import AMQP_URL, unreachable
+from support.worker import start_worker
 
 REDIS_DB = 12  # this file's own Redis database: its worker rings on the default exchange
 REDIS_URL = os.environ.get("DRAYMAN_TEST_WAKEUP_REDIS_URL", f"redis://127.0.0.1:6379/{REDIS_DB}")
@@ -53,7 +49,7 @@ def _reachable(url: str) -> None:
     listener.start()
     try:
         if not listener.wait_connected(5):
-            _unavailable(url.split("@")[-1], TimeoutError("no connection within 5 s"))
+            unreachable(url.split("@")[-1], TimeoutError("no connection within 5 s"))
     finally:
         listener.close()
 
@@ -211,7 +207,7 @@ def test_a_listener_without_a_broker_asks_for_a_poll_each_fallback_interval() ->
 
 @pytest.mark.slow
 def test_bell_and_listener_survive_a_redis_restart(
-    throwaway_redis: Redis,  # noqa: F811 (the fixture imported above)
+    throwaway_redis: Redis,
     exchange: str,
 ) -> None:
     settings = Settings(broker_url=throwaway_redis.url)
@@ -266,7 +262,7 @@ def wakeup_redis() -> Iterator[str]:
     try:
         client.flushdb()
     except Exception as exc:
-        _unavailable(f"Redis at {REDIS_URL}", exc)
+        unreachable(f"Redis at {REDIS_URL}", exc)
     yield REDIS_URL
     client.flushdb()
     client.close()
@@ -274,7 +270,7 @@ def wakeup_redis() -> Iterator[str]:
 
 @pytest.mark.slow
 def test_a_chain_on_a_real_worker_hops_at_once_not_at_the_poll(
-    database: str,  # noqa: F811 (the fixture imported above)
+    database: str,
     wakeup_redis: str,
     tmp_path: Path,
 ) -> None:
@@ -325,7 +321,7 @@ def test_a_chain_on_a_real_worker_hops_at_once_not_at_the_poll(
 
 @pytest.mark.slow
 def test_a_trigger_from_another_host_wakes_the_scheduler_through_the_broker(
-    database: str,  # noqa: F811 (the fixture imported above)
+    database: str,
     wakeup_redis: str,
     tmp_path: Path,
 ) -> None:

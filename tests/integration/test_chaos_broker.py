@@ -21,11 +21,6 @@ from typing import Protocol
 import pytest
 from chaos_harness import Chaos, start_chaos
 from sqlalchemy import Connection, func, select
-from throwaway import (  # noqa: F401 (fixtures)
-    chaos_database,
-    throwaway_rabbitmq,
-    throwaway_redis,
-)
 
 from drayman.executors.celery import TRIES_PER_MESSAGE
 from drayman.states import RunState, TIState, TryState
@@ -98,7 +93,7 @@ def broker(request: pytest.FixtureRequest) -> Broker:
 
 
 def test_broker_killed_with_tries_queued_all_run_once(
-    chaos_database: str,  # noqa: F811 (the fixture imported above)
+    chaos_database: str,
     broker: Broker,
     tmp_path: Path,
 ) -> None:

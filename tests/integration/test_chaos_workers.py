@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 from chaos_harness import Chaos, start_chaos
 from sqlalchemy import Connection, func, select
-from throwaway import Redis, chaos_database, memory_cgroup, throwaway_redis  # noqa: F401
+from throwaway import Redis
 
 from drayman.executors.celery import TRIES_PER_MESSAGE
 from drayman.states import RunState, TryState
@@ -203,8 +203,8 @@ def _assert_no_overlap(tries: dict[str, list[Any]]) -> None:
 
 
 def test_kill_9_a_worker_running_20_tries_each_is_retried_once_elsewhere(
-    chaos_database: str,  # noqa: F811 (the fixtures imported above)
-    throwaway_redis: Redis,  # noqa: F811
+    chaos_database: str,
+    throwaway_redis: Redis,
     tmp_path: Path,
 ) -> None:
     c = _start(chaos_database, throwaway_redis, tmp_path)
@@ -279,8 +279,8 @@ def _redis_holds(redis: Redis) -> tuple[int, int]:
 
 
 def test_kill_9_a_worker_holding_prefetched_tries_they_run_elsewhere(
-    chaos_database: str,  # noqa: F811
-    throwaway_redis: Redis,  # noqa: F811
+    chaos_database: str,
+    throwaway_redis: Redis,
     tmp_path: Path,
 ) -> None:
     c = _start(chaos_database, throwaway_redis, tmp_path)
@@ -360,8 +360,8 @@ def test_kill_9_a_worker_holding_prefetched_tries_they_run_elsewhere(
 
 
 def test_a_try_longer_than_the_visibility_timeout_runs_once(
-    chaos_database: str,  # noqa: F811
-    throwaway_redis: Redis,  # noqa: F811
+    chaos_database: str,
+    throwaway_redis: Redis,
     tmp_path: Path,
 ) -> None:
     c = _start(
@@ -415,9 +415,9 @@ def _oom_kills(cgroup: Path) -> int:
 
 
 def test_a_segfault_and_an_oom_kill_fail_the_try_with_its_signal_and_retry(
-    chaos_database: str,  # noqa: F811
-    throwaway_redis: Redis,  # noqa: F811
-    memory_cgroup: Path | None,  # noqa: F811
+    chaos_database: str,
+    throwaway_redis: Redis,
+    memory_cgroup: Path | None,
     tmp_path: Path,
 ) -> None:
     """The OOM kill is the kernel's own when this machine lets the test make a memory

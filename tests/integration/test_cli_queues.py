@@ -19,7 +19,7 @@ from drayman.store.engine import Store
 from drayman.store.schema import task_instance
 
 if TYPE_CHECKING:
-    from conftest import Seed
+    from support.seed import Seed
 
 DRAYMAN = str(Path(sys.executable).parent / "drayman")
 

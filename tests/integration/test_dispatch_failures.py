@@ -21,7 +21,7 @@ from drayman.store.schema import dag_run
 from drayman.web.reads import log_page
 
 if TYPE_CHECKING:
-    from conftest import Harness, MakeHarness
+    from support.harness import Harness, MakeHarness
 
 TWO = """
     from drayman import DAG, task

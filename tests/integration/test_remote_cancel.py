@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from chaos_harness import Chaos, alive, start_chaos
-from throwaway import Redis, chaos_database, throwaway_redis  # noqa: F401
+from throwaway import Redis
 
 from drayman.states import RunState, TIState, TryState
 from drayman.store import actions
@@ -42,8 +42,8 @@ DAGS = {
 
 @pytest.fixture
 def chaos(
-    chaos_database: str,  # noqa: F811
-    throwaway_redis: Redis,  # noqa: F811
+    chaos_database: str,
+    throwaway_redis: Redis,
     tmp_path: Path,
 ) -> Iterator[Chaos]:
     markers = tmp_path / "markers"

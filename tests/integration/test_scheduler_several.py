@@ -22,7 +22,7 @@ from drayman.store.engine import Store
 from drayman.store.schema import dag_run, task_instance, task_try
 
 if TYPE_CHECKING:
-    from conftest import Harness, MakeHarness
+    from support.harness import Harness, MakeHarness
 
 START = (datetime.now(UTC) - timedelta(hours=6)).replace(minute=0, second=0, microsecond=0)
 

@@ -25,11 +25,12 @@ import pytest
 pytest.importorskip("playwright.sync_api")
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from support.services import missing
+
 CHROMIUM = Path("/usr/bin/chromium")
 DRAYMAN = Path(sys.executable).parent / "drayman"
 DOCS_IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
 PASSWORD = "browser test password"
-IN_CI = os.environ.get("CI", "").lower() == "true"
 
 DEMO = """
 import time
@@ -192,10 +193,7 @@ def standalone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Standalone]
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     if not CHROMIUM.exists():
-        message = f"no Chromium at {CHROMIUM}: apt-get install -y chromium"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+        missing(f"no Chromium at {CHROMIUM}: apt-get install -y chromium")
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(
             executable_path=str(CHROMIUM),
