@@ -260,15 +260,12 @@ def test_sigterm_stops_drayman_web_with_exit_0(served: Served) -> None:
     port = free_port()
     with drayman_web(served.drayman, port) as server:
         server.proc.send_signal(signal.SIGTERM)
-        began = time.monotonic()
         try:
             code = server.proc.wait(timeout=STOP_WITHIN_S)
         except subprocess.TimeoutExpired:
             pytest.fail(f"drayman web still runs {STOP_WITHIN_S:g} s after SIGTERM")
-        took = time.monotonic() - began
         assert code == 0, f"drayman web exited {code} on SIGTERM:\n{server.output()}"
     assert not answers(port), f"port {port} still answers after drayman web exited"
-    assert took < STOP_WITHIN_S
 
 
 # ---------------------------------------------------------------- drayman standalone
