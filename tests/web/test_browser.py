@@ -14,7 +14,6 @@ import socket
 import subprocess
 import sys
 import textwrap
-import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ pytest.importorskip("playwright.sync_api")
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from support.services import missing
+from support.waiting import wait_until
 
 CHROMIUM = Path("/usr/bin/chromium")
 DRAYMAN = Path(sys.executable).parent / "drayman"
@@ -132,18 +132,16 @@ class Standalone:
 
 
 def _wait_http(server: Standalone, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def serving() -> bool:
         if server.proc.poll() is not None:
             pytest.fail(f"drayman standalone exited with {server.proc.returncode}:\n{server.log()}")
         try:
             with urllib.request.urlopen(server.url + "health", timeout=2) as answer:
-                if answer.status in (200, 503):
-                    return
+                return answer.status in (200, 503)
         except OSError:
-            pass
-        time.sleep(0.2)
-    pytest.fail(f"drayman standalone served no web at {server.url} in {timeout} s:\n{server.log()}")
+            return False
+
+    wait_until(serving, timeout, f"drayman standalone's web at {server.url}", last=server.log)
 
 
 @pytest.fixture(scope="module")
