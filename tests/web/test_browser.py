@@ -27,6 +27,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from support.services import missing
 from support.waiting import wait_until
 
+pytestmark = pytest.mark.slow  # a real Chromium against a real standalone
 CHROMIUM = Path("/usr/bin/chromium")
 DRAYMAN = Path(sys.executable).parent / "drayman"
 DOCS_IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
