@@ -37,6 +37,7 @@ from drayman.store import logs as log_store
 from drayman.store.engine import Store
 from drayman.store.schema import component, dag_run, task_instance, task_try
 from support.services import AMQP_URL, unreachable
+from support.waiting import wait_until
 from support.worker import CLI, Worker, start_worker
 
 pytestmark = pytest.mark.slow
@@ -292,10 +293,12 @@ def test_a_chain_runs_on_the_worker_and_passes_results(redis_cluster: Cluster) -
         )
     assert json.loads(results["load"]) == "loaded 10"
     # the DAG's on_success callback ran on the worker, from ids alone
-    deadline = time.monotonic() + 10
-    while not (c.markers / "r1.on_success").exists():
-        assert time.monotonic() < deadline, c.worker.log()[-3000:]
-        time.sleep(0.05)
+    wait_until(
+        (c.markers / "r1.on_success").exists,
+        10,
+        "the on_success callback's marker",
+        last=lambda: c.worker.log()[-3000:],
+    )
     assert (c.markers / "r1.on_success").read_text() == "success"
 
 
@@ -434,10 +437,11 @@ def test_malformed_messages_are_refused_in_bounded_lines_and_dropped(
 
     client = redis.Redis.from_url(REDIS_URL)
     try:
-        deadline = time.monotonic() + 10
-        while client.llen("default") or client.hlen("unacked"):
-            assert time.monotonic() < deadline, "a refused message was left in the broker"
-            time.sleep(0.05)
+        wait_until(
+            lambda: not (client.llen("default") or client.hlen("unacked")),
+            10,
+            "every refused message to leave the broker",
+        )
     finally:
         client.close()
     assert "sent_again" not in c.worker.log()
@@ -479,10 +483,9 @@ def test_a_replayed_or_forged_callback_runs_nothing(redis_cluster: Cluster) -> N
     c.trigger("etl", "cb")
     assert c.drive_run("etl", "cb").state == RunState.SUCCESS
     marker = c.markers / "cb.on_success"
-    deadline = time.monotonic() + 10
-    while not marker.exists():
-        assert time.monotonic() < deadline, c.worker.log()[-3000:]
-        time.sleep(0.05)
+    wait_until(
+        marker.exists, 10, "the on_success callback's marker", last=lambda: c.worker.log()[-3000:]
+    )
     with c.store.read() as conn:
         claimed = conn.execute(
             select(dag_run.c.callback_claimed_at).where(dag_run.c.run_id == "cb")
