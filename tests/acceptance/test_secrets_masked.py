@@ -92,6 +92,7 @@ def test_standalone_banner_masks_the_password(
     assert "postgres:***@127.0.0.1" in output, output
 
 
+@pytest.mark.slow
 def test_celery_worker_masks_an_unreachable_broker_password(
     make_drayman: Callable[..., Drayman],
 ) -> None:

@@ -56,6 +56,7 @@ def test_dags_list_has_the_four_examples(standalone: tuple[Drayman, Server]) -> 
     assert d.ok("dags", "errors").strip() == "no import errors"
 
 
+@pytest.mark.slow
 def test_every_example_succeeds(
     standalone: tuple[Drayman, Server], finished: dict[str, dict[str, Any]]
 ) -> None:

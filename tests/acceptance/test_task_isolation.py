@@ -298,6 +298,7 @@ def _key_file_is_private(d: Drayman) -> None:
     assert key_file.stat().st_uid == os.geteuid()
 
 
+@pytest.mark.slow
 def test_default_task_environment_holds_no_secret(open_root: Path, secret_database: str) -> None:
     """No run_as_user: the try, its warm worker and the forkserver hold no secret; only the
     main process's /proc environ (readable to root tasks: see docs/security.md)."""
@@ -321,6 +322,7 @@ def test_default_task_environment_holds_no_secret(open_root: Path, secret_databa
     ), report
 
 
+@pytest.mark.slow
 def test_local_executor_runs_tasks_as_the_configured_user(
     open_root: Path, secret_database: str, task_user: pwd.struct_passwd
 ) -> None:
@@ -334,6 +336,7 @@ def test_local_executor_runs_tasks_as_the_configured_user(
     _assert_top_level_saw_nothing(open_root, task_user, {server.pid})
 
 
+@pytest.mark.slow
 def test_celery_worker_runs_tasks_as_the_configured_user(
     open_root: Path,
     secret_database: str,

@@ -226,6 +226,7 @@ def test_unknown_usernames_are_rate_limited_too(store: Store, passwords: Passwor
         login(store, passwords, "mallory", "anything")
 
 
+@pytest.mark.slow
 def test_failures_from_one_address_never_lock_out_everybody_behind_it(
     store: Store, passwords: Passwords
 ) -> None:

@@ -394,6 +394,7 @@ def take(store: Store, run: Running, step: str, ok: bool) -> bool:
         return True
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ok", [True, False], ids=["succeeded", "failed"])
 def test_any_order_of_outcome_cancel_clear_and_mark_keeps_history_and_instance_agreeing(
     seed: Seed, store: Store, ok: bool

@@ -106,6 +106,7 @@ def second_scheduler(h: Harness) -> Iterator[Scheduler]:
         store.dispose()
 
 
+@pytest.mark.slow
 def test_two_schedulers_share_runs_without_doing_anything_twice(
     scheduler_harness: MakeHarness, store: Store
 ) -> None:
