@@ -100,11 +100,13 @@ def _empty(store: Store) -> None:
             names = ", ".join(f'"{table.name}"' for table in tables)
             conn.exec_driver_sql(f"TRUNCATE TABLE {names} RESTART IDENTITY CASCADE")
             return
-        for table in reversed(tables):  # children before the rows they point to
-            conn.execute(table.delete())
-        for table in tables:
-            if table.autoincrement_column is not None:
-                conn.exec_driver_sql(f"ALTER TABLE `{table.name}` AUTO_INCREMENT = 1")
+        # TRUNCATE makes each table anew (no delete-marked rows left for InnoDB to lock)
+        conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS = 0")
+        try:
+            for table in tables:
+                conn.exec_driver_sql(f"TRUNCATE TABLE `{table.name}`")
+        finally:
+            conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS = 1")
 
 
 @pytest.fixture
