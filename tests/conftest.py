@@ -8,17 +8,23 @@ never go green by skipping the real thing.
 from __future__ import annotations
 
 import os
-import threading
+import pwd
+import shutil
+import subprocess
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
+from sqlalchemy.exc import DBAPIError
 
-from drayman.auth.passwords import Passwords
 from drayman.store.engine import Store
 from drayman.store.schema import metadata
+from support.accounts import TASK_USER
+from support.passwords import CountingPasswords
+from support.services import missing, unreachable
 
 PG_ADMIN_URL = os.environ.get(
     "DRAYMAN_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -26,14 +32,6 @@ PG_ADMIN_URL = os.environ.get(
 MYSQL_ADMIN_URL = os.environ.get(
     "DRAYMAN_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test"
 )
-IN_CI = os.environ.get("CI", "").lower() == "true"
-
-
-def _unavailable(what: str, exc: Exception) -> None:
-    message = f"{what} is not reachable ({type(exc).__name__}: {exc}); install and start it"
-    if IN_CI:
-        pytest.fail(f"{message} (CI=true: a missing service is a failure)")
-    pytest.skip(message)
 
 
 @pytest.fixture(scope="session")
@@ -46,7 +44,7 @@ def postgres_url() -> Iterator[str]:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
     except Exception as exc:
         admin.dispose()
-        _unavailable("PostgreSQL at 127.0.0.1:5432", exc)
+        unreachable("PostgreSQL at 127.0.0.1:5432", exc)
     yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
@@ -63,18 +61,52 @@ def mysql_url() -> Iterator[str]:
             conn.execute(text(f"CREATE DATABASE `{name}`"))
     except Exception as exc:
         admin.dispose()
-        _unavailable("MariaDB at 127.0.0.1:3306", exc)
+        unreachable("MariaDB at 127.0.0.1:3306", exc)
     yield MYSQL_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
     with admin.begin() as conn:
         conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
     admin.dispose()
 
 
+_SCHEMA_MADE: set[str] = set()  # server databases this session has created the schema in
+
+
 def _fresh_store(url: str) -> Store:
+    """A store on `url` with the full schema and no rows, its ids starting at 1 again.
+
+    Creating the schema costs about 2 s a test on MariaDB, so a server database this session
+    has already made it in is emptied instead. Whatever a test did to the schema (the migration
+    tests drop it, acceptance tests drop PostgreSQL's whole public schema) makes the emptying
+    fail, and the schema is made again."""
     store = Store(url)
+    if url in _SCHEMA_MADE:
+        try:
+            _empty(store)
+            return store
+        except DBAPIError:
+            pass
     metadata.drop_all(store.engine)
     metadata.create_all(store.engine)
+    if not url.startswith("sqlite"):
+        _SCHEMA_MADE.add(url)
     return store
+
+
+def _empty(store: Store) -> None:
+    """Delete every row of drayman's tables and restart their id counters."""
+    tables = metadata.sorted_tables
+    with store.engine.begin() as conn:
+        if store.dialect == "postgresql":
+            names = ", ".join(f'"{table.name}"' for table in tables)
+            conn.exec_driver_sql(f"TRUNCATE TABLE {names} RESTART IDENTITY CASCADE")
+            return
+        # TRUNCATE makes each table anew (no delete-marked rows left for InnoDB to lock)
+        conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS = 0")
+        try:
+            for table in tables:
+                conn.exec_driver_sql(f"TRUNCATE TABLE `{table.name}`")
+        finally:
+            conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS = 1")
 
 
 @pytest.fixture
@@ -98,22 +130,39 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     store.dispose()
 
 
-class CountingPasswords(Passwords):
-    """Real argon2id with small costs, counting the password checks (thread-safe): for tests
-    that show how many guesses reach a check."""
-
-    def __init__(self) -> None:
-        super().__init__(memory_kib=256, time_cost=1, parallelism=1)
-        self.calls = 0
-        self._lock = threading.Lock()
-
-    def verify(self, password_hash: str, password: str) -> bool:
-        with self._lock:
-            self.calls += 1
-        return super().verify(password_hash, password)
-
-
 @pytest.fixture
 def counting_passwords() -> CountingPasswords:
     """A fresh `CountingPasswords` (its count starts at 0)."""
     return CountingPasswords()
+
+
+@pytest.fixture(scope="session")
+def task_user() -> pwd.struct_passwd:
+    """The throwaway unprivileged user tries run as (created once, left for the next run)."""
+    if os.geteuid() != 0:
+        message = (
+            "running tasks as another user needs root (to create the user and to switch a "
+            "try to it); run this test as root"
+        )
+        missing(message)
+    try:
+        return pwd.getpwnam(TASK_USER)
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", TASK_USER],
+            check=True,
+            capture_output=True,
+        )
+        return pwd.getpwnam(TASK_USER)
+
+
+@pytest.fixture
+def open_root() -> Iterator[Path]:
+    """A directory every user may traverse (pytest's own tmp dirs are 0700): so a secret key
+    file the task cannot read is refused by its own mode, not by a parent directory."""
+    root = Path(tempfile.mkdtemp(prefix="drayman-isolation-", dir="/tmp"))
+    root.chmod(0o755)
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

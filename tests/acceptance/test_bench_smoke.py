@@ -12,6 +12,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+pytestmark = pytest.mark.slow  # short benchmark runs end to end
+
 ROOT = Path(__file__).resolve().parents[2]
 KEYS = {
     "workload",

@@ -179,6 +179,7 @@ def test_full_scale_plan_holds_a_million_tries() -> None:
     assert sum(len(p.tasks) * p.days for p in plans) * 1.01 >= 1_000_000
 
 
+@pytest.mark.slow
 def test_ensure_reuses_a_complete_database(admin_url: str, scratch_name: str) -> None:
     first = ui_data.ensure(scale=SCALE, admin_url=admin_url, name=scratch_name)
     second = ui_data.ensure(scale=SCALE, admin_url=admin_url, name=scratch_name)

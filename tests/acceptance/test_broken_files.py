@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from conftest import Drayman, Server
+    from support.cli import Drayman, Server
 
 GOOD = """
     from drayman import DAG, Shell, task

@@ -10,10 +10,12 @@ import pwd
 import subprocess
 from typing import TYPE_CHECKING
 
-from conftest import DRAYMAN, describe
+import pytest
+
+from support.cli import DRAYMAN, describe
 
 if TYPE_CHECKING:
-    from conftest import Drayman
+    from support.cli import Drayman
 
 PASSWORD = "correct horse battery"
 DAG = """
@@ -41,6 +43,7 @@ def _create(drayman: Drayman, name: str, role: str) -> None:
     assert proc.returncode == 0, describe(proc)
 
 
+@pytest.mark.slow
 def test_cli_changes_are_audited_and_listed_with_filters(drayman: Drayman) -> None:
     drayman.ok("db", "migrate")
     drayman.write_dag("audited.py", DAG)

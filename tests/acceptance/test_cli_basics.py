@@ -22,7 +22,7 @@ import pytest
 import drayman as drayman_package
 
 if TYPE_CHECKING:
-    from conftest import Drayman, Server
+    from support.cli import Drayman, Server
 
 GROUPS = ["config", "dags", "db", "pools", "runs", "scheduler", "standalone", "tasks"]
 
@@ -139,6 +139,7 @@ def test_version(drayman: Drayman) -> None:
         assert out.strip() == f"drayman, version {drayman_package.__version__}"
 
 
+@pytest.mark.slow
 def test_help_of_every_command(drayman: Drayman) -> None:
     top = drayman.ok("--help")
     assert "Usage: drayman" in top
@@ -195,6 +196,7 @@ def test_config_json_shows_where_each_value_came_from(drayman: Drayman) -> None:
     assert "DRAYMAN_PARALLELISM" in _error_line(bad.stderr), drayman.last
 
 
+@pytest.mark.slow
 def test_db_migrate_is_idempotent(drayman: Drayman) -> None:
     refused = drayman.cli("dags", "list")
     assert refused.returncode == 2, drayman.last
@@ -213,6 +215,7 @@ def test_db_migrate_is_idempotent(drayman: Drayman) -> None:
 # ------------------------------------------------------------------ triggering and conf
 
 
+@pytest.mark.slow
 def test_trigger_conf_reaches_the_shell_command(
     scheduler: tuple[Drayman, Server], tmp_path: Path
 ) -> None:
@@ -228,6 +231,7 @@ def test_trigger_conf_reaches_the_shell_command(
     assert out_default.read_text() == "hello you x1 (templated)\n"
 
 
+@pytest.mark.slow
 def test_trigger_with_bad_json_is_one_clear_line(scheduler: tuple[Drayman, Server]) -> None:
     d, _server = scheduler
     before = len(d.runs("templated"))
@@ -257,6 +261,7 @@ def test_conf_failing_a_typed_param_names_it(scheduler: tuple[Drayman, Server]) 
     assert len(d.runs("templated")) == before
 
 
+@pytest.mark.slow
 def test_hostile_conf_run_ids_and_dates_are_one_clear_line_and_exit_2(
     scheduler: tuple[Drayman, Server],
 ) -> None:
@@ -372,6 +377,7 @@ def test_next_runs_sydney_fall_back_runs_once(scheduler: tuple[Drayman, Server])
 # ------------------------------------------------------------------ pause, one scheduler
 
 
+@pytest.mark.slow
 def test_pause_and_unpause(scheduler: tuple[Drayman, Server]) -> None:
     d, _server = scheduler
     assert d.dags_by_id()["ticker"]["is_paused"] is True
@@ -423,6 +429,7 @@ def test_second_scheduler_on_sqlite_is_refused(scheduler: tuple[Drayman, Server]
 # ------------------------------------------------------------------ backfill and runs show
 
 
+@pytest.mark.slow
 def test_backfill_creates_and_runs_each_interval(scheduler: tuple[Drayman, Server]) -> None:
     d, _server = scheduler
     out = d.ok("dags", "backfill", "daily", "--start", "2026-02-01", "--end", "2026-02-05")

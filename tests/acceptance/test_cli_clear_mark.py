@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from conftest import Drayman
+    from support.cli import Drayman
 
 FLAKY = """
     from pathlib import Path
@@ -71,6 +71,7 @@ def _tries(shown: dict[str, Any]) -> dict[str, list[str]]:
     return {ti["task_id"]: [t["state"] for t in ti["tries"]] for ti in shown["task_instances"]}
 
 
+@pytest.mark.slow
 def test_clear_a_failed_task_and_its_downstream(drayman_running: Drayman, tmp_path: Path) -> None:
     d = drayman_running
     fixed = tmp_path / "fixed"
@@ -95,6 +96,7 @@ def test_clear_a_failed_task_and_its_downstream(drayman_running: Drayman, tmp_pa
     }
 
 
+@pytest.mark.slow
 def test_clear_a_run_and_mark_a_task_failed(drayman_running: Drayman, tmp_path: Path) -> None:
     d = drayman_running
     fixed = tmp_path / "fixed"
@@ -121,6 +123,7 @@ def test_clear_a_run_and_mark_a_task_failed(drayman_running: Drayman, tmp_path: 
     ], audited
 
 
+@pytest.mark.slow
 def test_cancel_a_running_task_kills_it_and_fails_it(
     drayman_running: Drayman, tmp_path: Path
 ) -> None:

@@ -9,10 +9,12 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
+import pytest
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from conftest import Drayman
+    from support.cli import Drayman
 
 GOOD = """
     from drayman import DAG, Shell
@@ -53,6 +55,7 @@ def _installation(make_drayman: Callable[..., Drayman]) -> Drayman:
     return d
 
 
+@pytest.mark.slow
 def test_parse_and_errors_fail_while_a_file_is_broken(
     make_drayman: Callable[..., Drayman],
 ) -> None:
@@ -85,6 +88,7 @@ def test_parse_and_errors_fail_while_a_file_is_broken(
     }
 
 
+@pytest.mark.slow
 def test_exit_zero_only_reports(make_drayman: Callable[..., Drayman]) -> None:
     d = _installation(make_drayman)
     parsed = d.cli("dags", "parse", "--exit-zero")
@@ -95,6 +99,7 @@ def test_exit_zero_only_reports(make_drayman: Callable[..., Drayman]) -> None:
     assert BAD_TZ_LINE in errors.stdout.splitlines(), d.last
 
 
+@pytest.mark.slow
 def test_a_fixed_folder_passes(make_drayman: Callable[..., Drayman]) -> None:
     d = _installation(make_drayman)
     assert d.cli("dags", "parse").returncode == 1, d.last
@@ -108,6 +113,7 @@ def test_a_fixed_folder_passes(make_drayman: Callable[..., Drayman]) -> None:
     assert errors.stdout.strip() == "no import errors", d.last
 
 
+@pytest.mark.slow
 def test_dags_list_names_each_location_once(make_drayman: Callable[..., Drayman]) -> None:
     d = _installation(make_drayman)
     d.cli("dags", "parse")

@@ -17,7 +17,7 @@ import pytest
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from conftest import Drayman
+    from support.cli import Drayman
 
 BLOCKER = """
 import sys

@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from conftest import DRAYMAN, describe
+from support.cli import DRAYMAN, describe
 
 if TYPE_CHECKING:
-    from conftest import Drayman
+    from support.cli import Drayman
 
 PASSWORD = "correct horse battery"
 
@@ -52,6 +52,7 @@ def create(drayman: Drayman, name: str, role: str, password: str = PASSWORD) -> 
     return proc.stdout
 
 
+@pytest.mark.slow
 def test_users_lifecycle(drayman: Drayman) -> None:
     drayman.ok("db", "migrate")
     assert drayman.json("users", "list") == [], "a fresh installation must have no user"
@@ -81,6 +82,7 @@ def test_users_lifecycle(drayman: Drayman) -> None:
     assert [u["username"] for u in drayman.json("users", "list")] == ["admin"]
 
 
+@pytest.mark.slow
 def test_bad_input_and_unknown_users(migrated: Drayman) -> None:
     drayman = migrated
 
@@ -110,6 +112,7 @@ def test_bad_input_and_unknown_users(migrated: Drayman) -> None:
         assert proc.stderr.startswith("error: no "), drayman.last
 
 
+@pytest.mark.slow
 def test_tokens_are_printed_once_and_revocable(migrated: Drayman) -> None:
     drayman = migrated
     create(drayman, "ci", "operator")

@@ -7,10 +7,8 @@ from __future__ import annotations
 import pwd
 from pathlib import Path
 
-from tests.acceptance.conftest import Drayman
-from tests.acceptance.test_task_isolation import TASK_USER, open_root, task_user
-
-__all__ = ["open_root", "task_user"]  # fixtures
+from support.accounts import TASK_USER
+from support.cli import Drayman
 
 
 def _mode(path: Path) -> int:

@@ -11,7 +11,9 @@ import sys
 from collections.abc import Callable
 
 import pytest
-from tests.acceptance.conftest import DRAYMAN, Drayman, empty_postgres, wait_for
+
+from support.cli import DRAYMAN, Drayman, empty_postgres
+from support.waiting import wait_until
 
 PASSWORD = "Hunter2-not-to-be-seen"
 
@@ -90,6 +92,7 @@ def test_standalone_banner_masks_the_password(
     assert "postgres:***@127.0.0.1" in output, output
 
 
+@pytest.mark.slow
 def test_celery_worker_masks_an_unreachable_broker_password(
     make_drayman: Callable[..., Drayman],
 ) -> None:
@@ -115,7 +118,7 @@ def test_celery_worker_masks_an_unreachable_broker_password(
             start_new_session=True,
         )
     try:
-        wait_for(
+        wait_until(
             lambda: "Cannot connect to" in output_path.read_text(errors="replace"),
             60,
             "the worker's line about the broker it cannot reach",

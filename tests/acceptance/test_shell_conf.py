@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from drayman import examples
 
 if TYPE_CHECKING:
-    from conftest import Drayman
+    from support.cli import Drayman
 
 SHELL_PIPELINE = Path(examples.__file__).parent / "dags" / "shell_pipeline.py"
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from conftest import Drayman, Server
+    from support.cli import Drayman, Server
 
 EXAMPLES = ("flaky_api", "regional_fanout", "sales_daily", "shell_pipeline")
 
@@ -56,6 +56,7 @@ def test_dags_list_has_the_four_examples(standalone: tuple[Drayman, Server]) -> 
     assert d.ok("dags", "errors").strip() == "no import errors"
 
 
+@pytest.mark.slow
 def test_every_example_succeeds(
     standalone: tuple[Drayman, Server], finished: dict[str, dict[str, Any]]
 ) -> None:

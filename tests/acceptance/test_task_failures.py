@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from conftest import Drayman, Server
+    from support.cli import Drayman, Server
 
 KILLS_ITSELF = """
     import os
@@ -120,6 +120,7 @@ def _seconds(attempt: dict[str, Any]) -> float:
     return (datetime.fromisoformat(attempt["end_date"]) - started).total_seconds()
 
 
+@pytest.mark.slow
 def test_try_killed_by_sigkill_is_retried(
     scheduler: tuple[Drayman, Server], tmp_path: Path
 ) -> None:
@@ -156,6 +157,7 @@ def test_execution_timeout_fails_the_try_and_the_run(scheduler: tuple[Drayman, S
     assert "sleeping 30 s" in Path(only["log_path"]).read_text()
 
 
+@pytest.mark.slow
 def test_exception_without_retries_fails_downstream_and_run(
     scheduler: tuple[Drayman, Server],
 ) -> None:
@@ -174,6 +176,7 @@ def test_exception_without_retries_fails_downstream_and_run(
     assert "explode try 1: ValueError: the input file is empty" in text
 
 
+@pytest.mark.slow
 def test_dags_test_passing_dag(folder: Drayman) -> None:
     d = folder
     proc = d.cli("dags", "test", "passes", "--conf", '{"who": "tester"}')
@@ -198,6 +201,7 @@ def test_dags_test_failing_dag(folder: Drayman) -> None:
     assert "failed" in proc.stderr.splitlines()[-1], d.last
 
 
+@pytest.mark.slow
 def test_tasks_test_runs_one_task(folder: Drayman) -> None:
     d = folder
     proc = d.cli("tasks", "test", "passes", "greet")

@@ -13,22 +13,21 @@ from __future__ import annotations
 import json
 import os
 import pwd
-import shutil
 import socket
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
-from tests.acceptance.conftest import DRAYMAN, Drayman, Server, empty_postgres, wait_for
 
 from drayman.auth.secret import load_secret_key
+from support.accounts import TASK_USER
+from support.cli import DRAYMAN, Drayman, Server, empty_postgres
+from support.services import unreachable
+from support.waiting import wait_until
 
-TASK_USER = "drayman-task-test"
-IN_CI = os.environ.get("CI", "").lower() == "true"
 REDIS_DB = 9  # this file's own Redis database: flushed before and after
 PASSWORD = "pg-Pass-never-shown-7c1e"
 SECRET_KEY = "secret-key-never-shown-" + "k" * 40
@@ -168,40 +167,6 @@ with DAG("probe", schedule=None):
 """
 
 
-@pytest.fixture(scope="session")
-def task_user() -> pwd.struct_passwd:
-    """The throwaway unprivileged user tries run as (created once, left for the next run)."""
-    if os.geteuid() != 0:
-        message = (
-            "running tasks as another user needs root (to create the user and to switch a "
-            "try to it); run this test as root"
-        )
-        if IN_CI:
-            pytest.fail(f"{message} (CI=true)")
-        pytest.skip(message)
-    try:
-        return pwd.getpwnam(TASK_USER)
-    except KeyError:
-        subprocess.run(
-            ["useradd", "--system", "--no-create-home", TASK_USER],
-            check=True,
-            capture_output=True,
-        )
-        return pwd.getpwnam(TASK_USER)
-
-
-@pytest.fixture
-def open_root() -> Iterator[Path]:
-    """A directory every user may traverse (pytest's own tmp dirs are 0700): so a secret key
-    file the task cannot read is refused by its own mode, not by a parent directory."""
-    root = Path(tempfile.mkdtemp(prefix="drayman-isolation-", dir="/tmp"))
-    root.chmod(0o755)
-    try:
-        yield root
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-
-
 @pytest.fixture
 def secret_database(postgres_url: str) -> Iterator[str]:
     """The session's PostgreSQL database, emptied, as a URL with a password (trust auth
@@ -222,9 +187,7 @@ def redis_broker() -> Iterator[str]:
     try:
         client.flushdb()
     except redis.RedisError as exc:
-        if IN_CI:
-            pytest.fail(f"Redis at {url} is not reachable: {exc} (CI=true)")
-        pytest.skip(f"Redis at {url} is not reachable: {exc}; install and start it")
+        unreachable(f"Redis at {url}", exc)
     try:
         yield url
     finally:
@@ -335,6 +298,7 @@ def _key_file_is_private(d: Drayman) -> None:
     assert key_file.stat().st_uid == os.geteuid()
 
 
+@pytest.mark.slow
 def test_default_task_environment_holds_no_secret(open_root: Path, secret_database: str) -> None:
     """No run_as_user: the try, its warm worker and the forkserver hold no secret; only the
     main process's /proc environ (readable to root tasks: see docs/security.md)."""
@@ -358,6 +322,7 @@ def test_default_task_environment_holds_no_secret(open_root: Path, secret_databa
     ), report
 
 
+@pytest.mark.slow
 def test_local_executor_runs_tasks_as_the_configured_user(
     open_root: Path, secret_database: str, task_user: pwd.struct_passwd
 ) -> None:
@@ -371,6 +336,7 @@ def test_local_executor_runs_tasks_as_the_configured_user(
     _assert_top_level_saw_nothing(open_root, task_user, {server.pid})
 
 
+@pytest.mark.slow
 def test_celery_worker_runs_tasks_as_the_configured_user(
     open_root: Path,
     secret_database: str,
@@ -412,7 +378,7 @@ def _start_worker(d: Drayman) -> Server:
         )
     worker = Server(proc, output, "worker")
     try:
-        wait_for(
+        wait_until(
             lambda: worker.check_alive() or "ready." in worker.output(),
             60,
             "the Celery worker to be ready",

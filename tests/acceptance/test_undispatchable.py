@@ -13,8 +13,10 @@ import sqlite3
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+import pytest
+
 if TYPE_CHECKING:
-    from conftest import Drayman
+    from support.cli import Drayman
 
 GATED = """
     import time
@@ -46,6 +48,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@pytest.mark.slow
 def test_standalone_fails_the_tries_of_a_too_deep_conf_and_runs_on(
     make_drayman: Callable[..., Drayman],
 ) -> None:

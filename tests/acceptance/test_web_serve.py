@@ -23,10 +23,11 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from conftest import DRAYMAN, Server, describe, wait_for
+from support.cli import DRAYMAN, Server, describe
+from support.waiting import wait_until
 
 if TYPE_CHECKING:
-    from conftest import Drayman
+    from support.cli import Drayman
 
 USERNAME = "web-admin"
 PASSWORD = "a long web serve password"
@@ -139,12 +140,12 @@ def drayman_web(d: Drayman, port: int) -> Iterator[Server]:
         )
     server = Server(proc, output_path, "web")
     try:
-        wait_for(
+        wait_until(
             lambda: server.check_alive() or answers(port),
             20,
             f"drayman web to answer on port {port}",
             last=server.output,
-            interval=0.1,
+            interval_s=0.1,
         )
         yield server
     finally:
@@ -195,7 +196,7 @@ def session_cookie(answer: Answer) -> tuple[str, list[str]]:
 
 
 def test_health_answers_json_without_auth(served: Served) -> None:
-    body = wait_for(
+    body = wait_until(
         lambda: healthy(served.port),
         15,
         "/health to answer 200 (database ok, the scheduler heartbeating)",
@@ -259,15 +260,12 @@ def test_sigterm_stops_drayman_web_with_exit_0(served: Served) -> None:
     port = free_port()
     with drayman_web(served.drayman, port) as server:
         server.proc.send_signal(signal.SIGTERM)
-        began = time.monotonic()
         try:
             code = server.proc.wait(timeout=STOP_WITHIN_S)
         except subprocess.TimeoutExpired:
             pytest.fail(f"drayman web still runs {STOP_WITHIN_S:g} s after SIGTERM")
-        took = time.monotonic() - began
         assert code == 0, f"drayman web exited {code} on SIGTERM:\n{server.output()}"
     assert not answers(port), f"port {port} still answers after drayman web exited"
-    assert took < STOP_WITHIN_S
 
 
 # ---------------------------------------------------------------- drayman standalone

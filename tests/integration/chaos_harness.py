@@ -22,7 +22,6 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Connection, select
-from test_celery_executor import CLI, Worker
 
 from drayman import run_creation
 from drayman.config import Settings
@@ -33,6 +32,7 @@ from drayman.scheduler.loop import Scheduler
 from drayman.states import RUN_FINISHED, RunState
 from drayman.store.engine import Store
 from drayman.store.schema import component, dag_run, task_instance, task_try
+from support.worker import CLI, Worker
 
 # what a worker must share with the scheduler, passed as DRAYMAN_<NAME>
 WORKER_SETTINGS = (
@@ -293,8 +293,8 @@ class Chaos:
 
 def chaos_fixture(dags: dict[str, str], **overrides: Any) -> Any:
     """A pytest fixture `chaos`: `start_chaos` with `dags` on the parametrized database and a
-    throwaway Redis, closed after the test. The test module must import `chaos_database` and
-    `throwaway_redis` from `throwaway`, where these fixtures live."""
+    throwaway Redis (the `chaos_database` and `throwaway_redis` fixtures of
+    tests/integration/conftest.py), closed after the test."""
 
     @pytest.fixture
     def chaos(chaos_database: str, throwaway_redis: Any, tmp_path: Path) -> Iterator[Chaos]:

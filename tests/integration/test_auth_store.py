@@ -23,7 +23,7 @@ from drayman.store import login_failures
 from drayman.store.engine import Store, is_deadlock
 
 if TYPE_CHECKING:
-    from conftest import CountingPasswords
+    from support.passwords import CountingPasswords
 
 NOW = datetime(2026, 3, 8, 12, 0, tzinfo=UTC)
 PASSWORD = "correct horse battery"
@@ -226,6 +226,7 @@ def test_unknown_usernames_are_rate_limited_too(store: Store, passwords: Passwor
         login(store, passwords, "mallory", "anything")
 
 
+@pytest.mark.slow
 def test_failures_from_one_address_never_lock_out_everybody_behind_it(
     store: Store, passwords: Passwords
 ) -> None:

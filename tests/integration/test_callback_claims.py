@@ -19,7 +19,7 @@ from drayman.store.engine import Store
 from drayman.store.schema import dag_run, task_instance
 
 if TYPE_CHECKING:
-    from conftest import Seed
+    from support.seed import Seed
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 BUNDLE = "c" * 64

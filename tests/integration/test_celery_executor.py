@@ -14,7 +14,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import textwrap
 import time
@@ -26,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, create_engine, func, select, text, update
+from sqlalchemy import Connection, func, select, update
 
 from drayman import run_creation
 from drayman.config import Settings
@@ -35,17 +34,16 @@ from drayman.executors.celery import RUN_CALLBACK, RUN_TRIES, RUN_TRY, CeleryExe
 from drayman.scheduler.loop import Scheduler
 from drayman.states import RUN_FINISHED, RunState, TryState
 from drayman.store import logs as log_store
-from drayman.store import migrate
 from drayman.store.engine import Store
 from drayman.store.schema import component, dag_run, task_instance, task_try
+from support.services import AMQP_URL, unreachable
+from support.waiting import wait_until
+from support.worker import CLI, Worker, start_worker
 
 pytestmark = pytest.mark.slow
 
 REDIS_DB = 11  # this file's own Redis database: flushed before and after
 REDIS_URL = os.environ.get("DRAYMAN_TEST_REDIS_URL", f"redis://127.0.0.1:6379/{REDIS_DB}")
-AMQP_URL = os.environ.get("DRAYMAN_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
-IN_CI = os.environ.get("CI", "").lower() == "true"
-CLI = [sys.executable, "-c", "from drayman.cli.main import main; main()"]
 
 DAGS = {
     "etl.py": """
@@ -121,13 +119,6 @@ DAGS = {
 }
 
 
-def _unavailable(what: str, exc: Exception) -> None:
-    message = f"{what} is not reachable ({type(exc).__name__}: {exc}); install and start it"
-    if IN_CI:
-        pytest.fail(f"{message} (CI=true: a missing service is a failure)")
-    pytest.skip(message)
-
-
 def _flush_redis() -> None:
     import redis
 
@@ -146,79 +137,6 @@ def _purge_amqp() -> None:
         app.control.purge()
     finally:
         app.close()
-
-
-@pytest.fixture(scope="module")
-def database(postgres_url: str) -> Iterator[str]:
-    """A migrated PostgreSQL database of this module's own, beside the session's one."""
-    name = f"{postgres_url.rsplit('/', 1)[1]}_celery_{uuid.uuid4().hex[:6]}"
-    admin_url = postgres_url.rsplit("/", 1)[0] + "/postgres"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = admin_url.rsplit("/", 1)[0] + f"/{name}"
-    store = Store(url)
-    migrate.upgrade(store)
-    store.dispose()
-    yield url
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
-
-
-@dataclass
-class Worker:
-    """A `drayman worker` subprocess."""
-
-    process: subprocess.Popen[bytes]
-    output: Path
-    env: dict[str, str]
-
-    def log(self) -> str:
-        return self.output.read_text(errors="replace")
-
-    def wait_for_line(self, needle: str, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while needle not in self.log():
-            if time.monotonic() > deadline or self.process.poll() is not None:
-                pytest.fail(f"the worker never logged {needle!r}; its output:\n{self.log()}")
-            time.sleep(0.05)
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            pytest.fail(f"the worker ignored SIGTERM; its output:\n{self.log()}")
-
-
-def start_worker(
-    database: str, broker: str, home: Path, *queues: str, env: dict[str, str] | None = None
-) -> Worker:
-    home.mkdir(parents=True, exist_ok=True)
-    env = {
-        **os.environ,
-        "DRAYMAN_DATABASE_URL": database,
-        "DRAYMAN_BROKER_URL": broker,
-        "DRAYMAN_HOME": str(home),
-        "DRAYMAN_EXECUTOR": "celery",
-        "DRAYMAN_HEARTBEAT_INTERVAL_S": "0.5",
-        **(env or {}),
-    }
-    output = home / "worker.out"
-    with open(output, "wb") as out:
-        process = subprocess.Popen(
-            [*CLI, "worker", "--queues", ",".join(queues or ("default",)), "--concurrency", "2"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    worker = Worker(process, output, env)
-    worker.wait_for_line("ready.", timeout=20)  # Celery's own line: consuming from its queues
-    return worker
 
 
 @dataclass
@@ -329,7 +247,7 @@ def redis_cluster(database: str, tmp_path_factory: pytest.TempPathFactory) -> It
     try:
         _flush_redis()
     except Exception as exc:
-        _unavailable(f"Redis at {REDIS_URL}", exc)
+        unreachable(f"Redis at {REDIS_URL}", exc)
     try:
         yield from _cluster(database, REDIS_URL, tmp_path_factory.mktemp("celery-redis"))
     finally:
@@ -375,10 +293,12 @@ def test_a_chain_runs_on_the_worker_and_passes_results(redis_cluster: Cluster) -
         )
     assert json.loads(results["load"]) == "loaded 10"
     # the DAG's on_success callback ran on the worker, from ids alone
-    deadline = time.monotonic() + 10
-    while not (c.markers / "r1.on_success").exists():
-        assert time.monotonic() < deadline, c.worker.log()[-3000:]
-        time.sleep(0.05)
+    wait_until(
+        (c.markers / "r1.on_success").exists,
+        10,
+        "the on_success callback's marker",
+        last=lambda: c.worker.log()[-3000:],
+    )
     assert (c.markers / "r1.on_success").read_text() == "success"
 
 
@@ -517,10 +437,11 @@ def test_malformed_messages_are_refused_in_bounded_lines_and_dropped(
 
     client = redis.Redis.from_url(REDIS_URL)
     try:
-        deadline = time.monotonic() + 10
-        while client.llen("default") or client.hlen("unacked"):
-            assert time.monotonic() < deadline, "a refused message was left in the broker"
-            time.sleep(0.05)
+        wait_until(
+            lambda: not (client.llen("default") or client.hlen("unacked")),
+            10,
+            "every refused message to leave the broker",
+        )
     finally:
         client.close()
     assert "sent_again" not in c.worker.log()
@@ -562,10 +483,9 @@ def test_a_replayed_or_forged_callback_runs_nothing(redis_cluster: Cluster) -> N
     c.trigger("etl", "cb")
     assert c.drive_run("etl", "cb").state == RunState.SUCCESS
     marker = c.markers / "cb.on_success"
-    deadline = time.monotonic() + 10
-    while not marker.exists():
-        assert time.monotonic() < deadline, c.worker.log()[-3000:]
-        time.sleep(0.05)
+    wait_until(
+        marker.exists, 10, "the on_success callback's marker", last=lambda: c.worker.log()[-3000:]
+    )
     with c.store.read() as conn:
         claimed = conn.execute(
             select(dag_run.c.callback_claimed_at).where(dag_run.c.run_id == "cb")
@@ -611,7 +531,7 @@ def _rabbitmq_cluster(
     try:
         _purge_amqp()
     except Exception as exc:
-        _unavailable(f"RabbitMQ at {AMQP_URL}", exc)
+        unreachable(f"RabbitMQ at {AMQP_URL}", exc)
     clusters = _cluster(database, AMQP_URL, root, queues=queues)
     c = next(clusters)
     try:
@@ -767,7 +687,7 @@ def test_a_worker_whose_engine_dies_exits_non_zero(database: str, tmp_path: Path
     try:
         _flush_redis()
     except Exception as exc:
-        _unavailable(f"Redis at {REDIS_URL}", exc)
+        unreachable(f"Redis at {REDIS_URL}", exc)
     # the worker's TMPDIR, where multiprocessing puts its sockets: short, since a socket path
     # may hold 107 bytes and pytest's tmp_path under xdist comes close to that alone
     tmp = Path(tempfile.mkdtemp(prefix="dw-", dir="/tmp"))

@@ -11,41 +11,39 @@ from __future__ import annotations
 import itertools
 import os
 import select
-import statistics
+import socket
 import subprocess
 import sys
 import textwrap
 import threading
 import time
 import uuid
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select as sql_select
-from test_celery_executor import (  # noqa: F401 (database: fixture)
-    AMQP_URL,
-    _unavailable,
-    database,
-    start_worker,
-)
-from throwaway import Redis, free_port, throwaway_redis  # noqa: F401 (fixture)
+from throwaway import Redis, free_port
 
 from drayman import run_creation
 from drayman.config import Settings
 from drayman.dag_processor.processor import DagProcessor
 from drayman.executors.celery import CeleryExecutor
 from drayman.executors.celery_wakeup import OutcomeBell, OutcomeListener
-from drayman.scheduler.loop import Scheduler
+from drayman.scheduler.loop import Scheduler, TickReport
 from drayman.states import RUN_FINISHED, RunState
 from drayman.store.engine import Store
 from drayman.store.schema import dag_run, task_instance, task_try
 from drayman.wakeup import SchedulerWaker
 from drayman.workloads import RunsChanged
+from support.services import AMQP_URL, unreachable
+from support.worker import start_worker
 
 REDIS_DB = 12  # this file's own Redis database: its worker rings on the default exchange
 REDIS_URL = os.environ.get("DRAYMAN_TEST_WAKEUP_REDIS_URL", f"redis://127.0.0.1:6379/{REDIS_DB}")
-HEARD_WITHIN_S = 2.0  # a generous bound for a loaded machine; the medians asserted are in ms
+RETURNS_WITHIN_S = 10.0  # a bound for a loaded machine, not a speed check
+HEARD_WITHIN_S = 10.0  # the same: how fast a ring is heard is for bench/ to say
 
 
 def _reachable(url: str) -> None:
@@ -53,7 +51,7 @@ def _reachable(url: str) -> None:
     listener.start()
     try:
         if not listener.wait_connected(5):
-            _unavailable(url.split("@")[-1], TimeoutError("no connection within 5 s"))
+            unreachable(url.split("@")[-1], TimeoutError("no connection within 5 s"))
     finally:
         listener.close()
 
@@ -124,24 +122,20 @@ def ringer(broker: str, exchange: str) -> Iterator[subprocess.Popen[str]]:
     process.stdout.close()
 
 
-def test_a_ring_from_another_process_wakes_the_listener_within_ms(
+def test_a_ring_from_another_process_wakes_the_listener_with_its_run(
     broker: str, exchange: str, ringer: subprocess.Popen[str]
 ) -> None:
+    """Each ring is heard as the run it names: a fallback poll would say "all runs"."""
     listener = _listener(broker, exchange)
     assert ringer.stdin is not None
-    latencies = []
     try:
         for run_id in range(1, 8):
-            started = time.perf_counter()
             ringer.stdin.write(f"{run_id}\n")
             ringer.stdin.flush()
             heard = _wait_heard(listener)
-            latencies.append(time.perf_counter() - started)
             assert heard == RunsChanged(frozenset({run_id})), f"ring {run_id} came out as {heard}"
     finally:
         listener.close()
-    # the first ring also opens the bell's connection
-    assert statistics.median(latencies[1:]) < 0.05, f"ring-to-wake latencies: {latencies}"
 
 
 def test_two_listeners_both_hear_every_ring(broker: str, exchange: str) -> None:
@@ -180,15 +174,34 @@ def test_a_burst_of_rings_leaves_as_a_few_messages(exchange: str) -> None:
         listener.close()
 
 
-def test_a_bell_without_a_broker_never_blocks_nor_raises() -> None:
-    bell = OutcomeBell(Settings(broker_url=f"redis://127.0.0.1:{free_port()}/0"))
-    started = time.perf_counter()
-    for run_id in range(1000):
-        bell.ring(run_id)
-    assert time.perf_counter() - started < 0.5, "ring() must not wait for the broker"
-    started = time.perf_counter()
-    bell.close(timeout_s=1.0)
-    assert time.perf_counter() - started < 1.5, "close() overran its timeout"
+def _returns(call: Callable[[], object], what: str) -> None:
+    """`call()` returns (or raises) at all: run in a thread, given `RETURNS_WITHIN_S`. A call
+    that waits for a broker that never answers would hang, which is what this catches."""
+    thread = threading.Thread(target=call, daemon=True)
+    thread.start()
+    thread.join(RETURNS_WITHIN_S)
+    assert not thread.is_alive(), f"{what} is still waiting after {RETURNS_WITHIN_S:g} s"
+
+
+@pytest.fixture
+def silent_broker() -> Iterator[str]:
+    """A Redis URL whose port accepts connections and never answers: a client that waits for
+    the broker waits forever here, where a closed port would fail it at once."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(64)
+        yield f"redis://127.0.0.1:{server.getsockname()[1]}/0"
+
+
+def test_a_bell_without_a_broker_never_blocks_nor_raises(silent_broker: str) -> None:
+    bell = OutcomeBell(Settings(broker_url=silent_broker))
+
+    def ring_many() -> None:
+        for run_id in range(1000):
+            bell.ring(run_id)
+
+    _returns(ring_many, "ring() on a broker that never answers")
+    _returns(lambda: bell.close(timeout_s=1.0), "close(timeout_s=1) on a broker never answering")
 
 
 def test_a_listener_without_a_broker_asks_for_a_poll_each_fallback_interval() -> None:
@@ -197,21 +210,16 @@ def test_a_listener_without_a_broker_asks_for_a_poll_each_fallback_interval() ->
     )
     listener.start()
     try:
-        polls = 0
-        deadline = time.monotonic() + 0.75
-        while time.monotonic() < deadline:
-            if select.select([listener.fileno()], [], [], 0.2)[0]:
-                assert listener.take() == RunsChanged(all_runs=True)
-                polls += 1
+        for _ in range(4):  # again and again, not once
+            assert _wait_heard(listener) == RunsChanged(all_runs=True)
         assert not listener.connected
-        assert polls >= 4, f"{polls} fallback polls in 0.75 s, expected one per 0.1 s"
     finally:
         listener.close()
 
 
 @pytest.mark.slow
 def test_bell_and_listener_survive_a_redis_restart(
-    throwaway_redis: Redis,  # noqa: F811 (the fixture imported above)
+    throwaway_redis: Redis,
     exchange: str,
 ) -> None:
     settings = Settings(broker_url=throwaway_redis.url)
@@ -221,9 +229,7 @@ def test_bell_and_listener_survive_a_redis_restart(
         bell.ring(1)
         assert _wait_heard(listener) == RunsChanged(frozenset({1}))
         throwaway_redis.kill()
-        started = time.perf_counter()
-        bell.ring(2)  # the broker is gone: kept, sent when it is back
-        assert time.perf_counter() - started < 0.05, "ring() blocked on a dead broker"
+        _returns(lambda: bell.ring(2), "ring() on a dead broker")  # kept, sent when it is back
         # while away, the listener asks for the fallback poll
         assert _wait_heard(listener, 5) == RunsChanged(all_runs=True)
         throwaway_redis.start()
@@ -266,7 +272,7 @@ def wakeup_redis() -> Iterator[str]:
     try:
         client.flushdb()
     except Exception as exc:
-        _unavailable(f"Redis at {REDIS_URL}", exc)
+        unreachable(f"Redis at {REDIS_URL}", exc)
     yield REDIS_URL
     client.flushdb()
     client.close()
@@ -274,11 +280,11 @@ def wakeup_redis() -> Iterator[str]:
 
 @pytest.mark.slow
 def test_a_chain_on_a_real_worker_hops_at_once_not_at_the_poll(
-    database: str,  # noqa: F811 (the fixture imported above)
+    database: str,
     wakeup_redis: str,
     tmp_path: Path,
 ) -> None:
-    poll_s = 5.0  # without the wake-up, each hop would wait for this poll
+    poll_s = 120.0  # without the wake-up, each hop would wait for this poll
     settings = Settings(
         home=tmp_path / "scheduler",
         dags_folder=tmp_path / "dags",
@@ -306,7 +312,8 @@ def test_a_chain_on_a_real_worker_hops_at_once_not_at_the_poll(
                 conn, "chain", conf=None, triggered_by="test", now=store.now(), run_id="hops"
             )
         loop.start()
-        state = _wait_run(store, "chain", "hops", timeout_s=CHAIN * poll_s)
+        # well inside one poll: a run that finishes in time was woken at every hop
+        state = _wait_run(store, "chain", "hops", timeout_s=poll_s / 2)
         assert state == RunState.SUCCESS, worker.log()[-3000:]
     finally:
         stop.set()
@@ -316,16 +323,13 @@ def test_a_chain_on_a_real_worker_hops_at_once_not_at_the_poll(
         worker.stop()
     hops = _hops(store, "chain", "hops")
     store.dispose()
-    print(f"hops (ms): {[round(h * 1000, 1) for h in hops]}")  # shown with -s
+    print(f"hops (ms): {[round(h * 1000, 1) for h in hops]}")  # shown with -s; speed: bench W2
     assert len(hops) == CHAIN - 1
-    # a hop that waited for the poll would take seconds; on a busy 2-core machine a woken
-    # one takes a few ms to a few tens of ms
-    assert max(hops) < 1.0 and statistics.median(hops) < 0.25, f"hops (s): {hops}"
 
 
 @pytest.mark.slow
 def test_a_trigger_from_another_host_wakes_the_scheduler_through_the_broker(
-    database: str,  # noqa: F811 (the fixture imported above)
+    database: str,
     wakeup_redis: str,
     tmp_path: Path,
 ) -> None:
@@ -348,11 +352,13 @@ def test_a_trigger_from_another_host_wakes_the_scheduler_through_the_broker(
     DagProcessor(settings, store).tick()
     scheduler = Scheduler(settings, store, CeleryExecutor(settings), executor_name="celery")
     scheduler.start()
+    idle = _signal_when_idle(scheduler)
     stop = threading.Event()
     loop = threading.Thread(target=scheduler.run, args=(stop,), daemon=True)
     loop.start()
     try:
-        time.sleep(1.0)  # its first ticks are done: it sleeps until the poll
+        # its first ticks are done: it sleeps until the poll, so only a ring can start the run
+        assert idle.wait(60), "the scheduler never finished a tick"
         with store.begin() as conn:
             run_creation.trigger(
                 conn, "chain", conf=None, triggered_by="test", now=store.now(), run_id="remote"
@@ -361,11 +367,9 @@ def test_a_trigger_from_another_host_wakes_the_scheduler_through_the_broker(
             home=tmp_path / "another-host", executor="celery", broker_url=wakeup_redis
         )
         waker = SchedulerWaker(elsewhere)
-        rang = time.monotonic()
         waker.wake()
         waker.close()
         state = _wait_state(store, "chain", "remote", {RunState.RUNNING}, timeout_s=poll_s / 2)
-        took = time.monotonic() - rang
     finally:
         stop.set()
         scheduler.wake()
@@ -373,7 +377,22 @@ def test_a_trigger_from_another_host_wakes_the_scheduler_through_the_broker(
         scheduler.stop(grace_s=1)
         store.dispose()
     assert state == RunState.RUNNING, f"the run is {state} after half the {poll_s:g} s poll"
-    assert took < 5.0, f"the run started {took:.1f} s after the ring"
+
+
+def _signal_when_idle(scheduler: Scheduler) -> threading.Event:
+    """An event set once a tick of `scheduler` made no progress: its loop then sleeps until
+    the poll or a wake-up."""
+    idle = threading.Event()
+    tick = scheduler.tick
+
+    def tick_and_tell(now: datetime | None = None) -> TickReport:
+        report = tick(now)
+        if not report.progressed:
+            idle.set()
+        return report
+
+    scheduler.tick = tick_and_tell  # type: ignore[method-assign]
+    return idle
 
 
 def _wait_run(store: Store, dag_id: str, run_id: str, timeout_s: float) -> RunState | None:

@@ -20,7 +20,7 @@ import pytest
 from chaos_cluster import Cluster, assert_each_task_ran_once, chaos_dag, cluster
 from chaos_servers import DatabaseServer, throwaway_database
 from sqlalchemy import func, select
-from throwaway import Redis, throwaway_redis  # noqa: F401 (throwaway_redis: fixture)
+from throwaway import Redis
 
 from drayman.states import TryState
 from drayman.store.schema import task_try
@@ -80,7 +80,7 @@ def _tries_in(c: Cluster, state: TryState) -> int:
 
 def test_database_restart_under_load_loses_and_doubles_nothing(
     database_server: DatabaseServer,
-    throwaway_redis: Redis,  # noqa: F811 (the fixture imported above)
+    throwaway_redis: Redis,
     tmp_path: Path,
 ) -> None:
     source = chaos_dag("restart", tmp_path / "markers.txt", DAG)

@@ -21,7 +21,7 @@ from chaos_cluster import (
     cluster,
 )
 from chaos_servers import DatabaseServer, throwaway_database
-from throwaway import Redis, throwaway_redis  # noqa: F401 (throwaway_redis: fixture)
+from throwaway import Redis
 
 pytestmark = pytest.mark.slow
 
@@ -69,7 +69,7 @@ def database_server(request: pytest.FixtureRequest) -> Iterator[DatabaseServer]:
 
 def test_rolling_restart_fails_loses_and_doubles_nothing(
     database_server: DatabaseServer,
-    throwaway_redis: Redis,  # noqa: F811 (the fixture imported above)
+    throwaway_redis: Redis,
     tmp_path: Path,
 ) -> None:
     source = chaos_dag("rolling", tmp_path / "markers.txt", DAG)

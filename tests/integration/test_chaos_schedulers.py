@@ -25,7 +25,7 @@ import pytest
 from chaos_cluster import Cluster, assert_each_task_ran_once, chaos_dag, cluster, runs_by_state
 from chaos_servers import throwaway_database
 from sqlalchemy import select
-from throwaway import Redis, throwaway_redis  # noqa: F401 (throwaway_redis: fixture)
+from throwaway import Redis
 
 from drayman.states import RunState
 from drayman.store import dags as dag_store
@@ -73,7 +73,7 @@ def _dag_source(markers: Path, start: datetime) -> str:
 
 
 @pytest.fixture
-def clusters(throwaway_redis: Redis, tmp_path: Path) -> Iterator[list[Cluster]]:  # noqa: F811
+def clusters(throwaway_redis: Redis, tmp_path: Path) -> Iterator[list[Cluster]]:
     """One cluster per database, two schedulers and one worker each, on one Redis."""
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=2 * EVERY_S)
     with ExitStack() as stack:

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pytest
 from sqlalchemy import insert
 
 from drayman.spec import DagSpec, TaskSpec
@@ -19,7 +20,7 @@ from drayman.store.engine import Store
 from drayman.store.schema import task_instance
 
 if TYPE_CHECKING:
-    from conftest import Seed
+    from support.seed import Seed
 
 DRAYMAN = str(Path(sys.executable).parent / "drayman")
 
@@ -84,6 +85,7 @@ def seeded_env(seed: Seed, tmp_path: Path, **settings: str) -> dict[str, str]:
     return {**os.environ, "DRAYMAN_HOME": str(tmp_path), "DRAYMAN_DATABASE_URL": url, **settings}
 
 
+@pytest.mark.slow
 def test_a_queue_nobody_serves_shows_as_waiting(seed: Seed, tmp_path: Path) -> None:
     env = seeded_env(seed, tmp_path)
 
@@ -111,6 +113,7 @@ def test_a_queue_nobody_serves_shows_as_waiting(seed: Seed, tmp_path: Path) -> N
     assert "no live worker serves this queue" in text
 
 
+@pytest.mark.slow
 def test_with_celery_each_queue_shows_its_cap(seed: Seed, tmp_path: Path) -> None:
     env = seeded_env(
         seed,

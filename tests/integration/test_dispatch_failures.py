@@ -9,19 +9,18 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-import pytest
 from sqlalchemy import update
 
 from drayman.states import RunState, TryState
 from drayman.store.schema import dag_run
 from drayman.web.log_chunks import log_page
+from support.waiting import wait_until
 
 if TYPE_CHECKING:
-    from conftest import Harness, MakeHarness
+    from support.harness import Harness, MakeHarness
 
 TWO = """
     from drayman import DAG, task
@@ -112,12 +111,8 @@ def h_finished(h: Harness, run_id: str) -> bool:
         return h.finished(conn, "two", run_id)
 
 
-def wait_until(h: Harness, done: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not done():
-        if time.monotonic() > deadline:
-            pytest.fail(f"not done after {timeout:g} s; the store holds:\n{h.describe()}")
-        time.sleep(0.05)
+def wait_done(h: Harness, done: Callable[[], bool], what: str) -> None:
+    wait_until(done, 30.0, what, last=h.describe)
 
 
 def test_the_scheduler_loop_survives_a_try_it_cannot_send(
@@ -139,10 +134,10 @@ def test_the_scheduler_loop_survives_a_try_it_cannot_send(
     thread = threading.Thread(target=loop, daemon=True)
     thread.start()
     try:
-        wait_until(h, lambda: h_finished(h, "deep") or bool(crashed))
+        wait_done(h, lambda: h_finished(h, "deep") or bool(crashed), "run deep to finish")
         assert not crashed, crashed
         h.trigger("two", "after")  # the loop's own fallback poll finds it
-        wait_until(h, lambda: h_finished(h, "after") or bool(crashed))
+        wait_done(h, lambda: h_finished(h, "after") or bool(crashed), "run after to finish")
         assert not crashed, crashed
         assert thread.is_alive()
     finally:

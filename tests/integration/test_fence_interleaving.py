@@ -35,7 +35,7 @@ from drayman.store.schema import task_instance, task_try
 from drayman.workloads import TryOutcome, TryStarted
 
 if TYPE_CHECKING:
-    from conftest import Seed
+    from support.seed import Seed
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 LATER = NOW + timedelta(minutes=5)
@@ -403,6 +403,7 @@ def take(store: Store, run: Running, step: str, ok: bool) -> bool:
         return True
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ok", [True, False], ids=["succeeded", "failed"])
 def test_any_order_of_outcome_cancel_clear_and_mark_keeps_history_and_instance_agreeing(
     seed: Seed, store: Store, ok: bool

@@ -22,7 +22,6 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select as sql_select
-from test_celery_executor import _unavailable, database, start_worker  # noqa: F401 (fixture)
 from test_celery_wakeup import _wait_run
 from throwaway import free_port
 
@@ -34,6 +33,8 @@ from drayman.scheduler.loop import Scheduler
 from drayman.states import RunState
 from drayman.store.engine import Store
 from drayman.store.schema import dag_run, task_instance, task_try
+from support.services import unreachable
+from support.worker import start_worker
 
 pytestmark = pytest.mark.slow
 
@@ -62,7 +63,7 @@ def flower_redis() -> Iterator[str]:
     try:
         client.flushdb()
     except Exception as exc:
-        _unavailable(f"Redis at {REDIS_URL}", exc)
+        unreachable(f"Redis at {REDIS_URL}", exc)
     yield REDIS_URL
     client.flushdb()
     client.close()
@@ -118,7 +119,7 @@ class Flower:
 
 
 def test_flower_lists_the_worker_and_its_tries(
-    database: str,  # noqa: F811 (the fixture imported above)
+    database: str,
     flower_redis: str,
     tmp_path: Path,
 ) -> None:

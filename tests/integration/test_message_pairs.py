@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 from chaos_harness import Chaos, chaos_fixture
-from throwaway import Redis, chaos_database, throwaway_redis  # noqa: F401
 
 from drayman.states import RunState, TryState
 

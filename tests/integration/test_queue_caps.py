@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from chaos_harness import Chaos, chaos_fixture, start_chaos
 from sqlalchemy import func, select
-from throwaway import Redis, chaos_database, throwaway_redis  # noqa: F401
+from throwaway import Redis
 
 from drayman.scheduler.capacity import LIVE_WORKERS_READ_S
 from drayman.states import TIState
@@ -89,8 +89,8 @@ def test_a_live_worker_raises_the_cap_of_the_queues_it_serves(chaos: Chaos) -> N
 
 
 def test_a_worker_that_starts_later_is_counted_before_the_next_heartbeat(
-    chaos_database: str,  # noqa: F811
-    throwaway_redis: Redis,  # noqa: F811
+    chaos_database: str,
+    throwaway_redis: Redis,
     tmp_path: Path,
 ) -> None:
     # Housekeeping (the heartbeat) is ten minutes away: only queueing's own read can see the

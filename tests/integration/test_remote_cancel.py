@@ -8,16 +8,16 @@ the `drayman worker` running the try notices within a second and kills its proce
 from __future__ import annotations
 
 import textwrap
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from chaos_harness import Chaos, alive, start_chaos
-from throwaway import Redis, chaos_database, throwaway_redis  # noqa: F401
+from throwaway import Redis
 
 from drayman.states import RunState, TIState, TryState
 from drayman.store import actions
+from support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -42,8 +42,8 @@ DAGS = {
 
 @pytest.fixture
 def chaos(
-    chaos_database: str,  # noqa: F811
-    throwaway_redis: Redis,  # noqa: F811
+    chaos_database: str,
+    throwaway_redis: Redis,
     tmp_path: Path,
 ) -> Iterator[Chaos]:
     markers = tmp_path / "markers"
@@ -66,10 +66,7 @@ def test_a_worker_kills_a_cancelled_try_and_the_task_fails_without_retries(
 
     with chaos.store.begin() as conn:
         actions.cancel_task_instance(conn, "stuck", "r1", "hang", now=chaos.store.now(), by="ops")
-    deadline = time.monotonic() + 15
-    while alive(pid):
-        assert time.monotonic() < deadline, "the worker did not kill the cancelled try"
-        time.sleep(0.05)
+    wait_until(lambda: not alive(pid), 15, "the worker to kill the cancelled try")
 
     chaos.drive(chaos.run_finished("stuck", "r1"), 30, what="the run finished")
     assert chaos.run_state("stuck", "r1") == RunState.FAILED

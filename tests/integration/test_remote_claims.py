@@ -21,7 +21,7 @@ from drayman.store.remote_claims import claim_tries
 from drayman.store.schema import dag_run, task_instance, task_try
 
 if TYPE_CHECKING:
-    from conftest import Seed
+    from support.seed import Seed
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 BUNDLE = "d" * 64

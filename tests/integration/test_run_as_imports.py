@@ -9,14 +9,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.acceptance.test_task_isolation import TASK_USER, open_root, task_user
-from tests.integration.test_local_executor import VERSION, Events, outcomes, workload
 
 from drayman.config import Settings
 from drayman.executors.local import LocalExecutor
 from drayman.workloads import CallbackWorkload
-
-__all__ = ["open_root", "task_user"]  # fixtures
+from support.accounts import TASK_USER
+from support.executor import VERSION, Events, outcomes, workload
 
 DAG_FILE = """
 import os

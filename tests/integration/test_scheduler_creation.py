@@ -16,7 +16,7 @@ from drayman.states import RunState, RunType, TIState
 from drayman.store import dags as dag_store
 
 if TYPE_CHECKING:
-    from conftest import Harness, MakeHarness
+    from support.harness import Harness, MakeHarness
 
 NOW = datetime(2024, 1, 1, 5, 30, tzinfo=UTC)  # 30 minutes into the sixth hour of the year
 

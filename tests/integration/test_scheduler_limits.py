@@ -17,7 +17,7 @@ from drayman.store import task_instances as ti_store
 from drayman.store.schema import dag_run
 
 if TYPE_CHECKING:
-    from conftest import Harness, MakeHarness
+    from support.harness import Harness, MakeHarness
 
 SERIAL = """
     import time

@@ -21,7 +21,7 @@ from drayman.store import components
 from drayman.store.schema import component, task_try
 
 if TYPE_CHECKING:
-    from conftest import MakeHarness
+    from support.harness import MakeHarness
 
 ETL = """
     from drayman import DAG, task

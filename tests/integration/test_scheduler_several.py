@@ -6,7 +6,6 @@ connections pools and their own local executors."""
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -20,9 +19,10 @@ from drayman.scheduler.loop import Scheduler
 from drayman.states import RunState, TIState
 from drayman.store.engine import Store
 from drayman.store.schema import dag_run, task_instance, task_try
+from support.waiting import wait_until
 
 if TYPE_CHECKING:
-    from conftest import Harness, MakeHarness
+    from support.harness import Harness, MakeHarness
 
 START = (datetime.now(UTC) - timedelta(hours=6)).replace(minute=0, second=0, microsecond=0)
 
@@ -75,16 +75,22 @@ def loops(*schedulers: Scheduler) -> Iterator[None]:
 
 
 def wait_until_finished(store: Store, expected_runs: int, within_s: float) -> None:
-    deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline:
+    def finished() -> int:
         with store.read() as conn:
-            finished = conn.execute(
-                select(func.count()).where(dag_run.c.state.in_([RunState.SUCCESS, RunState.FAILED]))
-            ).scalar_one()
-        if finished >= expected_runs:
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"only {finished} of {expected_runs} runs finished in {within_s} s")
+            return int(
+                conn.execute(
+                    select(func.count()).where(
+                        dag_run.c.state.in_([RunState.SUCCESS, RunState.FAILED])
+                    )
+                ).scalar_one()
+            )
+
+    wait_until(
+        lambda: finished() >= expected_runs,
+        within_s,
+        f"{expected_runs} runs to finish",
+        last=lambda: f"{finished()} finished",
+    )
 
 
 @contextmanager
@@ -100,6 +106,7 @@ def second_scheduler(h: Harness) -> Iterator[Scheduler]:
         store.dispose()
 
 
+@pytest.mark.slow
 def test_two_schedulers_share_runs_without_doing_anything_twice(
     scheduler_harness: MakeHarness, store: Store
 ) -> None:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from drayman.states import RunState
 
 if TYPE_CHECKING:
-    from conftest import Harness, MakeHarness
+    from support.harness import Harness, MakeHarness
 
 FAILS_ONCE = """
     import os

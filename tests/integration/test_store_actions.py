@@ -20,7 +20,8 @@ from drayman.store.schema import task_instance, task_try
 from drayman.workloads import TryOutcome, TryStarted
 
 if TYPE_CHECKING:
-    from conftest import MakeHarness, Seed
+    from support.harness import MakeHarness
+    from support.seed import Seed
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 LATER = NOW + timedelta(minutes=5)

@@ -24,7 +24,8 @@ from drayman.store.engine import Store
 from drayman.store.schema import dag_run
 
 if TYPE_CHECKING:
-    from conftest import MakeHarness, Seed
+    from support.harness import MakeHarness
+    from support.seed import Seed
 
 NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)
 SPEC = DagSpec(

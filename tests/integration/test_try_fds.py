@@ -10,10 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.integration.test_local_executor import VERSION, Events, outcomes, workload
 
 from drayman.config import Settings
 from drayman.executors.local import LocalExecutor
+from support.executor import VERSION, Events, outcomes, workload
 
 ATTACK_DAG = """
 import os, pickle, stat, struct

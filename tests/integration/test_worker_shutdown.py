@@ -15,7 +15,6 @@ import time
 import pytest
 from chaos_harness import Chaos, chaos_fixture
 from sqlalchemy import select
-from throwaway import Redis, chaos_database, throwaway_redis  # noqa: F401
 
 from drayman.states import RunState, TIState, TryState
 from drayman.store.schema import task_instance

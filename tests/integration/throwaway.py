@@ -1,13 +1,14 @@
 """Throwaway servers and databases for the chaos tests: theirs to break, nobody else's.
+The fixtures of the same names in tests/integration/conftest.py hand these to tests.
 
-- `chaos_database`: a migrated database of the test's own on the machine's PostgreSQL, then on
-  its MariaDB (the test runs once on each). Creating a database is harmless to the shared
-  servers; a test that must restart a database server needs its own server instead.
-- `throwaway_redis` / `throwaway_rabbitmq`: a broker of the test's own on free ports in a temp
+- `own_database`: a migrated database of the test's own on the machine's PostgreSQL or
+  MariaDB. Creating a database is harmless to the shared servers; a test that must restart a
+  database server needs its own server instead (chaos_servers.py).
+- `running_redis` / `running_rabbitmq`: a broker of the test's own on free ports in a temp
   dir, which the test may SIGKILL and start again empty. RabbitMQ reuses the machine's epmd
   (a node name is all it registers there) and boots in about 5 s.
-- `memory_cgroup`: a child memory cgroup with a small limit, for a task that must be really
-  OOM-killed; None where this machine lets nobody create one.
+- `limited_memory_cgroup`: a child memory cgroup with a small limit, for a task that must be
+  really OOM-killed; None where this machine lets nobody create one.
 
 A missing service or binary skips on a laptop and fails under CI=true.
 """
@@ -32,16 +33,9 @@ from sqlalchemy import create_engine, text
 
 from drayman.store import migrate
 from drayman.store.engine import Store
+from support.services import missing
 
-IN_CI = os.environ.get("CI", "").lower() == "true"
 RABBITMQ_SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"  # the real one: Debian's wrapper su's
-
-
-def missing(message: str) -> None:
-    """Skip, or fail under CI=true where nothing may be silently skipped."""
-    if IN_CI:
-        pytest.fail(f"{message} (CI=true: a missing service is a failure)")
-    pytest.skip(message)
 
 
 def free_port() -> int:
@@ -53,16 +47,14 @@ def free_port() -> int:
 # -- databases ---------------------------------------------------------------------------------
 
 
-@pytest.fixture(params=["postgresql", "mariadb"])
-def chaos_database(request: pytest.FixtureRequest) -> Iterator[str]:
-    """The URL of a migrated database of this test's own, on PostgreSQL then on MariaDB."""
-    if request.param == "postgresql":
-        # the session fixture checks the server is there (skip, or fail under CI)
-        session_url: str = request.getfixturevalue("postgres_url")
+@contextlib.contextmanager
+def own_database(session_url: str) -> Iterator[str]:
+    """The URL of a migrated database of its own, on the server of the session's database at
+    `session_url` (PostgreSQL or MariaDB); dropped on exit."""
+    if session_url.startswith("postgresql"):
         admin_url = session_url.rsplit("/", 1)[0] + "/postgres"
         quote, drop_suffix = '"', " WITH (FORCE)"
     else:
-        session_url = request.getfixturevalue("mysql_url")
         admin_url = session_url
         quote, drop_suffix = "`", ""
     name = f"drayman_chaos_{uuid.uuid4().hex[:8]}"
@@ -135,8 +127,9 @@ class Redis:
             client.close()
 
 
-@pytest.fixture
-def throwaway_redis(tmp_path: Path) -> Iterator[Redis]:
+@contextlib.contextmanager
+def running_redis(tmp_path: Path) -> Iterator[Redis]:
+    """A started throwaway Redis under `tmp_path`, SIGKILLed on exit."""
     if shutil.which("redis-server") is None:
         missing("redis-server is not installed (Debian package redis-server)")
     workdir = tmp_path / "redis"
@@ -218,8 +211,9 @@ class RabbitMQ:
             self.process.wait(timeout=10)
 
 
-@pytest.fixture
-def throwaway_rabbitmq(tmp_path: Path) -> Iterator[RabbitMQ]:
+@contextlib.contextmanager
+def running_rabbitmq(tmp_path: Path) -> Iterator[RabbitMQ]:
+    """A started throwaway RabbitMQ node under `tmp_path`, SIGKILLed on exit."""
     if not os.access(RABBITMQ_SERVER, os.X_OK):
         missing(f"{RABBITMQ_SERVER} is not installed (Debian package rabbitmq-server)")
     workdir = tmp_path / "rabbitmq"
@@ -249,8 +243,8 @@ def _memory_cgroup_candidates() -> Iterator[tuple[Path, str]]:
             yield Path("/sys/fs/cgroup/memory") / path.lstrip("/"), "memory.limit_in_bytes"
 
 
-@pytest.fixture
-def memory_cgroup() -> Iterator[Path | None]:
+@contextlib.contextmanager
+def limited_memory_cgroup() -> Iterator[Path | None]:
     """A fresh memory cgroup limited to 64 MiB (a process moves in by writing its pid to
     `cgroup.procs`), or None where this machine does not let us make one."""
     made: Path | None = None

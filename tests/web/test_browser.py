@@ -14,7 +14,6 @@ import socket
 import subprocess
 import sys
 import textwrap
-import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,11 +24,14 @@ import pytest
 pytest.importorskip("playwright.sync_api")
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from support.services import missing
+from support.waiting import wait_until
+
+pytestmark = pytest.mark.slow  # a real Chromium against a real standalone
 CHROMIUM = Path("/usr/bin/chromium")
 DRAYMAN = Path(sys.executable).parent / "drayman"
 DOCS_IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
 PASSWORD = "browser test password"
-IN_CI = os.environ.get("CI", "").lower() == "true"
 
 DEMO = """
 import time
@@ -131,18 +133,16 @@ class Standalone:
 
 
 def _wait_http(server: Standalone, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def serving() -> bool:
         if server.proc.poll() is not None:
             pytest.fail(f"drayman standalone exited with {server.proc.returncode}:\n{server.log()}")
         try:
             with urllib.request.urlopen(server.url + "health", timeout=2) as answer:
-                if answer.status in (200, 503):
-                    return
+                return answer.status in (200, 503)
         except OSError:
-            pass
-        time.sleep(0.2)
-    pytest.fail(f"drayman standalone served no web at {server.url} in {timeout} s:\n{server.log()}")
+            return False
+
+    wait_until(serving, timeout, f"drayman standalone's web at {server.url}", last=server.log)
 
 
 @pytest.fixture(scope="module")
@@ -192,10 +192,7 @@ def standalone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Standalone]
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     if not CHROMIUM.exists():
-        message = f"no Chromium at {CHROMIUM}: apt-get install -y chromium"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+        missing(f"no Chromium at {CHROMIUM}: apt-get install -y chromium")
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(
             executable_path=str(CHROMIUM),

@@ -31,7 +31,7 @@ from drayman.web.app import create_app
 from drayman.web.client_address import client_address, parse_networks
 
 if TYPE_CHECKING:
-    from conftest import CountingPasswords
+    from support.passwords import CountingPasswords
 
 PROXIES = parse_networks(["10.0.0.0/8", "192.0.2.1"])
 

@@ -22,6 +22,7 @@ import pkgutil
 from typing import Any
 from urllib.parse import quote
 
+import pytest
 import schemathesis
 from fastapi.routing import APIRoute
 from hypothesis import HealthCheck, given, settings
@@ -34,6 +35,8 @@ from webworld import WebWorld, new_run
 
 from drayman.store.schema import task_try
 from drayman.web import api
+
+pytestmark = pytest.mark.slow  # about 1,800 generated requests
 
 EXAMPLES = {GenerationMode.POSITIVE: 40, GenerationMode.NEGATIVE: 20}
 # a request the document allows may still be refused, with a 4xx, for what a schema cannot

@@ -28,7 +28,7 @@ them back (clear: to PENDING, so a new try follows) or across (mark: to SUCCESS 
   without the retries it has left (a person asked it to stop; clearing it runs it again).
 - A finished run goes back to RUNNING without an end date (`states.RUN_MANUAL_TRANSITIONS`),
   so the scheduler plans it again and decides its outcome anew: at its next full scan, or at
-  once when the caller rings its doorbell (`scheduler.wakeup.ring`) after committing. The run
+  once when the caller rings its doorbell (`drayman.wakeup.ring`) after committing. The run
   does not wait for a max_active_runs slot again.
 - Rows are read FOR UPDATE (PostgreSQL, MySQL; SQLite has one writer at a time), task
   instances in ascending id order before their tries and their run (ADR 15, the order
