@@ -195,10 +195,10 @@ def test_tasks_logs_reader_prefers_chunks_and_reports_the_end(
 ) -> None:
     from drayman.cli.tasks import _LogReader
     from drayman.states import TryState
-    from drayman.store import tries as try_store
+    from drayman.store import try_history
 
     states = [TryState.RUNNING, TryState.SUCCESS]
-    monkeypatch.setattr(try_store, "try_state", lambda conn, try_id: states.pop(0))
+    monkeypatch.setattr(try_history, "try_state", lambda conn, try_id: states.pop(0))
     local = tmp_path / "attempt=1.log"
     local.write_text("the worker's own copy\n")
     with store.begin() as conn:
