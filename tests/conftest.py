@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import tempfile
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +26,17 @@ from drayman.store.schema import metadata
 from support.accounts import TASK_USER
 from support.passwords import CountingPasswords
 from support.services import missing, unreachable
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The files with the most `slow` tests first, each file's own order kept.
+
+    `scripts/test` hands out whole files (`--dist loadfile`) in collection order; a long file
+    handed out last keeps one process busy while the other idles. Longest first shortens
+    that tail, and every xdist process sorts alike, so they agree on the order.
+    """
+    slow_in_file = Counter(item.path for item in items if item.get_closest_marker("slow"))
+    items.sort(key=lambda item: -slow_in_file[item.path])
+
 
 PG_ADMIN_URL = os.environ.get(
     "DRAYMAN_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
