@@ -27,6 +27,7 @@ from support.accounts import TASK_USER
 from support.passwords import CountingPasswords
 from support.services import missing, unreachable
 
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The files with the most `slow` tests first, each file's own order kept.
 
