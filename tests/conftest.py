@@ -27,16 +27,23 @@ from support.accounts import TASK_USER
 from support.passwords import CountingPasswords
 from support.services import missing, unreachable
 
+SLOW_TEST_S = 10  # what a `slow` test is taken to last unless it says (`slow(seconds=...)`)
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The files with the most `slow` tests first, each file's own order kept.
+    """The files whose `slow` tests last longest first, each file's own order kept.
 
     `scripts/test` hands out whole files (`--dist loadfile`) in collection order; a long file
-    handed out last keeps one process busy while the other idles. Longest first shortens
-    that tail, and every xdist process sorts alike, so they agree on the order.
+    handed out last keeps one process busy while the other idles (the 3-minute scheduler
+    chaos test did, at the end of the suite). Longest first shortens that tail, and every
+    xdist process sorts alike, so they agree on the order.
     """
-    slow_in_file = Counter(item.path for item in items if item.get_closest_marker("slow"))
-    items.sort(key=lambda item: -slow_in_file[item.path])
+    slow_s: Counter[Path] = Counter()
+    for item in items:
+        marker = item.get_closest_marker("slow")
+        if marker is not None:
+            slow_s[item.path] += marker.kwargs.get("seconds", SLOW_TEST_S)
+    items.sort(key=lambda item: -slow_s[item.path])
 
 
 PG_ADMIN_URL = os.environ.get(

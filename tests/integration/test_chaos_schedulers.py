@@ -32,7 +32,7 @@ from drayman.store import dags as dag_store
 from drayman.store import pools
 from drayman.store.schema import dag_run, task_instance, task_try
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(480)]
+pytestmark = [pytest.mark.slow(seconds=190), pytest.mark.timeout(480)]  # started first
 
 DAG_ID = "flow"
 EVERY_S = 3
