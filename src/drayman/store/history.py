@@ -146,23 +146,9 @@ def tries_of_task(
 
 
 @dataclass(frozen=True, slots=True)
-class TryDetail:
+class TryDetail(TryRow):
     """A try with what the API and the try page show of its task instance and run."""
 
-    id: int
-    task_instance_id: int
-    try_number: int
-    state: str
-    hostname: str
-    pid: int | None
-    worker_id: int | None
-    queued_at: datetime
-    start_date: datetime | None
-    end_date: datetime | None
-    exit_code: int | None
-    signal: int | None
-    error: str | None
-    log_path: str
     task_id: str
     map_index: int
     ti_state: str
