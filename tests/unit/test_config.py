@@ -163,6 +163,12 @@ def test_an_unknown_flag_is_a_config_error() -> None:
             id="int below 1",
         ),
         pytest.param(
+            {"DRAYMAN_CELERY_MIN_IN_FLIGHT": "-3"},
+            "env DRAYMAN_CELERY_MIN_IN_FLIGHT: bad value '-3' for celery_min_in_flight: "
+            "must be at least 1",
+            id="celery floor below 1",
+        ),
+        pytest.param(
             {"DRAYMAN_HEARTBEAT_INTERVAL_S": "-1"},
             "env DRAYMAN_HEARTBEAT_INTERVAL_S: bad value '-1' for heartbeat_interval_s",
             id="negative float",
