@@ -46,6 +46,27 @@ def test_an_idle_worker_exits_on_stop(tmp_path: Path) -> None:
     assert worker._next_workload() is None
 
 
+def _owner_killed_with_a_message_unread(owner: multiprocessing.connection.Connection) -> None:
+    """What `kill -9` of the pool's owner leaves: a socket whose reads fail with ECONNRESET
+    (not EOF), because what the warm process had sent was never read."""
+    owner.close()
+
+
+def test_an_owner_killed_with_messages_unread_stops_the_try_at_once(tmp_path: Path) -> None:
+    worker, owner = _worker(tmp_path)
+    worker.send(Stop())  # e.g. a TryStarted the owner died before reading
+    _owner_killed_with_a_message_unread(owner)
+    assert worker._check_message() == StopTry("the executor went away", at_once=True)
+    assert worker.stopping
+
+
+def test_an_idle_worker_whose_owner_was_killed_exits_quietly(tmp_path: Path) -> None:
+    worker, owner = _worker(tmp_path)
+    worker.send(Stop())
+    _owner_killed_with_a_message_unread(owner)
+    assert worker._next_workload() is None
+
+
 def test_the_owners_of_pools_never_import_the_authoring_api() -> None:
     code = (
         "import sys, drayman.executors.local, drayman.worker.engine, drayman.scheduler.loop\n"

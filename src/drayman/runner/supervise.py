@@ -64,7 +64,9 @@ def supervise(
         watch.run()
     finally:
         # What is left of the group is the task's own strays; the zombie keeps the pgid ours.
-        _kill_group(child.pid, signal.SIGKILL)
+        # When the watch failed (its owner vanished) before the child reached setsid(), the
+        # child itself is what is left: waitpid() would wait out the whole task.
+        _signal_try(child.pid, signal.SIGKILL)
         _, status = os.waitpid(child.pid, 0)
         watch.drain()
         for fd in (child.out_fd, child.result_fd, child.pidfd):
@@ -177,11 +179,6 @@ def _exited_without_reaping(pid: int) -> bool:
         return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
     except ChildProcessError:
         return True
-
-
-def _kill_group(pgid: int, number: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, number)
 
 
 def _signal_try(pid: int, number: int) -> None:

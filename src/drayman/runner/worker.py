@@ -48,10 +48,12 @@ def main(conn: Connection, settings: Settings, echo_logs: bool, relay: bool = Fa
     # The executor starts workers as daemons (so they never outlive it), but a task forked from
     # here may use multiprocessing itself, which daemonic processes are not allowed to do.
     multiprocessing.current_process().daemon = False
-    # Our parent is the forkserver, which exits when the executor's process dies: with this,
-    # a SIGKILLed scheduler or `drayman worker` takes its warm processes (and, through the
-    # same request in each try, their tries) with it at once, instead of when each notices
-    # its pipe closed; a retry elsewhere never overlaps a try still running here.
+    # When the executor's process is SIGKILLed, each warm process learns it from its
+    # connection (EOF, or ECONNRESET when messages were left unread), kills its try and exits;
+    # each try also dies with its warm process (the same request, in `process.fork`), so a
+    # retry elsewhere never overlaps a try still running here. The forkserver outlives the
+    # executor until its last warm process exits (each holds its "alive" pipe): this covers
+    # the forkserver itself being killed.
     die_with_parent(os.getppid())
     prepare_process(resolve_run_as(settings.run_as_user))
     Worker(conn, settings, echo=sys.stdout if echo_logs else None, relay=relay).serve()
@@ -114,7 +116,7 @@ class Worker:
                 return self.pending.popleft()
             try:
                 message = self._receive()
-            except EOFError:
+            except (EOFError, OSError):  # OSError: killed with our messages unread (ECONNRESET)
                 return None
             if isinstance(message, TryWorkload | CallbackWorkload):
                 return message
@@ -194,7 +196,7 @@ class Worker:
         """Called while a child runs (a try or a callback) and the connection is readable."""
         try:
             message = self._receive()
-        except EOFError:
+        except (EOFError, OSError):  # OSError: killed with our messages unread (ECONNRESET)
             self.stopping = True
             return StopTry("the executor went away", at_once=True)
         if (
