@@ -56,6 +56,23 @@ def _alive(pid):
     return state not in ("Z", "X")
 
 
+def _describe(pid):
+    # the survivor and its ancestors: pid, state, command line (a pid used again shows here)
+    chain = []
+    while pid > 1:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmdline = f.read().replace(b"\\0", b" ").decode(errors="replace")[:60]
+        except OSError as exc:
+            chain.append(f"{pid} gone ({exc})")
+            break
+        chain.append(f"{pid} {fields[0]} {cmdline!r}")
+        pid = int(fields[1])
+    return " < ".join(chain)
+
+
 def enter(ctx):
     base = os.path.join(MARKERS, f"{ctx.task_id}")
     for earlier in range(1, ctx.try_number):
@@ -66,7 +83,10 @@ def enter(ctx):
             continue
         if _alive(pid):
             with open(f"{base}.overlap", "a") as f:
-                f.write(f"try {earlier} (pid {pid}) alive when try {ctx.try_number} started\\n")
+                f.write(
+                    f"try {earlier} (pid {pid}) alive when try {ctx.try_number} started: "
+                    f"{_describe(pid)}\\n"
+                )
     with open(f"{base}.{ctx.try_number}.pid", "w") as f:
         f.write(str(os.getpid()))
     with open(f"{base}.runs", "a") as f:
@@ -258,7 +278,10 @@ def test_kill_9_a_worker_running_20_tries_each_is_retried_once_elsewhere(
             ], task_id
             assert "stopped heartbeating" in rows[0].error, (task_id, rows[0].error)
         _assert_no_overlap(tries)
-        assert _overlaps(c) == {}, "a killed worker's try was still alive when its retry began"
+        assert not _overlaps(c), (
+            "a killed worker's try was alive when its retry began:\n"
+            + "".join(_overlaps(c).values())
+        )
         assert c.survivors() == [], "processes of the killed worker outlived it"
         print(
             f"\n[chaos 1] killed worker's tries RUNNING up to {longest_running} after its "
@@ -344,7 +367,10 @@ def test_kill_9_a_worker_holding_prefetched_tries_they_run_elsewhere(
             (TryState.SUCCESS, b_id),
         ]
         _assert_no_overlap(tries)
-        assert _overlaps(c) == {}, "the killed worker's try was alive when its retry began"
+        assert not _overlaps(c), (
+            "the killed worker's try was alive when its retry began:\n"
+            + "".join(_overlaps(c).values())
+        )
         assert c.survivors() == [], "processes of the killed worker outlived it"
         print(
             f"\n[chaos 2] held tries claimed {claimed_s:.1f} s after the kill "
