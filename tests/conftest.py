@@ -33,10 +33,11 @@ SLOW_TEST_S = 10  # what a `slow` test is taken to last unless it says (`slow(se
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The files whose `slow` tests last longest first, each file's own order kept.
 
-    `scripts/test` hands out whole files (`--dist loadfile`) in collection order; a long file
-    handed out last keeps one process busy while the other idles (the 3-minute scheduler
-    chaos test did, at the end of the suite). Longest first shortens that tail, and every
-    xdist process sorts alike, so they agree on the order.
+    `scripts/test` hands out whole files (`--dist loadfile --no-loadscope-reorder`) in
+    collection order; a long file handed out last keeps one process busy while the other
+    idles (the 3-minute scheduler chaos test did, at the end of the suite). Longest first
+    shortens that tail, and every xdist process sorts alike, so they agree on the order.
+    Without the flag xdist puts the files with the most tests first, and this order is lost.
     """
     slow_s: Counter[Path] = Counter()
     for item in items:
